@@ -1,0 +1,120 @@
+import { relative, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { build, type Builder, type BuildResult } from "@fledge/core";
+import { defaultCacheDir } from "@fledge/fetch";
+import { UsageError, colors, type CliIO } from "../io.js";
+import { attachReporter } from "../progress.js";
+import type { GlobalFlags } from "../index.js";
+
+export const help = `fledge build — build an initramfs plugin and its manifest.json
+
+Usage: fledge build [options]
+
+Options:
+  -C, --dir <dir>           run as if started in <dir>
+  -c, --config <file>       fledge.toml to build (default: ./fledge.toml)
+  -m, --manifest <file>     manifest.toml (default: manifest.toml beside fledge.toml;
+                            without one, name and runtime default to the directory name)
+  -o, --output <file>       artifact to write (default: ./plugin.cpio.gz)
+      --manifest-output <f> manifest.json to write (default: <name>.manifest.json beside the artifact)
+      --base-url <url>      publish the artifact as <url>/<file name> in the manifest
+                            instead of its absolute path
+      --compression <name>  compressor (default: [output] compression, else gzip)
+      --level <n>           compression level
+      --cache-dir <dir>     download cache (default: $FLEDGE_CACHE_DIR, $XDG_CACHE_HOME/fledge, ~/.cache/fledge)
+      --json                print the result as JSON on stdout
+  -v, --verbose             more detail: stage timings, fetched URLs, stacks
+  -q, --quiet               only warnings and errors
+  -h, --help                show this help
+
+Environment:
+  SOURCE_DATE_EPOCH         mtime written for every entry (default 2024-01-01T00:00:00Z)
+
+Exit codes: 0 built, 1 build or config error (nothing is left under the output names),
+2 usage error, 130 interrupted.
+`;
+
+export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        dir: { type: "string", short: "C" },
+        config: { type: "string", short: "c" },
+        manifest: { type: "string", short: "m" },
+        output: { type: "string", short: "o" },
+        "manifest-output": { type: "string" },
+        "base-url": { type: "string" },
+        compression: { type: "string" },
+        level: { type: "string" },
+        "cache-dir": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      allowPositionals: false,
+      strict: true,
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\nRun "fledge build --help" for usage.`);
+  }
+  if (values.help) {
+    io.stdout.write(help);
+    return 0;
+  }
+  let level: number | undefined;
+  if (values.level !== undefined) {
+    if (!/^-?\d+$/.test(values.level)) throw new UsageError(`--level must be a whole number, got "${values.level}"`);
+    level = Number(values.level);
+  }
+  if (values["base-url"] !== undefined && !/^(https?|file):\/\//.test(values["base-url"]) && !values["base-url"].startsWith("/"))
+    throw new UsageError(`--base-url must start with http://, https://, file:// or /, got "${values["base-url"]}"`);
+
+  const cwd = resolve(io.cwd, values.dir ?? ".");
+  const at = (p: string | undefined) => (p === undefined ? undefined : resolve(cwd, p));
+  let builder: Builder | undefined;
+  const onSignal = () => {
+    builder?.cleanupSync();
+    io.stderr.write("\ninterrupted: nothing was written\n");
+    process.exit(130);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let result: BuildResult;
+  try {
+    result = await build({
+      config: at(values.config) ?? resolve(cwd, "fledge.toml"),
+      manifest: at(values.manifest),
+      output: at(values.output) ?? resolve(cwd, "plugin.cpio.gz"),
+      manifestOutput: at(values["manifest-output"]),
+      baseUrl: values["base-url"],
+      compression: values.compression,
+      level,
+      cacheDir: at(values["cache-dir"]) ?? defaultCacheDir(io.env),
+      onBuilder: (b) => {
+        builder = b;
+        attachReporter(b, io, flags);
+      },
+    });
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  if (flags.json) {
+    io.stdout.write(JSON.stringify({ ok: true, ...result }, null, 2) + "\n");
+    return 0;
+  }
+  if (!flags.quiet) {
+    const c = colors(io, io.stdout);
+    const rel = (p: string) => {
+      const r = relative(io.cwd, p);
+      return r.startsWith("..") ? p : r || ".";
+    };
+    const a = result.artifact;
+    io.stdout.write(
+      `${c.green("built")} ${rel(a.path)} ${c.dim(`(${a.entries} entries, ${(a.size / 1024).toFixed(1)} KiB ${a.compression}, sha256:${a.sha256.slice(0, 12)}…, ${(result.durationMs / 1000).toFixed(2)} s)`)}\n` +
+        `${c.green("wrote")} ${rel(result.manifestPath)}\n` +
+        `${c.dim("install with:")} volar plugins install --manifest ${rel(result.manifestPath)}\n`,
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,65 @@
+import { createHash, randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { builtinCompressors, writeNewc } from "@fledge/cpio";
+import type { Builder } from "../builder.js";
+import { FledgeError } from "../errors.js";
+import { hookMapKeys } from "../hooks.js";
+import { PLUGIN } from "./names.js";
+
+/** Registers the built-in compressors under hooks.compressor. */
+export class CompressionPlugin {
+  readonly name = PLUGIN.compression;
+  apply(builder: Builder): void {
+    for (const c of Object.values(builtinCompressors)) builder.hooks.compressor.for(c.name).tap(this.name, () => c);
+  }
+}
+
+/** Stage 8: newc straight from the tree, compressed, into a temp file beside the output. */
+export class ArchivePlugin {
+  readonly name = PLUGIN.archive;
+  apply(builder: Builder): void {
+    const { hooks } = builder;
+    hooks.beforeBuild.tapPromise(this.name, async (ctx) => {
+      const name = ctx.options.compression ?? ctx.config.output.compression;
+      if (!hooks.compressor.get(name)?.isUsed()) {
+        const known = hookMapKeys(hooks.compressor).join(", ");
+        throw new FledgeError("FLEDGE_COMPRESSION", `unknown compression "${name}"`, { hint: `choose one of: ${known}` });
+      }
+    });
+    hooks.archive.tapPromise(this.name, async (tree, ctx) => {
+      const name = ctx.options.compression ?? ctx.config.output.compression;
+      const compressor = hooks.compressor.get(name)?.call();
+      if (!compressor) throw new FledgeError("FLEDGE_COMPRESSION", `unknown compression "${name}"`);
+      const level = ctx.options.level ?? ctx.config.output.level ?? compressor.defaultLevel;
+      const out = ctx.options.output;
+      await mkdir(dirname(out), { recursive: true });
+      const temp = join(dirname(out), `.fledge-tmp-${randomBytes(6).toString("hex")}-${basename(out)}`);
+      ctx.trackTemp(temp);
+      const entries = tree.toCpioEntries();
+      const hash = createHash("sha256");
+      let size = 0;
+      const tap = new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          hash.update(chunk);
+          size += chunk.length;
+          cb(null, chunk);
+        },
+      });
+      let done = 0;
+      async function* counted() {
+        for (const e of entries) {
+          yield e;
+          done++;
+          if (done % 256 === 0) hooks.progress.call({ kind: "archive", label: "archive", current: done, total: entries.length });
+        }
+      }
+      await pipeline(Readable.from(writeNewc(counted(), { mtime: ctx.options.mtime })), compressor.createStream(level), tap, createWriteStream(temp));
+      hooks.progress.call({ kind: "archive", label: "archive", current: entries.length, total: entries.length });
+      return { path: out, tempPath: temp, sha256: hash.digest("hex"), size, compression: compressor.name, entries: entries.length };
+    });
+  }
+}
