@@ -32,11 +32,13 @@ export LC_ALL=C TZ=UTC SOURCE_DATE_EPOCH=1704067200
 umask 022
 
 # Fixed flags: size-optimised, static, no PIE, no build id, no unwind tables, no .comment,
-# no host paths, symbols stripped.
+# no host paths, symbols stripped. Segments are packed (noseparate-code, norelro): without
+# that, page alignment pads aarch64's 64 KiB pages into a 66 KB file for 18 KB of code, and
+# RELRO protects nothing in a process that execs its payload a few milliseconds after start.
 CFLAGS="-std=c11 -Os -Wall -Wextra -static -no-pie -fno-pie -fstack-protector-strong \
 -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables -fno-ident \
 -ffile-prefix-map=$pkg=. -fdebug-prefix-map=$pkg=. \
--Wl,--gc-sections -Wl,--build-id=none -Wl,--hash-style=gnu -s"
+-Wl,--gc-sections -Wl,--build-id=none -Wl,-z,noseparate-code -Wl,-z,norelro -Wl,--hash-style=gnu -s"
 
 # Prints the compiler command for an architecture, or nothing when its toolchain is missing.
 compiler() {

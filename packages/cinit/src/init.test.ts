@@ -26,13 +26,19 @@ function buildInfo(arch: InitArch): Record<string, string> {
   return out;
 }
 
-/** The toolchain line build.sh would record for x86_64 here, or undefined without musl-gcc. */
-function hostToolchain(): { cc: string; libc: string } | undefined {
-  const which = spawnSync("sh", ["-c", "command -v musl-gcc || command -v x86_64-linux-gnu-gcc"], { encoding: "utf8" });
-  if (which.status !== 0 || !existsSync("/usr/lib/x86_64-linux-musl/musl-gcc.specs")) return undefined;
-  const cc = spawnSync("x86_64-linux-gnu-gcc", ["--version"], { encoding: "utf8" });
-  if (cc.status !== 0) return undefined;
-  const musl = spawnSync("dpkg-query", ["-W", "-f", "${Version}", "musl-dev:amd64"], { encoding: "utf8" });
+/** Compiler and musl-dev:<deb> of each architecture's toolchain, as build.sh records them. */
+const TOOLCHAIN: Record<InitArch, { gcc: string; deb: string }> = {
+  x86_64: { gcc: "x86_64-linux-gnu-gcc", deb: "amd64" },
+  aarch64: { gcc: "aarch64-linux-gnu-gcc", deb: "arm64" },
+};
+
+/** The toolchain build.sh would record for `arch` here, or undefined when it is not installed. */
+function hostToolchain(arch: InitArch): { cc: string; libc: string } | undefined {
+  const { gcc, deb } = TOOLCHAIN[arch];
+  if (!existsSync(`/usr/lib/${arch}-linux-musl/musl-gcc.specs`)) return undefined;
+  const cc = spawnSync(gcc, ["--version"], { encoding: "utf8" });
+  if (cc.error || cc.status !== 0) return undefined;
+  const musl = spawnSync("dpkg-query", ["-W", "-f", "${Version}", `musl-dev:${deb}`], { encoding: "utf8" });
   return { cc: cc.stdout.split("\n")[0], libc: `musl ${musl.status === 0 && musl.stdout ? musl.stdout : "unknown"}` };
 }
 
@@ -99,39 +105,42 @@ describe("init.c", () => {
   });
 });
 
-const toolchain = hostToolchain();
 const tmps: string[] = [];
 afterAll(() => {
   for (const t of tmps) rmSync(t, { recursive: true, force: true });
 });
 
-describe("reproducible rebuild", () => {
-  it.runIf(!toolchain)("is skipped: musl-gcc (Debian musl-tools) is not installed, so the committed binary cannot be rebuilt here", () => {
+describe.each(ARCHS)("reproducible rebuild of init-%s", (arch) => {
+  const toolchain = hostToolchain(arch);
+  const need = arch === "x86_64" ? "musl-tools" : "gcc-aarch64-linux-gnu and musl-dev:arm64";
+
+  it.runIf(!toolchain)(`is skipped: its toolchain (Debian ${need}) is not installed here`, () => {
     expect(toolchain).toBeUndefined();
   });
 
   it.runIf(!!toolchain)(
-    "rebuilding x86_64 from a copy of the package elsewhere gives the same bytes as the committed binary (same toolchain) or as another rebuild",
+    "a rebuild from a copy of the package elsewhere gives the committed bytes (same toolchain) or another rebuild's",
     () => {
-      // A copy at another path, so host paths cannot leak into the bytes.
+      // A copy at another path, with another TZ and locale, so none of them can leak into the bytes.
       const copy = mkdtempSync(join(tmpdir(), "fledge-cinit-copy-"));
       tmps.push(copy);
       cpSync(join(pkgDir, "src", "init.c"), join(copy, "src", "init.c"));
       cpSync(buildScript, join(copy, "scripts", "build.sh"));
       const outA = join(copy, "out");
-      execFileSync("sh", [join(copy, "scripts", "build.sh"), "--out", outA, "x86_64"], { stdio: "pipe", env: { ...process.env, TZ: "Pacific/Kiritimati", SOURCE_DATE_EPOCH: "" } });
+      execFileSync("sh", [join(copy, "scripts", "build.sh"), "--out", outA, arch], { stdio: "pipe", env: { ...process.env, TZ: "Pacific/Kiritimati", SOURCE_DATE_EPOCH: "" } });
       const outB = mkdtempSync(join(tmpdir(), "fledge-cinit-out-"));
       tmps.push(outB);
-      execFileSync("sh", [buildScript, "--out", outB, "x86_64"], { stdio: "pipe", env: { ...process.env, LC_ALL: "de_DE.UTF-8" } });
-      const a = sha256(join(outA, "init-x86_64"));
-      expect(sha256(join(outB, "init-x86_64"))).toBe(a);
+      execFileSync("sh", [buildScript, "--out", outB, arch], { stdio: "pipe", env: { ...process.env, LC_ALL: "de_DE.UTF-8" } });
+      const a = sha256(join(outA, `init-${arch}`));
+      expect(sha256(join(outB, `init-${arch}`))).toBe(a);
 
-      const info = buildInfo("x86_64");
+      if (!shipped(arch)) return;
+      const info = buildInfo(arch);
       if (info.cc === toolchain!.cc && info.libc === toolchain!.libc) {
         expect(a).toBe(info.sha256);
       } else {
         console.warn(
-          `cinit: toolchain differs from the committed binary's (${info.cc}, ${info.libc} vs ${toolchain!.cc}, ${toolchain!.libc}); compared two rebuilds only`,
+          `cinit: the ${arch} toolchain here (${toolchain!.cc}, ${toolchain!.libc}) is not the committed binary's (${info.cc}, ${info.libc}): compared two rebuilds only`,
         );
       }
     },
