@@ -48,10 +48,12 @@ const FHS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 describe("init modes boot in qemu", () => {
   it("default: fledge's C init mounts the filesystems and execs the (stand-in) kestrel as PID 1", async () => {
-    const boot = await bootInitramfs(await buildFixture("default"));
+    // A variable and arguments for init on the kernel command line reach the payload.
+    const boot = await bootInitramfs(await buildFixture("default"), { append: "FLEDGE_E2E_VAR=from-kernel -- one two" });
     expectCleanPowerOff(boot);
     const lines = report(boot);
     expect(lines[0]).toBe("start payload=kestrel pid=1");
+    expect(lines).toContain("kernel-env=from-kernel args=one two");
     expect(mounts(lines)).toEqual(expect.arrayContaining(["/dev devtmpfs", "/proc proc", "/sys sysfs", "/tmp tmpfs", "/run tmpfs"]));
     expect(lines).toContain("tmp=1777 run=755");
     expect(lines).toContain(`env PATH=${FHS_PATH} HOME=/ TERM=linux`);

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -25,6 +24,15 @@
 
 #define VOLANT_INIT "/.volant_init"
 #define DEFAULT_PAYLOAD "/bin/kestrel"
+#define MAX_ENV 64
+
+extern char **environ;
+
+static char *const fixed_env[] = {
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/",
+	"TERM=linux",
+};
 
 static void put(const char *s)
 {
@@ -92,6 +100,21 @@ static void open_console(void)
 		close(fd);
 }
 
+/* fixed_env, then the kernel's other variables (no malloc: built in a static array). */
+static char **payload_env(void)
+{
+	static char *env[MAX_ENV + 1];
+	size_t n = 0;
+	for (size_t i = 0; i < sizeof fixed_env / sizeof fixed_env[0]; i++)
+		env[n++] = fixed_env[i];
+	for (char **e = environ; e && *e && n < MAX_ENV; e++) {
+		if (strncmp(*e, "PATH=", 5) && strncmp(*e, "HOME=", 5) && strncmp(*e, "TERM=", 5))
+			env[n++] = *e;
+	}
+	env[n] = NULL;
+	return env;
+}
+
 /* The payload's path: /.volant_init's first line without trailing whitespace, else kestrel. */
 static const char *payload_path(void)
 {
@@ -139,9 +162,6 @@ int main(int argc, char **argv)
 	mount_fs("tmpfs", "/tmp", 01777, MS_NOSUID | MS_NODEV, "mode=1777");
 	mount_fs("tmpfs", "/run", 0755, MS_NOSUID | MS_NODEV, "mode=0755");
 
-	if (setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1) < 0 ||
-	    setenv("HOME", "/", 1) < 0 || setenv("TERM", "linux", 1) < 0)
-		fail("setenv", NULL, errno);
 	if (chdir("/") < 0)
 		fail("chdir", "/", errno);
 
@@ -149,6 +169,6 @@ int main(int argc, char **argv)
 	char *no_args[] = { path, NULL };
 	if (argc > 0)
 		argv[0] = path; /* the kernel's extra init arguments follow, unchanged */
-	execv(path, argc > 0 ? argv : no_args);
+	execve(path, argc > 0 ? argv : no_args, payload_env());
 	fail("exec", path, errno);
 }

@@ -1,0 +1,190 @@
+#!/usr/bin/env node
+// Boot cost of each init mode: builds a copy of e2e/fixtures/modes/<mode> with the built CLI,
+// boots it in qemu with Debian's kernel several times, and reports the median time from the
+// kernel's "Run /init as init process" line to the payload's first line, both on the kernel's
+// printk clock (printk.time=1): in the copy, the payload's first command, `echo "FLEDGE-MODE
+// start …"`, writes to /dev/kmsg, which a small plugin adds to every image (in modes without
+// devtmpfs there is no /dev/kmsg otherwise). Every payload starts with that same echo, so the
+// difference between default/custom-image (C init, then exec of the script) and
+// none/custom-host (the script is /init) is what fledge's C init costs.
+//
+// That difference is small next to the noise of starting busybox under emulation, so the C init
+// is also timed on its own: the kernel logs every exec (trace_event=sched:sched_process_exec
+// tp_printk), and the C init's time is from its exec as /init to its exec of the payload.
+//
+//   npm run build && node e2e/scripts/boot-cost.mjs [--runs 7] [--modes default,none] [--json]
+//
+// Needs qemu-system-x86_64, a kernel in /boot (or $FLEDGE_E2E_KERNEL) and /bin/busybox
+// (scripts/install-e2e-deps.sh). Boots run one after another so they do not disturb each other.
+import { spawn, spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const cli = join(root, "packages/cli/dist/bin.js");
+const fixtures = join(root, "e2e/fixtures/modes");
+const ALL_MODES = ["default", "custom-image", "custom-host", "none"];
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "5" },
+    modes: { type: "string", default: ALL_MODES.join(",") },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  },
+});
+if (values.help) {
+  console.log("usage: node e2e/scripts/boot-cost.mjs [--runs N] [--modes default,custom-image,custom-host,none] [--json]");
+  process.exit(0);
+}
+const runs = Number(values.runs);
+if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive whole number, not ${values.runs}`);
+const modes = values.modes.split(",").filter(Boolean);
+for (const m of modes) if (!ALL_MODES.includes(m)) throw new Error(`unknown mode ${m} (known: ${ALL_MODES.join(", ")})`);
+if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` first`);
+
+function kernel() {
+  if (process.env.FLEDGE_E2E_KERNEL) return process.env.FLEDGE_E2E_KERNEL;
+  const ks = readdirSync("/boot").filter((f) => f.startsWith("vmlinuz-")).sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
+  if (!ks.length) throw new Error("no /boot/vmlinuz-*: run scripts/install-e2e-deps.sh");
+  return `/boot/${ks[ks.length - 1]}`;
+}
+const qemu = process.env.FLEDGE_E2E_QEMU ?? "qemu-system-x86_64";
+const kvm = existsSync("/dev/kvm") && process.env.FLEDGE_E2E_KVM !== "0";
+
+/** A fixture copy whose payload announces its start through /dev/kmsg, with a plugin that adds that node. */
+function measuredCopy(mode, dir) {
+  cpSync(join(fixtures, mode), dir, { recursive: true });
+  const toml = join(dir, "fledge.toml");
+  writeFileSync(toml, readFileSync(toml, "utf8").replace(/^strategy = .*$/m, (l) => `${l}\nplugins = ["./kmsg.mjs"]`));
+  writeFileSync(
+    join(dir, "kmsg.mjs"),
+    'export default { apply(b) { b.hooks.beforeArchive.tap("kmsg", (tree) => { tree.device("/dev/kmsg", "char", 1, 11, 0o600); }); } };\n',
+  );
+  let changed = 0;
+  for (const f of readdirSync(dir)) {
+    const text = readFileSync(join(dir, f), "utf8");
+    const next = text.replace(/^(echo "FLEDGE-MODE start [^"]*")$/m, "$1 >/dev/kmsg");
+    if (next !== text) {
+      writeFileSync(join(dir, f), next);
+      changed++;
+    }
+  }
+  if (changed !== 1) throw new Error(`expected one payload with an "FLEDGE-MODE start" line in ${mode}, found ${changed}`);
+}
+
+/** One boot; returns the printk times (ms) of "Run /init" and the payload's first line. */
+function boot(initrd) {
+  const args = ["-kernel", kernel(), "-initrd", initrd, "-append", "console=ttyS0 panic=-1 printk.time=1 trace_event=sched:sched_process_exec tp_printk", "-m", "256", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-monitor", "none"];
+  if (kvm) args.unshift("-enable-kvm", "-cpu", "host");
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(qemu, args, { stdio: ["ignore", "pipe", "inherit"] });
+    const t = {};
+    let pending = "";
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (chunk) => {
+      const now = performance.now() - started;
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop();
+      for (const line of lines) {
+        const stamp = /^\[\s*(\d+\.\d+)\]/.exec(line);
+        const ms = stamp ? Number(stamp[1]) * 1000 : undefined;
+        if (t.runInit === undefined && line.includes("Run /init as init process")) t.runInit = ms;
+        if (t.first === undefined && line.includes("FLEDGE-MODE start")) {
+          t.first = ms;
+          t.hostFirst = now;
+        }
+        const exec = /sched_process_exec: filename=(\S+) pid=1 /.exec(line);
+        if (exec && exec[1] === "/init") t.execInit = ms;
+        else if (exec && t.execInit !== undefined && t.execPayload === undefined) t.execPayload = ms;
+        if (line.includes("Kernel panic") || line.includes("fledge-init:")) t.error = line.trim();
+      }
+    });
+    child.on("error", reject);
+    child.on("close", () => {
+      clearTimeout(timer);
+      if (t.error || t.runInit === undefined || t.first === undefined)
+        reject(new Error(`boot of ${initrd} did not reach the payload: ${t.error ?? "no FLEDGE-MODE start line"}`));
+      else
+        resolve({
+          initToPayloadMs: t.first - t.runInit,
+          // Only when /init execs something as PID 1 (the C init modes).
+          cInitMs: t.execInit !== undefined && t.execPayload !== undefined ? t.execPayload - t.execInit : undefined,
+          // The kernel's own exec of /init, for scale.
+          kernelExecMs: t.execInit !== undefined ? t.execInit - t.runInit : undefined,
+          qemuToPayloadMs: t.hostFirst,
+        });
+    });
+  });
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+const out = mkdtempSync(join(tmpdir(), "fledge-boot-cost-"));
+try {
+  const results = {};
+  for (const mode of modes) {
+    const artifact = join(out, `${mode}.cpio.gz`);
+    const dir = join(out, mode);
+    measuredCopy(mode, dir);
+    const b = spawnSync(process.execPath, [cli, "build", "-q", "-C", dir, "-o", artifact, "--manifest-output", `${artifact}.json`, "--cache-dir", join(out, "cache")], { encoding: "utf8" });
+    if (b.status !== 0) throw new Error(`fledge build of ${mode} failed:\n${b.stderr}`);
+    const samples = [];
+    for (let i = 0; i < runs; i++) {
+      samples.push(await boot(artifact));
+      const c = samples[i].cInitMs;
+      if (!values.json) process.stderr.write(`${mode} ${i + 1}/${runs}: ${samples[i].initToPayloadMs.toFixed(2)} ms${c === undefined ? "" : ` (C init ${c.toFixed(2)} ms)`}\n`);
+    }
+    const x = samples.map((s) => s.initToPayloadMs);
+    const c = samples.map((s) => s.cInitMs).filter((v) => v !== undefined);
+    results[mode] = {
+      runs,
+      medianMs: median(x),
+      minMs: Math.min(...x),
+      maxMs: Math.max(...x),
+      cInitMedianMs: c.length ? median(c) : undefined,
+      cInitMaxMs: c.length ? Math.max(...c) : undefined,
+      kernelExecMedianMs: median(samples.map((s) => s.kernelExecMs ?? NaN)),
+      medianBootMs: median(samples.map((s) => s.qemuToPayloadMs)),
+    };
+  }
+  const kernelName = kernel().split("/").pop();
+  const qemuVersion = spawnSync(qemu, ["--version"], { encoding: "utf8" }).stdout.split("\n")[0];
+  if (values.json) {
+    console.log(JSON.stringify({ kernel: kernelName, qemu: qemuVersion, accel: kvm ? "kvm" : "tcg", results }, null, 2));
+  } else {
+    const init = {
+      default: "C init → /bin/kestrel (script)",
+      "custom-image": "C init → /.volant_init path (script)",
+      "custom-host": "the script is /init",
+      none: "the script is /init",
+    };
+    const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+    const ms = (v) => `${v.toFixed(1)} ms`;
+    console.log(`${kernelName}, ${qemuVersion}, ${kvm ? "KVM" : "TCG (software emulation)"}, ${runs} boots per mode, host load average ${load}\n`);
+    console.log(
+      "| mode | /init | \"Run /init\" → payload's first line, median (min–max) | C init itself: exec /init → exec payload, median (max) | for scale: \"Run /init\" → exec /init, median | qemu start → payload, median |",
+    );
+    console.log("|---|---|---:|---:|---:|---:|");
+    for (const [mode, r] of Object.entries(results)) {
+      const c = r.cInitMedianMs === undefined ? "–" : `${ms(r.cInitMedianMs)} (${ms(r.cInitMaxMs)})`;
+      console.log(`| ${mode} | ${init[mode]} | ${ms(r.medianMs)} (${ms(r.minMs)}–${ms(r.maxMs)}) | ${c} | ${ms(r.kernelExecMedianMs)} | ${(r.medianBootMs / 1000).toFixed(2)} s |`);
+    }
+    if (results.default && results.none)
+      console.log(`\ndefault − none, medians of "Run /init" → payload: ${ms(results.default.medianMs - results.none.medianMs)}`);
+    if (results["custom-image"] && results["custom-host"])
+      console.log(`custom-image − custom-host, medians of "Run /init" → payload: ${ms(results["custom-image"].medianMs - results["custom-host"].medianMs)}`);
+  }
+} finally {
+  rmSync(out, { recursive: true, force: true });
+}
