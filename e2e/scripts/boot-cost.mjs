@@ -11,6 +11,9 @@
 // That difference is small next to the noise of starting busybox under emulation, so the C init
 // is also timed on its own: the kernel logs every exec (trace_event=sched:sched_process_exec
 // tp_printk), and the C init's time is from its exec as /init to its exec of the payload.
+// For scale, when musl-gcc is installed, an "exec-only" row replaces the C init with a static
+// binary that does nothing but exec /bin/kestrel: what any init costs under this emulation
+// before it does any work. (Only this measurement compiles anything; fledge build never does.)
 //
 //   npm run build && node e2e/scripts/boot-cost.mjs [--runs 7] [--modes default,none] [--json]
 //
@@ -26,7 +29,19 @@ import { parseArgs } from "node:util";
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const cli = join(root, "packages/cli/dist/bin.js");
 const fixtures = join(root, "e2e/fixtures/modes");
-const ALL_MODES = ["default", "custom-image", "custom-host", "none"];
+const ALL_MODES = ["default", "custom-image", "custom-host", "none", "exec-only"];
+const FIXTURE = { "exec-only": "default" };
+const EXEC_ONLY_C = `#include <unistd.h>
+int main(int argc, char **argv)
+{
+	char *env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TERM=linux", 0 };
+	char *none[] = { "/bin/kestrel", 0 };
+	if (argc > 0)
+		argv[0] = "/bin/kestrel";
+	execve("/bin/kestrel", argc > 0 ? argv : none, env);
+	return 1;
+}
+`;
 
 const { values } = parseArgs({
   options: {
@@ -37,12 +52,18 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log("usage: node e2e/scripts/boot-cost.mjs [--runs N] [--modes default,custom-image,custom-host,none] [--json]");
+  console.log("usage: node e2e/scripts/boot-cost.mjs [--runs N] [--modes default,custom-image,custom-host,none,exec-only] [--json]");
   process.exit(0);
 }
 const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive whole number, not ${values.runs}`);
+const hasMusl = spawnSync("musl-gcc", ["--version"]).status === 0;
 const modes = values.modes.split(",").filter(Boolean);
+if (modes.includes("exec-only") && !hasMusl) {
+  if (values.modes !== ALL_MODES.join(",")) throw new Error("the exec-only row needs musl-gcc (Debian musl-tools)");
+  modes.splice(modes.indexOf("exec-only"), 1);
+  process.stderr.write("boot-cost: musl-gcc not found, leaving out the exec-only row\n");
+}
 for (const m of modes) if (!ALL_MODES.includes(m)) throw new Error(`unknown mode ${m} (known: ${ALL_MODES.join(", ")})`);
 if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` first`);
 
@@ -57,15 +78,23 @@ const kvm = existsSync("/dev/kvm") && process.env.FLEDGE_E2E_KVM !== "0";
 
 /** A fixture copy whose payload announces its start through /dev/kmsg, with a plugin that adds that node. */
 function measuredCopy(mode, dir) {
-  cpSync(join(fixtures, mode), dir, { recursive: true });
+  cpSync(join(fixtures, FIXTURE[mode] ?? mode), dir, { recursive: true });
   const toml = join(dir, "fledge.toml");
   writeFileSync(toml, readFileSync(toml, "utf8").replace(/^strategy = .*$/m, (l) => `${l}\nplugins = ["./kmsg.mjs"]`));
+  let replaceInit = "";
+  if (mode === "exec-only") {
+    writeFileSync(join(dir, "exec-only.c"), EXEC_ONLY_C);
+    const cc = spawnSync("musl-gcc", ["-Os", "-static", "-s", "-o", join(dir, "exec-only"), join(dir, "exec-only.c")], { encoding: "utf8" });
+    if (cc.status !== 0) throw new Error(`musl-gcc failed: ${cc.stderr}`);
+    replaceInit = 'tree.addHostFile("/init", new URL("./exec-only", import.meta.url).pathname, 0o755); ';
+  }
   writeFileSync(
     join(dir, "kmsg.mjs"),
-    'export default { apply(b) { b.hooks.beforeArchive.tap("kmsg", (tree) => { tree.device("/dev/kmsg", "char", 1, 11, 0o600); }); } };\n',
+    `export default { apply(b) { b.hooks.beforeArchive.tap("kmsg", (tree) => { tree.device("/dev/kmsg", "char", 1, 11, 0o600); ${replaceInit}}); } };\n`,
   );
   let changed = 0;
   for (const f of readdirSync(dir)) {
+    if (f === "exec-only") continue;
     const text = readFileSync(join(dir, f), "utf8");
     const next = text.replace(/^(echo "FLEDGE-MODE start [^"]*")$/m, "$1 >/dev/kmsg");
     if (next !== text) {
@@ -132,21 +161,28 @@ const median = (xs) => {
 
 const out = mkdtempSync(join(tmpdir(), "fledge-boot-cost-"));
 try {
-  const results = {};
+  const artifacts = {};
   for (const mode of modes) {
     const artifact = join(out, `${mode}.cpio.gz`);
     const dir = join(out, mode);
     measuredCopy(mode, dir);
     const b = spawnSync(process.execPath, [cli, "build", "-q", "-C", dir, "-o", artifact, "--manifest-output", `${artifact}.json`, "--cache-dir", join(out, "cache")], { encoding: "utf8" });
     if (b.status !== 0) throw new Error(`fledge build of ${mode} failed:\n${b.stderr}`);
-    const samples = [];
-    for (let i = 0; i < runs; i++) {
-      samples.push(await boot(artifact));
-      const c = samples[i].cInitMs;
-      if (!values.json) process.stderr.write(`${mode} ${i + 1}/${runs}: ${samples[i].initToPayloadMs.toFixed(2)} ms${c === undefined ? "" : ` (C init ${c.toFixed(2)} ms)`}\n`);
+    artifacts[mode] = artifact;
+  }
+  // Round-robin, so a busy moment on the host hits every mode alike.
+  const samples = Object.fromEntries(modes.map((m) => [m, []]));
+  for (let i = 0; i < runs; i++) {
+    for (const mode of modes) {
+      const s = await boot(artifacts[mode]);
+      samples[mode].push(s);
+      if (!values.json) process.stderr.write(`${mode} ${i + 1}/${runs}: ${s.initToPayloadMs.toFixed(2)} ms${s.cInitMs === undefined ? "" : ` (exec /init → exec payload ${s.cInitMs.toFixed(2)} ms)`}\n`);
     }
-    const x = samples.map((s) => s.initToPayloadMs);
-    const c = samples.map((s) => s.cInitMs).filter((v) => v !== undefined);
+  }
+  const results = {};
+  for (const mode of modes) {
+    const x = samples[mode].map((s) => s.initToPayloadMs);
+    const c = samples[mode].map((s) => s.cInitMs).filter((v) => v !== undefined);
     results[mode] = {
       runs,
       medianMs: median(x),
@@ -154,8 +190,8 @@ try {
       maxMs: Math.max(...x),
       cInitMedianMs: c.length ? median(c) : undefined,
       cInitMaxMs: c.length ? Math.max(...c) : undefined,
-      kernelExecMedianMs: median(samples.map((s) => s.kernelExecMs ?? NaN)),
-      medianBootMs: median(samples.map((s) => s.qemuToPayloadMs)),
+      kernelExecMedianMs: median(samples[mode].map((s) => s.kernelExecMs ?? NaN)),
+      medianBootMs: median(samples[mode].map((s) => s.qemuToPayloadMs)),
     };
   }
   const kernelName = kernel().split("/").pop();
@@ -168,12 +204,13 @@ try {
       "custom-image": "C init → /.volant_init path (script)",
       "custom-host": "the script is /init",
       none: "the script is /init",
+      "exec-only": "for scale: a static binary that only execs /bin/kestrel (script)",
     };
     const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
     const ms = (v) => `${v.toFixed(1)} ms`;
     console.log(`${kernelName}, ${qemuVersion}, ${kvm ? "KVM" : "TCG (software emulation)"}, ${runs} boots per mode, host load average ${load}\n`);
     console.log(
-      "| mode | /init | \"Run /init\" → payload's first line, median (min–max) | C init itself: exec /init → exec payload, median (max) | for scale: \"Run /init\" → exec /init, median | qemu start → payload, median |",
+      "| mode | /init | \"Run /init\" → payload's first line, median (min–max) | exec /init → exec payload, median (max) | for scale: \"Run /init\" → exec /init, median | qemu start → payload, median |",
     );
     console.log("|---|---|---:|---:|---:|---:|");
     for (const [mode, r] of Object.entries(results)) {
@@ -182,6 +219,8 @@ try {
     }
     if (results.default && results.none)
       console.log(`\ndefault − none, medians of "Run /init" → payload: ${ms(results.default.medianMs - results.none.medianMs)}`);
+    if (results.default && results["exec-only"])
+      console.log(`C init − exec-only, medians of exec /init → exec payload: ${ms(results.default.cInitMedianMs - results["exec-only"].cInitMedianMs)}`);
     if (results["custom-image"] && results["custom-host"])
       console.log(`custom-image − custom-host, medians of "Run /init" → payload: ${ms(results["custom-image"].medianMs - results["custom-host"].medianMs)}`);
   }
