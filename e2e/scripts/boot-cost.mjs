@@ -15,7 +15,11 @@
 // binary that does nothing but exec /bin/kestrel: what any init costs under this emulation
 // before it does any work. (Only this measurement compiles anything; fledge build never does.)
 //
-//   npm run build && node e2e/scripts/boot-cost.mjs [--runs 7] [--modes default,none] [--json]
+// With --icount, qemu runs with `-icount shift=0,sleep=off`: the guest clock advances 1 ns per
+// guest instruction, so the times count the work done in the guest (kernel and user), free of
+// host load and of TCG's translation cost; without it they are wall-clock times under emulation.
+//
+//   npm run build && node e2e/scripts/boot-cost.mjs [--runs 7] [--icount] [--modes default,none] [--json]
 //
 // Needs qemu-system-x86_64, a kernel in /boot (or $FLEDGE_E2E_KERNEL) and /bin/busybox
 // (scripts/install-e2e-deps.sh). Boots run one after another so they do not disturb each other.
@@ -48,6 +52,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "5" },
     modes: { type: "string", default: ALL_MODES.join(",") },
     json: { type: "boolean", default: false },
+    icount: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -74,7 +79,7 @@ function kernel() {
   return `/boot/${ks[ks.length - 1]}`;
 }
 const qemu = process.env.FLEDGE_E2E_QEMU ?? "qemu-system-x86_64";
-const kvm = existsSync("/dev/kvm") && process.env.FLEDGE_E2E_KVM !== "0";
+const kvm = existsSync("/dev/kvm") && process.env.FLEDGE_E2E_KVM !== "0" && !values.icount;
 
 /** A fixture copy whose payload announces its start through /dev/kmsg, with a plugin that adds that node. */
 function measuredCopy(mode, dir) {
@@ -108,7 +113,8 @@ function measuredCopy(mode, dir) {
 /** One boot; returns the printk times (ms) of "Run /init" and the payload's first line. */
 function boot(initrd) {
   const args = ["-kernel", kernel(), "-initrd", initrd, "-append", "console=ttyS0 panic=-1 printk.time=1 trace_event=sched:sched_process_exec tp_printk", "-m", "256", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-monitor", "none"];
-  if (kvm) args.unshift("-enable-kvm", "-cpu", "host");
+  if (values.icount) args.unshift("-icount", "shift=0,sleep=off");
+  else if (kvm) args.unshift("-enable-kvm", "-cpu", "host");
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn(qemu, args, { stdio: ["ignore", "pipe", "inherit"] });
@@ -197,7 +203,7 @@ try {
   const kernelName = kernel().split("/").pop();
   const qemuVersion = spawnSync(qemu, ["--version"], { encoding: "utf8" }).stdout.split("\n")[0];
   if (values.json) {
-    console.log(JSON.stringify({ kernel: kernelName, qemu: qemuVersion, accel: kvm ? "kvm" : "tcg", results }, null, 2));
+    console.log(JSON.stringify({ kernel: kernelName, qemu: qemuVersion, accel: kvm ? "kvm" : values.icount ? "tcg-icount" : "tcg", results }, null, 2));
   } else {
     const init = {
       default: "C init → /bin/kestrel (script)",
@@ -207,8 +213,8 @@ try {
       "exec-only": "for scale: a static binary that only execs /bin/kestrel (script)",
     };
     const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-    const ms = (v) => `${v.toFixed(1)} ms`;
-    console.log(`${kernelName}, ${qemuVersion}, ${kvm ? "KVM" : "TCG (software emulation)"}, ${runs} boots per mode, host load average ${load}\n`);
+    const ms = (v) => `${v.toFixed(values.icount ? 2 : 1)} ms`;
+    console.log(`${kernelName}, ${qemuVersion}, ${kvm ? "KVM" : values.icount ? "TCG with -icount shift=0 (guest time = 1 ns per instruction)" : "TCG (software emulation), wall clock"}, ${runs} boots per mode, host load average ${load}\n`);
     console.log(
       "| mode | /init | \"Run /init\" → payload's first line, median (min–max) | exec /init → exec payload, median (max) | for scale: \"Run /init\" → exec /init, median | qemu start → payload, median |",
     );
