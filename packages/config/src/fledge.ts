@@ -131,9 +131,11 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
   const problems: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
   let c: DeepPartial<Parsed>;
+  let schemaCount = 0;
   if (parsed.success) c = parsed.data;
   else {
     problems.push(...zodIssues(parsed.error, file, data, FledgeTomlInput));
+    schemaCount = problems.length;
     c = (salvage(FledgeTomlInput, data) ?? {}) as DeepPartial<Parsed>;
   }
   const problem = (keyPath: string, message: string, hint?: string) => problems.push({ file, keyPath, message, ...(hint ? { hint } : {}) });
@@ -254,6 +256,7 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
     for (const k of ["context", "target", "build_args"] as const)
       if (c.source?.[k] !== undefined) warn(`source.${k}`, "is only used with source.dockerfile", "remove it, or add source.dockerfile");
 
+  dropEchoes(problems, schemaCount);
   if (text) {
     placeIssues(problems, text);
     placeIssues(warnings, text);
@@ -286,6 +289,20 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
     plugins: p.plugins ?? [],
   };
   return { config, problems, warnings };
+}
+
+const related = (a: string, b: string) => a === b || a.startsWith(b + ".") || b.startsWith(a + ".") || a.startsWith(b + "[") || b.startsWith(a + "[");
+
+/**
+ * Removes, from the issues after the first `schemaCount`, those about a key the schema already
+ * reported: a rule that saw a salvaged (invalid, so missing) value would only echo it.
+ */
+export function dropEchoes(issues: ConfigIssue[], schemaCount: number): ConfigIssue[] {
+  // Unknown keys are ignored by the salvage, so they cause no echoes.
+  const schema = issues.slice(0, schemaCount).filter((s) => !s.message.startsWith("unknown "));
+  const rest = issues.slice(schemaCount).filter((i) => !schema.some((s) => related(s.keyPath, i.keyPath)));
+  issues.splice(schemaCount, issues.length - schemaCount, ...rest);
+  return issues;
 }
 
 /** Issues in file order; those with no position (whole-file problems) first. */

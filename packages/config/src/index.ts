@@ -18,6 +18,7 @@ export {
   checkFledgeConfig,
   checkFledgeData,
   byPosition,
+  dropEchoes,
   type FledgeConfig,
   type FledgeCheck,
   type AgentConfig,

@@ -26,7 +26,8 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
       best = c;
     }
   }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+  // Short words are too easily "close" to anything (`zfs` is not a typo of `xfs`).
+  return best !== undefined && word.length >= 4 && bestD <= Math.floor(word.length / 4) + 1 ? best : undefined;
 }
 
 /** `agent.version`, `mappings."./my app"`, `plugins[1]`. */
@@ -72,6 +73,14 @@ function isTable(v: unknown): boolean {
 /** Turns zod issues into ConfigIssues with key paths, messages and hints a user can act on. */
 export function zodIssues(error: z.ZodError, file: string, data: unknown, schema: z.ZodType): ConfigIssue[] {
   const out: ConfigIssue[] = [];
+  // A misspelt required key shows as "unknown key" plus "is required": report only the typo.
+  const misspelt = new Set<string>();
+  for (const issue of error.issues)
+    if (issue.code === "unrecognized_keys")
+      for (const key of issue.keys) {
+        const s = didYouMean(key, shapeKeysAt(schema, issue.path as PropertyKey[]));
+        if (s) misspelt.add(keyPathOf([...(issue.path as PropertyKey[]), s]));
+      }
   for (const issue of error.issues) {
     const path = issue.path as PropertyKey[];
     if (issue.code === "unrecognized_keys") {
@@ -98,6 +107,7 @@ export function zodIssues(error: z.ZodError, file: string, data: unknown, schema
       continue;
     }
     const got = valueAt(data, path);
+    if (got === undefined && misspelt.has(keyPathOf(path))) continue;
     const last = path[path.length - 1];
     let message = issue.message;
     let hint: string | undefined;
@@ -122,7 +132,8 @@ export function zodIssues(error: z.ZodError, file: string, data: unknown, schema
       }
     } else if (issue.code === "invalid_union") {
       const wanted = [...new Set(issue.errors.map((e) => e[0]).filter((e) => e?.code === "invalid_type").map((e) => EXPECTED[(e as { expected: string }).expected] ?? (e as { expected: string }).expected))];
-      if (wanted.length === issue.errors.length) message = `expected ${wanted.join(" or ")}, got ${describeValue(got)}`;
+      if (wanted.length && got === undefined) message = `is required (${wanted.join(" or ")})`;
+      else if (wanted.length === issue.errors.length) message = `expected ${wanted.join(" or ")}, got ${describeValue(got)}`;
       else {
         // The value has a right type but is wrong inside: report the closest branch's problems.
         const branch = issue.errors.find((e) => e.every((i) => i.code !== "invalid_type" || i.path.length > 0));
