@@ -119,8 +119,8 @@ export const VolantManifest = z
   })
   .superRefine((m, ctx) => {
     for (const k of ["name", "version"] as const) if (m[k] && blank(m[k])) ctx.addIssue({ code: "custom", path: [k], message: `${k} required` });
-    // Volant falls back to the name for a blank runtime, so only a blank name makes it fail.
-    if (m.runtime && blank(m.runtime) && blank(m.name)) ctx.addIssue({ code: "custom", path: ["runtime"], message: "runtime required" });
+    // Volant falls back to the name for a blank runtime, so a blank runtime fails only with a blank
+    // name, and Volant reports the name first.
     for (const [name, a] of Object.entries(m.actions ?? {})) {
       if (blank(name)) continue; // Volant drops actions with a blank name
       if (blank(a.method)) ctx.addIssue({ code: "custom", path: ["actions", name, "method"], message: `action ${name} missing method` });
