@@ -1,15 +1,15 @@
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parse } from "smol-toml";
-import { parseManifestToml, type ManifestToml } from "@fledge/config";
+import { createRequire } from "node:module";
+import { parseManifestToml, parseToml, type ManifestToml } from "@fledge/config";
 import { checkManifest, ManifestError, mergeManifest } from "./merge.js";
 import { MANIFEST_SCHEMA_URL, validateVolantManifest } from "./model.js";
 import { VENDORED_SCHEMA, jsonSchemaValidator } from "./ajv.test-helper.js";
 
 const root = resolve(new URL("../../..", import.meta.url).pathname);
 const volantSchema = jsonSchemaValidator(VENDORED_SCHEMA);
-const editorSchema = jsonSchemaValidator(join(root, "packages/config/schema/manifest.schema.json"));
+const editorSchema = jsonSchemaValidator(createRequire(import.meta.url).resolve("@fledge/config/schema/manifest.schema.json"));
 const SHA = "ab".repeat(32);
 const meta = { artifactPath: "/home/me/app/plugin.cpio.gz", sha256: SHA };
 const toml = (text: string): ManifestToml => parseManifestToml(text, "/home/me/app/manifest.toml");
@@ -22,7 +22,7 @@ describe("each example's manifest.toml", () => {
   it.each(dirs)("%s: becomes a manifest.json that Volant's JSON Schema (ajv) and Go validator rules accept", (d) => {
     const file = join(root, "examples", d, "manifest.toml");
     const text = readFileSync(file, "utf8");
-    expect(editorSchema(parse(text)), "the editor schema (manifest.schema.json) accepts the file").toEqual([]);
+    expect(editorSchema(parseToml(text, file)), "the editor schema (manifest.schema.json) accepts the file").toEqual([]);
     const { manifest, warnings } = mergeManifest(parseManifestToml(text, file), { artifactPath: join(root, "examples", d, "plugin.cpio.gz"), sha256: SHA });
     expect(warnings).toEqual([]);
     const json = JSON.parse(JSON.stringify(manifest));
