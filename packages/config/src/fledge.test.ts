@@ -228,6 +228,12 @@ const RULES: [rule: string, toml: string, expected: string[], hostFiles?: string
     'version = "1"\n[init]\nfoo = 1\n',
     ["3:1 init.foo: unknown key `foo` in [init] (hint: [init] accepts: path, none)"],
   ],
+  [
+    "a manifest.toml table in fledge.toml",
+    'version = "1"\n[workload]\nentrypoint = "/app"\n',
+    ["2:1 workload: unknown table [workload] (hint: [workload] belongs in manifest.toml, not fledge.toml)"],
+  ],
+  ["a manifest.toml key in fledge.toml", 'version = "1"\nname = "app"\n', ["2:1 name: unknown key `name` at the top level (hint: `name` belongs in manifest.toml, not fledge.toml)"]],
   ["wrong type", 'version = "1"\n[init]\nnone = "yes"\n', ['3:1 init.none: expected a boolean (true or false), got the string "yes"']],
   ["a table where a value belongs", 'version = "1"\n[init.path]\nx = "y"\n', ["2:1 init.path: expected a string, got a table"]],
 ];

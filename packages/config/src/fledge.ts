@@ -5,6 +5,7 @@ import { ConfigError, type ConfigIssue } from "./errors.js";
 import { parseToml, readToml } from "./toml.js";
 import { DEFAULT_BUSYBOX_SHA256, DEFAULT_BUSYBOX_URL, FledgeTomlInput } from "./schema.js";
 import { zodIssues } from "./zod-issues.js";
+import { ManifestTomlInput } from "./manifest-toml.js";
 import { salvage } from "./shape.js";
 import { placeIssues } from "./place.js";
 
@@ -134,7 +135,7 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
   let schemaCount = 0;
   if (parsed.success) c = parsed.data;
   else {
-    problems.push(...zodIssues(parsed.error, file, data, FledgeTomlInput));
+    problems.push(...zodIssues(parsed.error, file, data, FledgeTomlInput, { other: { name: "manifest.toml", here: "fledge.toml", schema: ManifestTomlInput } }));
     schemaCount = problems.length;
     c = (salvage(FledgeTomlInput, data) ?? {}) as DeepPartial<Parsed>;
   }

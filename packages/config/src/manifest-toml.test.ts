@@ -90,7 +90,8 @@ describe("manifest.toml v1", () => {
     ["schema_version", 'schema_version = "2"\n', ['1:1 schema_version: must be one of "1", "v1", "1.0", got the string "2"']],
     ["names are plugin names", 'name = "my app"\n', ["1:1 name: must start with a letter or digit and hold only letters, digits, '.', '_' and '-'"]],
     ["resources are positive", "[resources]\ncpu_cores = 0\nmemory_mb = 1.5\n", ["2:1 resources.cpu_cores: must be at least 1, got 0", "3:1 resources.memory_mb: expected an integer, got the float 1.5 (hint: write a whole number, e.g. 2)"]],
-    ["the artifact URL is not written here", '[initramfs]\nurl = "/x"\n', ["2:1 initramfs.url: unknown key `url` in [initramfs] (hint: [initramfs] accepts: format)"]],
+    ["the artifact URL is not written here", '[initramfs]\nurl = "/x"\n', ["2:1 initramfs.url: unknown key `url` in [initramfs] (hint: the build fills in the artifact's absolute path; to publish it under a URL, run fledge build --base-url <url>)"]],
+    ["a fledge.toml table here", 'name = "a"\n[mappings]\n"./a" = "/a"\n', ["2:1 mappings: unknown table [mappings] (hint: [mappings] belongs in fledge.toml, not manifest.toml)"]],
   ];
   it.each(RULES)("%s", (_r, text, expected) => expect(seen(text)).toEqual(expected));
 

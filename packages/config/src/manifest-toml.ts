@@ -3,6 +3,7 @@ import { z } from "zod";
 import { ConfigError, type ConfigIssue } from "./errors.js";
 import { parseToml, readToml } from "./toml.js";
 import { zodIssues } from "./zod-issues.js";
+import { FledgeTomlInput } from "./schema.js";
 import { salvage } from "./shape.js";
 import { placeIssues } from "./place.js";
 
@@ -138,7 +139,15 @@ export interface ManifestTomlCheck {
 export function checkManifestTomlData(data: unknown, file: string, text?: string): ManifestTomlCheck {
   const parsed = ManifestTomlInput.safeParse(data);
   if (parsed.success) return { data: parsed.data, partial: parsed.data, problems: [] };
-  const problems = zodIssues(parsed.error, file, data, ManifestTomlInput);
+  const problems = zodIssues(parsed.error, file, data, ManifestTomlInput, {
+    other: { name: "fledge.toml", here: "manifest.toml", schema: FledgeTomlInput },
+    hints: {
+      "initramfs.url": "the build fills in the artifact's absolute path; to publish it under a URL, run fledge build --base-url <url>",
+      "initramfs.checksum": "the build fills in the artifact's sha256",
+      "workload.command": "write the program as `entrypoint` and its arguments as `args`",
+      "workload.cmd": "write the program as `entrypoint` and its arguments as `args`",
+    },
+  });
   if (text) placeIssues(problems, text);
   return { partial: (salvage(ManifestTomlInput, data) ?? {}) as ManifestToml, problems };
 }

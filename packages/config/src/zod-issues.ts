@@ -70,8 +70,15 @@ function isTable(v: unknown): boolean {
   return !!v && typeof v === "object" && !Array.isArray(v) && !(v instanceof Date);
 }
 
+export interface IssueContext {
+  /** The other config file's schema: a top-level key of it written here gets "belongs in <file>". */
+  other?: { name: string; here: string; schema: z.ZodType };
+  /** Hints for unknown keys at given key paths, where a better answer than "did you mean" exists. */
+  hints?: Record<string, string>;
+}
+
 /** Turns zod issues into ConfigIssues with key paths, messages and hints a user can act on. */
-export function zodIssues(error: z.ZodError, file: string, data: unknown, schema: z.ZodType): ConfigIssue[] {
+export function zodIssues(error: z.ZodError, file: string, data: unknown, schema: z.ZodType, ctx: IssueContext = {}): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   // A misspelt required key shows as "unknown key" plus "is required": report only the typo.
   const misspelt = new Set<string>();
@@ -91,8 +98,12 @@ export function zodIssues(error: z.ZodError, file: string, data: unknown, schema
         const where = path.length ? `[${keyPathOf(path)}]` : "the top level";
         const inWhere = path.length ? `in ${where}` : "at the top level";
         const suggestion = didYouMean(key, known);
+        const otherKeys = !path.length && ctx.other ? shapeKeysAt(ctx.other.schema, []) : [];
         let hint: string;
-        if (suggestion) hint = table ? `did you mean [${keyPathOf([...path, suggestion])}]?` : `did you mean \`${suggestion}\`?`;
+        const special = ctx.hints?.[keyPathOf([...path, key])];
+        if (special) hint = special;
+        else if (otherKeys.includes(key)) hint = `${table ? `[${key}]` : `\`${key}\``} belongs in ${ctx.other!.name}, not ${ctx.other!.here}`;
+        else if (suggestion) hint = table ? `did you mean [${keyPathOf([...path, suggestion])}]?` : `did you mean \`${suggestion}\`?`;
         else {
           // A key that belongs in another table (`busybox_url` at the top level, `none` in [agent]).
           const home = allTables(schema).find((t) => keyPathOf(t.path) !== keyPathOf(path) && t.keys.includes(key));
@@ -138,7 +149,7 @@ export function zodIssues(error: z.ZodError, file: string, data: unknown, schema
         // The value has a right type but is wrong inside: report the closest branch's problems.
         const branch = issue.errors.find((e) => e.every((i) => i.code !== "invalid_type" || i.path.length > 0));
         if (branch) {
-          const sub = zodIssues({ issues: branch.map((i) => ({ ...i, path: [...path, ...i.path] })) } as unknown as z.ZodError, file, data, schema);
+          const sub = zodIssues({ issues: branch.map((i) => ({ ...i, path: [...path, ...i.path] })) } as unknown as z.ZodError, file, data, schema, ctx);
           out.push(...sub);
           continue;
         }

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
-import AjvModule from "ajv";
+import AjvModule, { type ErrorObject } from "ajv";
 
-// ajv is CommonJS: its class is the default export's `default`.
-const Ajv = ((AjvModule as unknown as { default?: typeof AjvModule }).default ?? AjvModule) as typeof AjvModule;
+// ajv is CommonJS: from ESM its class is the default export's `default`.
+const Ajv = ((AjvModule as unknown as { default?: typeof AjvModule.default }).default ?? AjvModule) as typeof AjvModule.default;
 
 export const VENDORED_SCHEMA = new URL("../schema/plugin-manifest-v1.json", import.meta.url).pathname;
 
@@ -10,5 +10,5 @@ export const VENDORED_SCHEMA = new URL("../schema/plugin-manifest-v1.json", impo
 export function jsonSchemaValidator(schemaFile: string): (value: unknown) => string[] {
   const ajv = new Ajv({ allErrors: true, strict: false });
   const validate = ajv.compile(JSON.parse(readFileSync(schemaFile, "utf8")));
-  return (value) => (validate(value) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message}`));
+  return (value) => (validate(value) ? [] : (validate.errors ?? []).map((e: ErrorObject) => `${e.instancePath || "/"} ${e.message}`));
 }

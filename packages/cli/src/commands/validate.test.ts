@@ -57,6 +57,25 @@ describe("fledge validate", () => {
     expect(out.stdout).toBe("");
   });
 
+  const ONE: [string, string, string][] = [
+    ["a TOML syntax error", 'version = "1"\nstrategy = initramfs\n', "error: fledge.toml:2:12: TOML syntax error: "],
+    ["an unknown key", 'version = "1"\n[mapping]\n"./a" = "/a"\n', "error: fledge.toml:2:1 mapping: unknown table [mapping]\n    hint: did you mean [mappings]?\n1 problem in 1 file\n"],
+    ["a wrong type", 'version = "1"\n[init]\nnone = "true"\n', 'error: fledge.toml:3:1 init.none: expected a boolean (true or false), got the string "true"\n1 problem in 1 file\n'],
+    [
+      "a mode conflict",
+      'version = "1"\n[init]\nnone = true\npath = "/sbin/init"\n[mappings]\n"./a" = "/init"\n',
+      'error: fledge.toml:2:1 init: `path` and `none = true` are both set: that is two init modes at once, custom (`path = "/sbin/init"`) and none\n    hint: keep `path` for your own init, or `none = true` when a mapping puts your PID 1 at /init — not both\n1 problem in 1 file\n',
+    ],
+  ];
+  it.each(ONE)("%s prints one clear message with file, key path and position", async (_what, toml, expected) => {
+    const dir = project({ "fledge.toml": toml, "manifest.toml": GOOD_MANIFEST });
+    const { io, out } = fakeIO(dir);
+    expect(await main(["validate"], io)).toBe(1);
+    expect(out.stderr.split("\n").filter((l) => l.startsWith("error:"))).toHaveLength(1);
+    if (expected.endsWith("\n")) expect(out.stderr).toBe(expected);
+    else expect(out.stderr.startsWith(expected), out.stderr).toBe(true);
+  });
+
   it("--json gives {ok, problems, warnings} with positions", async () => {
     const dir = project({ "cfg/fledge.toml": 'version = "1"\nstrategy = "initramsf"\n', "cfg/manifest.toml": GOOD_MANIFEST.replace("8000", "8080") });
     const { io, out } = fakeIO(dir);
