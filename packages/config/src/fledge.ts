@@ -275,7 +275,12 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
     strategy: p.strategy,
     init,
     agent,
-    busybox: { include: p.source?.busybox !== false, url: p.source?.busybox_url ?? DEFAULT_BUSYBOX_URL, sha256: sha?.replace(/^sha256:/, "").toLowerCase() },
+    busybox: {
+      include: p.source?.busybox !== false,
+      // a plain path is relative to fledge.toml, like every other host path
+      url: p.source?.busybox_url ? (/^[a-z][a-z0-9+.-]*:\/\//i.test(p.source.busybox_url) ? p.source.busybox_url : hostPath(p.source.busybox_url)) : DEFAULT_BUSYBOX_URL,
+      sha256: sha?.replace(/^sha256:/, "").toLowerCase(),
+    },
     source: {
       image: p.source?.image,
       dockerfile: p.source?.dockerfile,
