@@ -142,6 +142,11 @@ const RULES: [rule: string, toml: string, expected: string[], hostFiles?: string
     ['2:1 agent.version: source_strategy "release" needs a version (hint: add version = "latest", or a tag such as "v0.1.0")'],
   ],
   [
+    "release needs a non-empty version",
+    'version = "1"\n[agent]\nsource_strategy = "release"\nversion = ""\n',
+    ['4:1 agent.version: source_strategy "release" needs a version (hint: add version = "latest", or a tag such as "v0.1.0")'],
+  ],
+  [
     "local needs path",
     'version = "1"\n[agent]\nsource_strategy = "local"\n',
     ['2:1 agent.path: source_strategy "local" needs a path (hint: add path = "./kestrel" (relative to fledge.toml))'],
@@ -248,6 +253,14 @@ describe("DESIGN.md §4 rules, as the user reads them", () => {
 
 describe("warnings (valid, but probably not what was meant)", () => {
   const W: [string, string, string[]][] = [
+    [
+      "empty strings the Go fledge treats as unset",
+      'version = "1"\n[init]\npath = ""\n[source]\nbusybox_url = ""\n',
+      [
+        "3:1 init.path: is empty, so it is ignored (as if it were not written) (hint: remove the line, or give it a value)",
+        "5:1 source.busybox_url: is empty, so it is ignored (as if it were not written) (hint: remove the line, or give it a value)",
+      ],
+    ],
     [
       "none mode with nothing at /init",
       'version = "1"\n[init]\nnone = true\n',

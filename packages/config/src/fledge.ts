@@ -127,10 +127,46 @@ function modeName(init: InitConfig, written?: string): string {
   }
 }
 
+/**
+ * Optional string keys the Go fledge treats as unset when empty (`path = ""`). fledge accepts those
+ * files too, and says the key is ignored.
+ */
+const EMPTY_MEANS_UNSET = [
+  "init.path",
+  "agent.version",
+  "agent.path",
+  "agent.url",
+  "agent.checksum",
+  "source.image",
+  "source.dockerfile",
+  "source.context",
+  "source.target",
+  "source.busybox_url",
+  "source.busybox_sha256",
+  "filesystem.type",
+  "filesystem.overlay_size",
+];
+
+function dropEmptyStrings(data: unknown, file: string, warnings: ConfigIssue[]): unknown {
+  if (!data || typeof data !== "object") return data;
+  const copy: Record<string, unknown> = { ...(data as Record<string, unknown>) };
+  for (const keyPath of EMPTY_MEANS_UNSET) {
+    const [table, key] = keyPath.split(".") as [string, string];
+    const t = copy[table];
+    if (t && typeof t === "object" && !Array.isArray(t) && (t as Record<string, unknown>)[key] === "") {
+      const { [key]: _dropped, ...rest } = t as Record<string, unknown>;
+      copy[table] = rest;
+      warnings.push({ file, keyPath, message: "is empty, so it is ignored (as if it were not written)", hint: "remove the line, or give it a value" });
+    }
+  }
+  return copy;
+}
+
 export function checkFledgeData(data: unknown, file: string, opts: LoadOptions = {}, text?: string): FledgeCheck {
-  const parsed = FledgeTomlInput.safeParse(data);
   const problems: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
+  data = dropEmptyStrings(data, file, warnings);
+  const parsed = FledgeTomlInput.safeParse(data);
   let c: DeepPartial<Parsed>;
   let schemaCount = 0;
   if (parsed.success) c = parsed.data;
@@ -262,6 +298,9 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
     placeIssues(problems, text);
     placeIssues(warnings, text);
   }
+  // A problem at a key says more than a warning about it.
+  const warned = warnings.filter((w) => !problems.some((p) => p.keyPath === w.keyPath));
+  warnings.splice(0, warnings.length, ...warned);
   problems.sort(byPosition);
   warnings.sort(byPosition);
   if (problems.length || !parsed.success) return { problems, warnings };
