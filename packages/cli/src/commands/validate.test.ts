@@ -31,7 +31,7 @@ const GOOD_MANIFEST = 'name = "app"\n[workload]\nentrypoint = "/usr/bin/app"\nba
 
 describe("fledge validate", () => {
   it("exits 0 and says which init mode the config resolves to", async () => {
-    const dir = project({ "fledge.toml": 'version = "1"\n[init]\nnone = true\n[mappings]\n"./app" = "/init"\n', "manifest.toml": GOOD_MANIFEST });
+    const dir = project({ "fledge.toml": 'version = "1"\n[init]\nnone = true\n[mappings]\n"./app" = "/init"\n', "manifest.toml": GOOD_MANIFEST, app: "#!/bin/sh\n" });
     const { io, out } = fakeIO(dir);
     expect(await main(["validate"], io)).toBe(0);
     expect(out.stdout).toBe("ok fledge.toml: none init mode (your /init is PID 1)\nok manifest.toml\n");
@@ -112,6 +112,21 @@ describe("fledge validate", () => {
     expect(await main(["validate", "-c", "a/my.toml"], t.io)).toBe(1);
     expect(t.out.stderr).toContain(`note: no manifest.toml at ${join(dir, "a/manifest.toml")}: a build uses name "a", runtime "a", version 0.1.0`);
     expect(t.out.stderr).toContain("manifest.toml needs a [workload]");
+  });
+
+  it("reports host files the build would need and that are missing", async () => {
+    const dir = project({
+      "fledge.toml": 'version = "1"\n[agent]\nsource_strategy = "local"\npath = "./kestrel"\n[source]\nbusybox_url = "./bb"\n[mappings]\n"./here" = "/a"\n"./gone" = "/b"\n',
+      "manifest.toml": GOOD_MANIFEST,
+      here: "x",
+    });
+    const { io, out } = fakeIO(dir);
+    expect(await main(["validate"], io)).toBe(1);
+    expect(out.stderr.split("\n").filter((l) => l.startsWith("error:"))).toEqual([
+      `error: fledge.toml:4:1 agent.path: ${join(dir, "kestrel")} does not exist`,
+      `error: fledge.toml:6:1 source.busybox_url: ${join(dir, "bb")} does not exist`,
+      `error: fledge.toml:9:1 mappings."./gone": ${join(dir, "gone")} does not exist`,
+    ]);
   });
 
   it("--base-url is checked as fledge build checks it", async () => {

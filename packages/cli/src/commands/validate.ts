@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { lstat, readFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -7,6 +7,7 @@ import {
   checkManifestToml,
   defaultPluginName,
   dropEchoes,
+  placeIssues,
   type ConfigIssue,
   type FledgeConfig,
 } from "@fledge/config";
@@ -19,7 +20,8 @@ export const help = `fledge validate — check fledge.toml and manifest.toml wit
 Usage: fledge validate [options]
 
 Checks both files against their schemas and against the rules a build applies (init mode,
-agent, mappings; what Volant accepts in manifest.json), and lists every problem at once.
+agent, mappings, the host files they name; what Volant accepts in manifest.json), and lists
+every problem at once. Nothing is downloaded or written.
 
 Options:
   -C, --dir <dir>           run as if started in <dir>
@@ -72,7 +74,8 @@ export async function validateFiles(opts: { config: string; manifest?: string; b
   if (cfg.issue) problems.push(cfg.issue);
   else {
     const r = checkFledgeConfig(cfg.text!, opts.config);
-    problems.push(...r.problems);
+    const missing = r.config ? placeIssues(await missingHostFiles(r.config), cfg.text!) : [];
+    problems.push(...[...r.problems, ...missing].sort(byPosition));
     warnings.push(...r.warnings);
     init = r.config?.init;
   }
@@ -103,6 +106,22 @@ export async function validateFiles(opts: { config: string; manifest?: string; b
     problems.push(...mine.sort(byPosition));
   }
   return { ok: problems.length === 0, problems, warnings, notes, ...(init ? { init } : {}), files: { config: opts.config, ...(usedFile ? { manifest: usedFile } : {}) } };
+}
+
+/** Host files the build would read and that are not there (the build would fail on them). */
+async function missingHostFiles(c: FledgeConfig): Promise<ConfigIssue[]> {
+  const exists = (p: string) => lstat(p).then(() => true, () => false);
+  const out: ConfigIssue[] = [];
+  for (const m of c.mappings)
+    if (!(await exists(m.source)))
+      out.push({ file: c.file, keyPath: `mappings.${JSON.stringify(m.written)}`, message: `${m.source} does not exist`, hint: "host paths are relative to fledge.toml" });
+  if (c.agent?.source === "local" && !(await exists(c.agent.path)))
+    out.push({ file: c.file, keyPath: "agent.path", message: `${c.agent.path} does not exist`, hint: "point path at the kestrel binary, relative to fledge.toml" });
+  if (c.busybox.include && !/^[a-z][a-z0-9+.-]*:\/\//i.test(c.busybox.url) && !(await exists(c.busybox.url)))
+    out.push({ file: c.file, keyPath: "source.busybox_url", message: `${c.busybox.url} does not exist` });
+  if (c.busybox.include && c.busybox.url.startsWith("file://") && !(await exists(new URL(c.busybox.url).pathname)))
+    out.push({ file: c.file, keyPath: "source.busybox_url", message: `${new URL(c.busybox.url).pathname} does not exist` });
+  return out;
 }
 
 function describeInit(init: FledgeConfig["init"], rel: (p: string) => string): string {
