@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { bytes, startServer, type TestServer } from "./_test-server.js";
+import { bytes, startServer, type TestServer } from "./testing.js";
 import { Fetcher, type FetcherOptions, type ProgressEvent } from "./fetch.js";
 import type { FetchError } from "./errors.js";
 
