@@ -165,12 +165,14 @@ export function resolveInputs(
   return { inputs, lock };
 }
 
+const canonical = (e: LockEntry | undefined) => (e ? JSON.stringify([e.source, e.version, e.tag, e.url, e.sha256]) : "");
+
 /** What changed between two locks, for messages. */
 export function lockChanges(before: Lockfile | undefined, after: Lockfile): { key: string; from?: LockEntry; to?: LockEntry }[] {
   const keys = [...new Set([...Object.keys(before?.inputs ?? {}), ...Object.keys(after.inputs)])].sort();
   return keys
     .map((key) => ({ key, from: before?.inputs[key], to: after.inputs[key] }))
-    .filter(({ from, to }) => JSON.stringify(from ?? null) !== JSON.stringify(to ?? null));
+    .filter(({ from, to }) => canonical(from) !== canonical(to));
 }
 
 const lockModes = new WeakMap<BuildContext, LockMode>();
