@@ -31,17 +31,22 @@ export function liveLine(io: CliIO, opts: { quiet: boolean; json: boolean }) {
       lineOpen = false;
     }
   };
+  // Downloads run concurrently (busybox and kestrel): one line shows every active one.
+  const active = new Map<string, ProgressInfo>();
   const update = (p: ProgressInfo) => {
     if (!live) return;
-    if (p.done) return clear();
+    const key = `${p.kind}:${p.label}`;
+    if (p.done) {
+      active.delete(key);
+      if (!active.size) return clear();
+    } else active.set(key, p);
     const now = Date.now();
-    if (now - last < 80 && p.current !== p.total) return;
+    if (now - last < 80 && p.current !== p.total && !p.done) return;
     last = now;
-    const [kind, ...rest] = formatProgress(p).split(" ");
-    let text = `${kind} ${rest.join(" ")}`;
+    let text = [...active.values()].map(formatProgress).join("  ·  ");
     const cols = io.stderr.columns ?? 80;
     if (text.length > cols - 1) text = text.slice(0, cols - 2) + "…";
-    io.stderr.write(`\r\x1b[2K${c.dim(kind!)}${text.slice(kind!.length)}`);
+    io.stderr.write(`\r\x1b[2K${text.replace(/^(fetch|\S+)/, (k) => c.dim(k))}`);
     lineOpen = true;
   };
   return { live, update, clear };

@@ -107,6 +107,18 @@ describe("Fetcher.fetch over HTTP", () => {
     expect(srv.hits("/busy")).toBe(2);
   });
 
+  it("retries a 403 that carries Retry-After (GitHub's secondary rate limit)", async () => {
+    srv.route("/secondary", (req, res, hit) => {
+      if (hit === 1) {
+        res.statusCode = 403;
+        res.setHeader("retry-after", "0");
+        res.end();
+      } else bytes("ok")(req, res, hit);
+    });
+    await fetcher().fetch({ url: `${srv.url}/secondary` });
+    expect(srv.hits("/secondary")).toBe(2);
+  });
+
   it("refuses to wait for a Retry-After beyond the bound", async () => {
     srv.route("/later", (_req, res) => {
       res.statusCode = 503;

@@ -65,6 +65,8 @@ export async function resolveGitHubRelease(fetcher: Fetcher, req: ReleaseRequest
         cause: err,
         hint: version === "latest" ? `${repo} has no published release yet; pin a tag with [agent] version` : `check the tag in [agent] version; tags look like "v0.1.0"`,
       });
+    if (e.code === "EHTTP" && e.status === 401 && token)
+      throw new FetchError("EHTTP", apiUrl, e.message, { cause: err, status: 401, hint: "GITHUB_TOKEN was refused: check it, or unset it (public releases need no token)" });
     throw err;
   }
   let rel: GhRelease;

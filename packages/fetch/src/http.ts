@@ -269,7 +269,8 @@ export class HttpClient {
             : "set GITHUB_TOKEN to a GitHub token to raise the limit (unauthenticated clients get 60 requests an hour)",
         });
       }
-      if (status === 429 || (status >= 500 && status !== 501)) {
+      // 403 with Retry-After is GitHub's "secondary rate limit": waiting helps.
+      if (status === 429 || (status >= 500 && status !== 501) || (status === 403 && res.headers["retry-after"] !== undefined)) {
         throw new Retriable(`${current} answered ${reason}${via}`, parseRetryAfter(res.headers["retry-after"]), "EHTTP", status);
       }
       const detail = text && text.length < 200 && !/<html/i.test(text) ? `: ${text.trim()}` : "";
