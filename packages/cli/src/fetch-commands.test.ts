@@ -106,6 +106,30 @@ describe("fledge build with downloads", () => {
   });
 });
 
+describe("interrupting a download", () => {
+  it("Ctrl-C leaves no temp file in the cache and no artifact", async () => {
+    const { spawn } = await import("node:child_process");
+    const { fileURLToPath } = await import("node:url");
+    srv.route("/stalls", (_req, res) => {
+      res.setHeader("content-length", BUSYBOX.length);
+      res.write(BUSYBOX.subarray(0, 100_000)); // and never the rest
+    });
+    const dir = await project(`${srv.url}/stalls`);
+    const cache = join(root, "sig-cache");
+    const child = spawn(process.execPath, [fileURLToPath(new URL("../dist/bin.js", import.meta.url)), "build"], { cwd: dir, env: { PATH: process.env.PATH, FLEDGE_CACHE_DIR: cache } });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => child.on("close", r));
+    for (let i = 0; i < 100 && (await readdir(join(cache, "tmp")).catch(() => [])).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await readdir(join(cache, "tmp"))).length).toBe(1);
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(stderr).toContain("interrupted: nothing was written");
+    expect(await readdir(join(cache, "tmp"))).toEqual([]);
+    expect(existsSync(join(dir, "plugin.cpio.gz"))).toBe(false);
+  });
+});
+
 describe("fledge update", () => {
   it("moves a release pinned by fledge.lock to the newer tag", async () => {
     const dir = join(root, "agent");

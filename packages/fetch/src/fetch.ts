@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, rmSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { Transform } from "node:stream";
@@ -79,6 +79,7 @@ export class Fetcher {
   private readonly configMirrors: Mirror[];
   private readonly onProgress?: (e: ProgressEvent) => void;
   private readonly log: FetchLog;
+  readonly #temps = new Set<string>();
 
   constructor(opts: FetcherOptions = {}) {
     this.env = opts.env ?? process.env;
@@ -130,6 +131,7 @@ export class Fetcher {
       return { ...got, url: req.url };
     }
     const temp = await this.cache.tempPath();
+    this.#temps.add(temp);
     try {
       let digest = "";
       let size = 0;
@@ -150,7 +152,15 @@ export class Fetcher {
     } catch (err) {
       await this.cache.discard(temp);
       throw err;
+    } finally {
+      this.#temps.delete(temp);
     }
+  }
+
+  /** Removes the temp files of downloads in progress (for a signal handler: synchronous). */
+  cleanupSync(): void {
+    for (const t of this.#temps) rmSync(t, { force: true });
+    this.#temps.clear();
   }
 
   /** Downloads a small text document (API answers, checksums.txt) without caching it. */

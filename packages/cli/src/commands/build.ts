@@ -82,6 +82,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   let builder: Builder | undefined;
   const onSignal = () => {
     builder?.cleanupSync();
+    builder?.context.fetcher.cleanupSync?.();
     io.stderr.write("\ninterrupted: nothing was written\n");
     process.exit(130);
   };
