@@ -165,6 +165,17 @@ describe("Fetcher.fetch over HTTP", () => {
     expect(srv.hits("/stall")).toBe(2);
   });
 
+  it("a connection dropped mid-body is retried from scratch", async () => {
+    srv.route("/drop", (_req, res, hit) => {
+      res.setHeader("content-length", BUSYBOX.length);
+      if (hit === 1) res.write(BUSYBOX.subarray(0, 50_000), () => res.socket?.destroy());
+      else res.end(BUSYBOX);
+    });
+    const got = await fetcher().fetch({ url: `${srv.url}/drop`, sha256: SHA });
+    expect(got.size).toBe(BUSYBOX.length);
+    expect(srv.hits("/drop")).toBe(2);
+  });
+
   it("follows a redirect chain and reports the final URL", async () => {
     const to = (p: string) => (_req: unknown, res: import("node:http").ServerResponse) => {
       res.statusCode = 302;

@@ -16,9 +16,10 @@ export function parseMirrors(value: string | undefined): Mirror[] {
   for (const item of value.split(",")) {
     const s = item.trim();
     if (!s) continue;
-    // The first "=" that is followed by a scheme-looking target or a path splits the pair;
-    // URLs may contain "=" in query strings, so split at the first "=" only.
-    const i = s.indexOf("=");
+    // Split at the first "=" followed by a URL or an absolute path, so a `from` may itself
+    // contain "=" (query strings); else at the first "=".
+    const m = /=(?=[a-z][a-z0-9+.-]*:\/\/|\/)/i.exec(s);
+    const i = m ? m.index : s.indexOf("=");
     if (i <= 0 || i === s.length - 1)
       throw new FetchError("EINPUT", "", `FLEDGE_MIRRORS: "${s}" is not a from=to pair`, {
         hint: "write FLEDGE_MIRRORS=https://busybox.net/=http://mirror.local/busybox/ (several pairs separated by commas)",
