@@ -162,6 +162,28 @@ describe("fledge.lock in builds", () => {
     expect((await run(dir, { locked: true, out: "l.cpio.gz" })).result.artifact.sha256).toBeTruthy();
   });
 
+  it("is not written when the build fails after the inputs resolved", async () => {
+    const dir = await project(`${srv.url}/busybox`);
+    await writeFile(join(dir, "manifest.toml"), `name = "demo"\nversion = "1.0.0"\n`); // no [workload]: fails at the manifest
+    await expect(run(dir)).rejects.toThrow(/workload/);
+    expect(srv.log).toEqual(["/busybox"]);
+    expect(await ls(dir)).toEqual(["fledge.toml", "init.sh", "manifest.toml"]);
+  });
+
+  it("round-trips any URL through TOML escapes, sorted by input name", async () => {
+    const lock: Lockfile = {
+      version: 1,
+      inputs: {
+        zeta: { source: "url", url: 'https://x/"quoted"\\back\u00e9\n', sha256: "0".repeat(64) },
+        agent: { source: "release", version: "latest", tag: "v1", url: "https://y/k", sha256: "1".repeat(64) },
+      },
+    };
+    const text = formatLock(lock);
+    expect(text.indexOf("[agent]")).toBeLessThan(text.indexOf("[zeta]"));
+    await writeFile(join(root, "fledge.lock"), text);
+    expect(await readLock(join(root, "fledge.lock"))).toEqual(lock);
+  });
+
   it("is not written for a local busybox (nothing to pin)", async () => {
     const dir = await project("file:///bin/busybox");
     await run(dir);
