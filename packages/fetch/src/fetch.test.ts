@@ -154,6 +154,26 @@ describe("Fetcher.fetch over HTTP", () => {
     expect(Date.now() - t0).toBeLessThan(5000);
   });
 
+  it("a server whose accept queue is full hits the connect timeout", async () => {
+    // A listener that is stopped never accepts: once its backlog is full, SYNs go unanswered.
+    const { spawn } = await import("node:child_process");
+    const { connect } = await import("node:net");
+    const child = spawn(process.execPath, ["-e", "require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, function () { console.log(this.address().port) })"]);
+    const fillers: import("node:net").Socket[] = [];
+    try {
+      const port = await new Promise<number>((r) => child.stdout.once("data", (d) => r(Number(String(d).trim()))));
+      child.kill("SIGSTOP");
+      for (let i = 0; i < 4; i++) fillers.push(connect(port, "127.0.0.1").on("error", () => {}));
+      await new Promise((r) => setTimeout(r, 200));
+      const e = await failure(fetcher({ http: { ...FAST, retries: 1, connectTimeoutMs: 300 } }).fetch({ url: `http://127.0.0.1:${port}/busybox`, label: "busybox" }));
+      expect(e.code).toBe("ETIMEOUT");
+      expect(e.message).toBe(`busybox: cannot download http://127.0.0.1:${port}/busybox: could not connect within 300 ms (gave up after 2 attempts)`);
+    } finally {
+      for (const f of fillers) f.destroy();
+      child.kill("SIGKILL");
+    }
+  });
+
   it("a body that stalls mid-way times out and the retry starts over", async () => {
     srv.route("/stall", (_req, res, hit) => {
       res.setHeader("content-length", BUSYBOX.length);

@@ -28,16 +28,17 @@ export function agentInput(config: FledgeConfig): InputSpec | undefined {
     };
   }
   if (agent.source === "http") {
+    const remote = /^https?:\/\//i.test(agent.url);
     return {
       key: "agent",
       label,
-      lockable: true,
+      lockable: remote,
       request: agent.url,
       matches: (e) => e.source === "http" && e.url === agent.url && (!agent.checksum || normalizeSha256(agent.checksum) === e.sha256),
       async resolve(fetcher, entry, opts) {
-        if (!agent.checksum) opts.warn(`kestrel from ${agent.url} has no [agent] checksum: its content is not verified (fledge.lock pins what was downloaded)`);
+        if (!agent.checksum) opts.warn(`kestrel from ${agent.url} has no [agent] checksum: its content is not verified${remote ? " (fledge.lock pins what was downloaded)" : ""}`);
         const fetched = await fetcher.fetch({ url: agent.url, sha256: agent.checksum ?? entry?.sha256, label, refresh: opts.refresh });
-        return { key: "agent", label, fetched, entry: { source: "http", url: agent.url, sha256: fetched.sha256 } };
+        return { key: "agent", label, fetched, entry: remote ? { source: "http", url: agent.url, sha256: fetched.sha256 } : undefined };
       },
     };
   }
