@@ -100,7 +100,8 @@ describe("fledge build with downloads", () => {
   it("draws a progress line with rate on a TTY and nothing otherwise", async () => {
     const dir = await project(`${srv.url}/busybox`);
     const tty = await fledge(["build", "-o", "t.cpio.gz"], dir, { FLEDGE_CACHE_DIR: join(root, "c1"), NO_COLOR: "1" }, true);
-    expect(tty.stderr).toMatch(/fetch busybox [\d.]+ (KiB|MiB) \/ 1\.9 MiB \(\d+%\) [\d.]+ (B|KiB|MiB)\/s/);
+    expect(tty.stderr).toMatch(/\r\x1b\[2Kfetch busybox \[#*-*\] [\d.]+ (KiB|MiB) \/ 1\.9 MiB \(\d+%\) [\d.]+ (B|KiB|MiB)\/s/);
+    expect(tty.stderr).toMatch(/\(100%\) [^\r]*\r\x1b\[2K/); // the line is cleared when the download ends
     const plain = await fledge(["build", "-o", "p.cpio.gz"], dir, { FLEDGE_CACHE_DIR: join(root, "c2") }, false);
     expect(plain.stderr).toBe(`warning: busybox from ${srv.url}/busybox has no busybox_sha256: its content is not verified (fledge.lock pins what was downloaded)\n`);
   });

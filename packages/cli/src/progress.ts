@@ -11,9 +11,11 @@ function human(n: number): string {
 /** Formats one progress line: `fetch busybox 1.2 MiB / 1.9 MiB (63%) 4.5 MiB/s`. */
 export function formatProgress(p: ProgressInfo): string {
   if (p.kind !== "fetch") return `${p.kind} ${p.label} ${p.current}${p.total ? `/${p.total}` : ""}`;
-  const pct = p.total ? ` (${Math.floor((p.current / p.total) * 100)}%)` : "";
+  const frac = p.total ? Math.min(1, p.current / p.total) : undefined;
+  const pct = frac !== undefined ? ` (${Math.floor(frac * 100)}%)` : "";
+  const bar = frac !== undefined ? ` [${"#".repeat(Math.round(frac * 20)).padEnd(20, "-")}]` : "";
   const rate = p.rate && p.rate > 0 ? ` ${human(Math.round(p.rate))}/s` : "";
-  return `fetch ${p.label} ${human(p.current)}${p.total ? ` / ${human(p.total)}` : ""}${pct}${rate}`;
+  return `fetch ${p.label}${bar} ${human(p.current)}${p.total ? ` / ${human(p.total)}` : ""}${pct}${rate}`;
 }
 
 /**
