@@ -217,6 +217,7 @@ describe("fledge.lock in builds", () => {
       await rm(join(root, "cache"), { recursive: true });
       const e = await failure(run(dir, { out: "x.cpio.gz" }));
       expect(e.message).toContain("sha256 mismatch");
+      expect(e.hint).toBe(`fledge.lock pins busybox to sha256:${BB_SHA}; if the new content is expected, run "fledge update"`);
       expect(existsSync(join(dir, "x.cpio.gz"))).toBe(false);
     } finally {
       await moving.close();

@@ -139,7 +139,14 @@ export function resolveInputs(
     const e = mode !== "update" ? existing?.inputs[s.key] : undefined;
     const entry = e && s.lockable && s.matches(e) ? e : undefined;
     if (e && !entry && s.lockable) log.info(`${LOCK_FILE}: ${s.label} changed in fledge.toml (now ${s.request}); resolving it again`);
-    const p = s.resolve(fetcher, entry, { refresh: mode === "update", warn: log.warn, info: log.info });
+    const p = s.resolve(fetcher, entry, { refresh: mode === "update", warn: log.warn, info: log.info }).catch((err: Error & { code?: string }) => {
+      if (entry && err?.code === "ECHECKSUM")
+        throw new FledgeError("ECHECKSUM", err.message, {
+          cause: err,
+          hint: `${LOCK_FILE} pins ${s.label} to sha256:${entry.sha256}; if the new content is expected, run "fledge update"`,
+        });
+      throw err;
+    });
     p.catch(() => {}); // observed below and by the stage that uses it
     inputs.set(s.key, p);
   }
