@@ -158,10 +158,19 @@ describe("Fetcher.fetch over HTTP", () => {
     // A listener that is stopped never accepts: once its backlog is full, SYNs go unanswered.
     const { spawn } = await import("node:child_process");
     const { connect } = await import("node:net");
-    const child = spawn(process.execPath, ["-e", "require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, function () { console.log(this.address().port) })"]);
+    const child = spawn(process.execPath, ["-e", "require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, function () { console.log('PORT=' + this.address().port) })"], {
+      env: { PATH: process.env.PATH },
+    });
     const fillers: import("node:net").Socket[] = [];
     try {
-      const port = await new Promise<number>((r) => child.stdout.once("data", (d) => r(Number(String(d).trim()))));
+      let out = "";
+      const port = await new Promise<number>((r) =>
+        child.stdout.on("data", (d) => {
+          out += d;
+          const m = /PORT=(\d+)/.exec(out);
+          if (m) r(Number(m[1]));
+        }),
+      );
       child.kill("SIGSTOP");
       for (let i = 0; i < 4; i++) fillers.push(connect(port, "127.0.0.1").on("error", () => {}));
       await new Promise((r) => setTimeout(r, 200));
