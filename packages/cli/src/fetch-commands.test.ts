@@ -195,5 +195,9 @@ describe("fledge cache", () => {
     expect((await fledge(["cache", "prune"], dir)).stdout).toBe("removed 1 file (1.9 MiB), kept 0\n");
     expect((await fledge(["cache", "ls"], dir)).stdout).toBe(`${join(root, "cache")}: empty\n`);
     expect((await fledge(["cache", "frobnicate"], dir)).code).toBe(2);
+    const bare = await fledge(["cache"], dir);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain("Usage:\n  fledge cache ls");
+    expect(bare.stdout).toBe("");
   });
 });

@@ -56,7 +56,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   }
   const [sub, ...rest] = positionals;
   if (values.help || !sub) {
-    io.stdout.write(help);
+    // no subcommand is a usage error: help goes to stderr, exit 2
+    (values.help ? io.stdout : io.stderr).write(help);
     return values.help ? 0 : 2;
   }
   const cache = new ContentCache(values["cache-dir"] ? resolve(io.cwd, values["cache-dir"]) : defaultCacheDir(io.env));
