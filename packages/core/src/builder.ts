@@ -67,7 +67,11 @@ export class Builder {
         init.fetcher ??
         new Fetcher({
           cacheDir: init.options.cacheDir,
-          onProgress: (e) => this.hooks.progress.call({ kind: "fetch", label: e.label, current: e.bytes, total: e.total }),
+          offline: init.options.offline,
+          env: init.options.env,
+          mirrors: init.config.fetch.mirrors,
+          onProgress: (e) => this.hooks.progress.call({ kind: "fetch", label: e.label, current: e.bytes, total: e.total, rate: e.rate, done: e.done }),
+          onLog: (level, message) => log(level, message, "fledge:fetch"),
         }),
       warnings,
       warn: (m, s) => {
