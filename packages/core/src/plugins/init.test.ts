@@ -179,14 +179,14 @@ describe("init problems fail before anything is fetched", () => {
   it("path and none together are a config error naming both modes, before any fetch", async () => {
     const before = requests;
     const dir = project(`${HEADER}[init]\npath = "./my-init"\nnone = true\n[source]\nbusybox_url = "$BUSYBOX"\n[mappings]\n"./my-init" = "/init"\n`, { "my-init": SH_SCRIPT });
-    expect(await failure(dir)).toMatchObject({ name: "ConfigError", message: expect.stringMatching(/two init modes/) });
+    expect(await failure(dir)).toMatchObject({ name: "ConfigError", message: expect.stringMatching(/two init modes at once, custom .* and none/) });
     expect(requests).toBe(before);
   });
 
   it("[agent] with a custom init is a config error, before any fetch", async () => {
     const before = requests;
     const dir = project(`${HEADER}[init]\npath = "./my-init"\n[agent]\nsource_strategy = "local"\npath = "./my-init"\n[source]\nbusybox_url = "$BUSYBOX"\n`, { "my-init": SH_SCRIPT });
-    expect(await failure(dir)).toMatchObject({ name: "ConfigError", message: expect.stringMatching(/only used in default mode/) });
+    expect(await failure(dir)).toMatchObject({ name: "ConfigError", message: expect.stringMatching(/\[agent\] is only used in the default init mode/) });
     expect(requests).toBe(before);
   });
 });
