@@ -1,8 +1,8 @@
 import { relative, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { build, resolveMtime, type Builder, type BuildResult } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
 import { UsageError, colors, type CliIO } from "../io.js";
+import { parseCommand, checkBaseUrl } from "../args.js";
 import { attachReporter } from "../progress.js";
 import type { GlobalFlags } from "../index.js";
 
@@ -41,30 +41,19 @@ Exit codes: 0 built, 1 build or config error (nothing is left under the output n
 `;
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        dir: { type: "string", short: "C" },
-        config: { type: "string", short: "c" },
-        manifest: { type: "string", short: "m" },
-        output: { type: "string", short: "o" },
-        "manifest-output": { type: "string" },
-        "base-url": { type: "string" },
-        compression: { type: "string" },
-        level: { type: "string" },
-        "cache-dir": { type: "string" },
-        offline: { type: "boolean" },
-        locked: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: false,
-      strict: true,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nRun "fledge build --help" for usage.`);
-  }
+  const { values } = parseCommand("build", argv, {
+    dir: { type: "string", short: "C" },
+    config: { type: "string", short: "c" },
+    manifest: { type: "string", short: "m" },
+    output: { type: "string", short: "o" },
+    "manifest-output": { type: "string" },
+    "base-url": { type: "string" },
+    compression: { type: "string" },
+    level: { type: "string" },
+    "cache-dir": { type: "string" },
+    offline: { type: "boolean" },
+    locked: { type: "boolean" },
+  });
   if (values.help) {
     io.stdout.write(help);
     return 0;
@@ -74,8 +63,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     if (!/^-?\d+$/.test(values.level)) throw new UsageError(`--level must be a whole number, got "${values.level}"`);
     level = Number(values.level);
   }
-  if (values["base-url"] !== undefined && !/^(https?|file):\/\//.test(values["base-url"]) && !values["base-url"].startsWith("/"))
-    throw new UsageError(`--base-url must start with http://, https://, file:// or /, got "${values["base-url"]}"`);
+  checkBaseUrl(values["base-url"]);
 
   const cwd = resolve(io.cwd, values.dir ?? ".");
   const at = (p: string | undefined) => (p === undefined ? undefined : resolve(cwd, p));

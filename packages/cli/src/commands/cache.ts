@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { ContentCache, defaultCacheDir } from "@fledge/fetch";
 import { ExitError, UsageError, colors, type CliIO } from "../io.js";
+import { parseCommand } from "../args.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge cache — the download cache
@@ -37,23 +37,12 @@ function human(n: number): string {
 }
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
-  let values, positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        "cache-dir": { type: "string" },
-        "older-than": { type: "string" },
-        url: { type: "string" },
-        sha256: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nRun "fledge cache --help" for usage.`);
-  }
+  const { values, positionals } = parseCommand("cache", argv, {
+    "cache-dir": { type: "string" },
+    "older-than": { type: "string" },
+    url: { type: "string" },
+    sha256: { type: "string" },
+  }, { positionals: true });
   const [sub, ...rest] = positionals;
   if (values.help || !sub) {
     // no subcommand is a usage error: help goes to stderr, exit 2

@@ -1,8 +1,8 @@
 import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { jsonSchemaText } from "@fledge/config";
 import { UsageError, type CliIO } from "../io.js";
+import { parseCommand } from "../args.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge schema — print the JSON Schema of fledge.toml or manifest.toml
@@ -20,18 +20,7 @@ Options:
 `;
 
 export async function run(argv: string[], io: CliIO, _flags: GlobalFlags): Promise<number> {
-  let values;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: { output: { type: "string", short: "o" }, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nRun "fledge schema --help" for usage.`);
-  }
+  const { values, positionals } = parseCommand("schema", argv, { output: { type: "string", short: "o" } }, { positionals: true });
   if (values.help) {
     io.stdout.write(help);
     return 0;

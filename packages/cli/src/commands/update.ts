@@ -1,8 +1,8 @@
 import { relative, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { updateLock, type LockEntry } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
-import { UsageError, colors, type CliIO } from "../io.js";
+import { colors, type CliIO } from "../io.js";
+import { parseCommand } from "../args.js";
 import { liveLine } from "../progress.js";
 import type { GlobalFlags } from "../index.js";
 
@@ -27,22 +27,11 @@ Environment: FLEDGE_MIRRORS, FLEDGE_GITHUB_API, GITHUB_TOKEN (see fledge build -
 const short = (e: LockEntry) => `${e.tag ? `${e.tag} ` : ""}${e.url} sha256:${e.sha256.slice(0, 12)}…`;
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        dir: { type: "string", short: "C" },
-        config: { type: "string", short: "c" },
-        "cache-dir": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: false,
-      strict: true,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nRun "fledge update --help" for usage.`);
-  }
+  const { values } = parseCommand("update", argv, {
+    dir: { type: "string", short: "C" },
+    config: { type: "string", short: "c" },
+    "cache-dir": { type: "string" },
+  });
   if (values.help) {
     io.stdout.write(help);
     return 0;

@@ -1,6 +1,5 @@
 import { lstat, readFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import {
   byPosition,
   checkFledgeConfig,
@@ -12,7 +11,8 @@ import {
   type FledgeConfig,
 } from "@fledge/config";
 import { checkManifest } from "@fledge/manifest";
-import { UsageError, colors, type CliIO } from "../io.js";
+import { colors, type CliIO } from "../io.js";
+import { parseCommand, checkBaseUrl } from "../args.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge validate — check fledge.toml and manifest.toml without building
@@ -138,29 +138,17 @@ function describeInit(init: FledgeConfig["init"], rel: (p: string) => string): s
 }
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        dir: { type: "string", short: "C" },
-        config: { type: "string", short: "c" },
-        manifest: { type: "string", short: "m" },
-        "base-url": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: false,
-      strict: true,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nRun "fledge validate --help" for usage.`);
-  }
+  const { values } = parseCommand("validate", argv, {
+    dir: { type: "string", short: "C" },
+    config: { type: "string", short: "c" },
+    manifest: { type: "string", short: "m" },
+    "base-url": { type: "string" },
+  });
   if (values.help) {
     io.stdout.write(help);
     return 0;
   }
-  if (values["base-url"] !== undefined && !/^(https?|file):\/\//.test(values["base-url"]) && !values["base-url"].startsWith("/"))
-    throw new UsageError(`--base-url must start with http://, https://, file:// or /, got "${values["base-url"]}"`);
+  checkBaseUrl(values["base-url"]);
   const cwd = resolve(io.cwd, values.dir ?? ".");
   const report = await validateFiles({
     config: resolve(cwd, values.config ?? "fledge.toml"),
