@@ -28,8 +28,9 @@ parentPort!.on("message", async (msg: WorkerRequest) => {
     const codec = await resolve(msg.codec);
     if (msg.op === "compress") {
       const out = await codec.compress(msg.data, msg.level);
-      const copy = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength ? out : out.slice();
-      parentPort!.postMessage({ id: msg.id, ok: true, data: copy }, [copy.buffer as ArrayBuffer]);
+      // Native codecs return external buffers, which cannot be transferred: copy into plain memory.
+      const copy = new Uint8Array(out);
+      parentPort!.postMessage({ id: msg.id, ok: true, data: copy }, [copy.buffer]);
     } else {
       const r = await runFileJob(codec, msg as FileJob);
       parentPort!.postMessage({ id: msg.id, ok: true, ...r });

@@ -91,7 +91,13 @@ export function lz4CompressBlock(src: Uint8Array): Uint8Array {
 
 /** Decompresses one LZ4 block; `max` bounds the output. Throws CpioError on malformed input. */
 export function lz4DecompressBlock(src: Uint8Array, max: number): Uint8Array {
-  const out = new Uint8Array(max);
+  let out = new Uint8Array(Math.min(max, src.length * 4 + 64));
+  const room = (need: number) => {
+    if (need <= out.length) return;
+    const grown = new Uint8Array(Math.min(max, Math.max(need, out.length * 2)));
+    grown.set(out);
+    out = grown;
+  };
   let ip = 0;
   let op = 0;
   const bad = (why: string) => new CpioError("ECORRUPT", `corrupt lz4 block: ${why}`);
@@ -108,6 +114,7 @@ export function lz4DecompressBlock(src: Uint8Array, max: number): Uint8Array {
     }
     if (ip + lit > src.length) throw bad("literals run past the block");
     if (op + lit > max) throw bad("output larger than the block limit");
+    room(op + lit);
     out.set(src.subarray(ip, ip + lit), op);
     ip += lit;
     op += lit;
@@ -127,6 +134,7 @@ export function lz4DecompressBlock(src: Uint8Array, max: number): Uint8Array {
     }
     ml += MIN_MATCH;
     if (op + ml > max) throw bad("output larger than the block limit");
+    room(op + ml);
     let from = op - offset;
     for (let i = 0; i < ml; i++) out[op++] = out[from++]!;
   }

@@ -57,7 +57,11 @@ export class CodecPool {
     slot.busy++;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      slot.w.postMessage({ ...job, id }, transfer);
+      try {
+        slot.w.postMessage({ ...job, id }, transfer);
+      } catch {
+        slot.w.postMessage({ ...job, id });
+      }
     });
   }
 
