@@ -18,6 +18,7 @@ interface Command {
 /** Commands load lazily so `fledge --help` starts fast. */
 const COMMANDS: Record<string, Command> = {
   build: { summary: "build an initramfs plugin and its manifest.json", load: () => import("./commands/build.js") },
+  inspect: { summary: "list the entries of an initramfs artifact (like cpio -tv)", load: () => import("./commands/inspect.js") },
 };
 
 function version(): string {
