@@ -64,7 +64,8 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       io.stdout.write((await COMMANDS[args[0]]!.load()).help);
       return 0;
     }
-    io.stdout.write(mainHelp());
+    // no command at all is a usage error: help goes to stderr, exit 2
+    (name ? io.stdout : io.stderr).write(mainHelp());
     return name ? 0 : 2;
   }
   if (name === "-V" || name === "--version") {

@@ -162,7 +162,12 @@ export function normalizeFledgeConfig(data: unknown, file: string, opts: LoadOpt
     strategy: c.strategy,
     init,
     agent,
-    busybox: { include: c.source?.busybox !== false, url: c.source?.busybox_url ?? DEFAULT_BUSYBOX_URL, sha256: sha?.replace(/^sha256:/, "").toLowerCase() },
+    busybox: {
+      include: c.source?.busybox !== false,
+      // a plain path is relative to fledge.toml, like every other host path
+      url: c.source?.busybox_url ? (/^[a-z][a-z0-9+.-]*:\/\//i.test(c.source.busybox_url) ? c.source.busybox_url : hostPath(c.source.busybox_url)) : DEFAULT_BUSYBOX_URL,
+      sha256: sha?.replace(/^sha256:/, "").toLowerCase(),
+    },
     source: {
       image: c.source?.image,
       dockerfile: c.source?.dockerfile,

@@ -1,6 +1,6 @@
 import { relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { build, type Builder, type BuildResult } from "@fledge/core";
+import { build, resolveMtime, type Builder, type BuildResult } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
 import { UsageError, colors, type CliIO } from "../io.js";
 import { attachReporter } from "../progress.js";
@@ -89,6 +89,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       baseUrl: values["base-url"],
       compression: values.compression,
       level,
+      mtime: resolveMtime(io.env),
       cacheDir: at(values["cache-dir"]) ?? defaultCacheDir(io.env),
       onBuilder: (b) => {
         builder = b;
