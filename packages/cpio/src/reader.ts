@@ -126,22 +126,24 @@ function zstdFrameLength(buf: Uint8Array, start: number): { length: number; skip
   return { length: p - start, skippable: false };
 }
 
+/** One zstd frame (plus any skippable frames around it): the unit the kernel's unzstd decodes. */
 async function unzstdMember(buf: Uint8Array, start: number): Promise<{ data: Uint8Array; consumed: number }> {
   const { Decoder } = await import("@toondepauw/node-zstd");
-  const dec = new Decoder();
   const out: Uint8Array[] = [];
   let p = start;
-  while (p + 4 <= buf.length && (le32(buf, p) === ZSTD_MAGIC || (le32(buf, p) & 0xfffffff0) === 0x184d2a50)) {
-    const { length, skippable } = zstdFrameLength(buf, p);
-    if (!skippable) {
-      try {
-        out.push(dec.decodeSync(Buffer.from(buf.buffer, buf.byteOffset + p, length)));
-      } catch (err) {
-        throw new CpioError("ECORRUPT", `zstd frame at offset ${p} is corrupt: ${(err as Error).message}`);
-      }
+  let frames = 0;
+  while (p + 4 <= buf.length && (le32(buf, p) & 0xfffffff0) === 0x184d2a50) p += zstdFrameLength(buf, p).length;
+  if (p + 4 <= buf.length && le32(buf, p) === ZSTD_MAGIC) {
+    const { length } = zstdFrameLength(buf, p);
+    try {
+      out.push(new Decoder().decodeSync(Buffer.from(buf.buffer, buf.byteOffset + p, length)));
+    } catch (err) {
+      throw new CpioError("ECORRUPT", `zstd frame at offset ${p} is corrupt: ${(err as Error).message}`);
     }
     p += length;
+    frames++;
   }
+  if (!frames && p === start) throw new CpioError("ECORRUPT", `no zstd frame at offset ${start}`);
   return { data: Buffer.concat(out), consumed: p - start };
 }
 
@@ -185,7 +187,7 @@ export async function decompressMembers(buf: Uint8Array, opts: ReadOptions = {})
     } else if (startsWith(buf, p, GZIP)) {
       r = gunzipMember(buf, p, max - total);
       kind = "gzip";
-    } else if (p + 4 <= buf.length && le32(buf, p) === ZSTD_MAGIC) {
+    } else if (p + 4 <= buf.length && (le32(buf, p) === ZSTD_MAGIC || (le32(buf, p) & 0xfffffff0) === 0x184d2a50)) {
       r = await unzstdMember(buf, p);
       kind = "zstd";
     } else if (startsWith(buf, p, XZ)) {
