@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdir, open, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -8,7 +8,7 @@ import { builtinCompressors, type Compressor } from "./compress.js";
 import type { CpioEntry } from "./entry.js";
 import { CpioError } from "./errors.js";
 import { SEGMENT_FILE_HEADER, runFileJob, type CodecRef, type JobCodec } from "./jobs.js";
-import { pad4, trailerHeader } from "./newc.js";
+import { encodeHeader, pad4, trailerHeader } from "./newc.js";
 import { CodecPool } from "./pool.js";
 import { prepareEntries, type PreparedEntry } from "./prepare.js";
 import { ZERO_PAD, entryData, entryHeader, magicFor, type WriteOptions } from "./writer.js";
@@ -42,8 +42,8 @@ export interface ArchiveStats {
 }
 
 /** Default segment bounds: big enough that compression loses nothing measurable, small enough to spread over cores and cache finely. */
-export const SEGMENT_MIN = 1 << 20;
-export const SEGMENT_MAX = 4 << 20;
+export const SEGMENT_MIN = 512 << 10;
+export const SEGMENT_MAX = 2 << 20;
 /** Bumped whenever segmenting changes, so old cache entries are never reused wrongly. */
 const SEGMENT_VERSION = "fledge-seg-1";
 
@@ -78,6 +78,46 @@ function checkLevel(c: Compressor, level: number | undefined): number {
   return l;
 }
 
+/** Reads small host files ahead of the segmenter, a few MiB at a time, so their I/O overlaps. */
+class ReadAhead {
+  readonly #pending = new Map<number, Promise<Buffer>>();
+  #next = 0;
+  #bytes = 0;
+  constructor(
+    private readonly entries: PreparedEntry[],
+    private readonly max: number,
+    private readonly budget = 8 << 20,
+  ) {}
+  #fill(from: number): void {
+    if (this.#next < from) this.#next = from;
+    while (this.#next < this.entries.length && (this.#bytes < this.budget || this.#pending.size === 0) && this.#pending.size < 64) {
+      const i = this.#next++;
+      const e = this.entries[i]!;
+      if (e.source.kind !== "file" || e.size === 0 || e.size > this.max) continue;
+      this.#bytes += e.size;
+      const p = readFile(e.source.path).catch((err: Error) => {
+        throw new CpioError("ENOENT", `cannot read ${(e.source as { path: string }).path} for ${e.path}: ${err.message}`, e.path);
+      });
+      p.catch(() => {});
+      this.#pending.set(i, p);
+    }
+  }
+  /** The data of entry i if it is read ahead (checked against the size it had when prepared). */
+  async take(i: number): Promise<Buffer | undefined> {
+    this.#fill(i);
+    const p = this.#pending.get(i);
+    if (!p) return undefined;
+    this.#pending.delete(i);
+    const e = this.entries[i]!;
+    const data = await p;
+    this.#bytes -= e.size;
+    this.#fill(i + 1);
+    if (data.length !== e.size)
+      throw new CpioError("ECHANGED", `${(e.source as { path: string }).path} (for ${e.path}) changed size while it was being archived (${e.size} → ${data.length} bytes)`, e.path);
+    return data;
+  }
+}
+
 async function* segments(prepared: PreparedEntry[], format: "newc" | "crc", min: number, max: number): AsyncGenerator<Segment> {
   let parts: Uint8Array[] = [];
   let len = 0;
@@ -89,8 +129,10 @@ async function* segments(prepared: PreparedEntry[], format: "newc" | "crc", min:
     count = 0;
     return s;
   };
-  for (const e of prepared) {
-    const header = await entryHeader(e, format);
+  const ahead = new ReadAhead(prepared, max);
+  for (let i = 0; i < prepared.length; i++) {
+    const e = prepared[i]!;
+    const header = format === "crc" ? await entryHeader(e, format) : encodeHeader(magicFor(format), { ...e, check: 0 }, e.name);
     const total = header.length + e.size + pad4(e.size);
     const big = e.source.kind === "file" && total > max;
     if (len > 0 && (big || len + total > max || (len >= min && cutHere(e.name)))) yield flush();
@@ -101,9 +143,15 @@ async function* segments(prepared: PreparedEntry[], format: "newc" | "crc", min:
     parts.push(header);
     len += header.length;
     if (e.size > 0) {
-      for await (const c of entryData(e)) {
-        parts.push(c);
-        len += c.length;
+      const pre = await ahead.take(i);
+      if (pre) {
+        parts.push(pre);
+        len += pre.length;
+      } else {
+        for await (const c of entryData(e)) {
+          parts.push(c);
+          len += c.length;
+        }
       }
       const p = pad4(e.size);
       if (p) {
@@ -223,7 +271,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
     return { kind: "file", path: out, size: r.size, temp: true };
   };
 
-  const depth = Math.max(2, workers + 2);
+  const depth = Math.max(2, workers + 1);
   const queue: { p: Promise<Result>; entries: number }[] = [];
   let done = 0;
   try {

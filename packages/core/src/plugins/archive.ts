@@ -63,7 +63,7 @@ export class ArchivePlugin {
         },
         stats,
       );
-      await pipeline(Readable.from(source), tap, createWriteStream(temp));
+      await pipeline(Readable.from(source, { highWaterMark: 1 }), tap, createWriteStream(temp));
       ctx.debug(`archive: ${stats.segments} segments (${stats.cached} from cache, ${stats.compressed} compressed on ${stats.workers} workers), ${stats.uncompressedSize} bytes of newc`, this.name);
       hooks.progress.call({ kind: "archive", label: "archive", current: entries.length, total: entries.length });
       return { path: out, tempPath: temp, sha256: hash.digest("hex"), size, compression: compressor.name, entries: entries.length };
