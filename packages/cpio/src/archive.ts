@@ -271,7 +271,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
     return { kind: "file", path: out, size: r.size, temp: true };
   };
 
-  const depth = Math.max(2, workers + 1);
+  const depth = Math.max(2, workers * 2 + 1);
   const queue: { p: Promise<Result>; entries: number }[] = [];
   let done = 0;
   try {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { open, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { open, mkdir, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { SEGMENT_FILE_HEADER } from "./jobs.js";
 
@@ -43,10 +43,18 @@ export class SegmentCache {
 
   async put(key: string, payload: Uint8Array): Promise<void> {
     const tmp = this.tempPath(key);
-    await mkdir(dirname(tmp), { recursive: true });
+    if (!this.#made.has(dirname(tmp))) {
+      await mkdir(dirname(tmp), { recursive: true });
+      this.#made.add(dirname(tmp));
+    }
     const digest = createHash("sha256").update(payload).digest();
     try {
-      await writeFile(tmp, Buffer.concat([digest, payload]));
+      const fh = await open(tmp, "w");
+      try {
+        await fh.writev([digest, payload]);
+      } finally {
+        await fh.close();
+      }
       await this.adopt(key, tmp);
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {});
@@ -57,9 +65,15 @@ export class SegmentCache {
   /** Moves a finished segment file (already in entry format) into place. */
   async adopt(key: string, tmp: string): Promise<void> {
     const final = this.path(key);
-    await mkdir(dirname(final), { recursive: true });
+    const dir = dirname(final);
+    if (!this.#made.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.#made.add(dir);
+    }
     await rename(tmp, final);
   }
+
+  readonly #made = new Set<string>();
 }
 
 /** Streams a segment file, checking sha256(payload) against its header; returns the payload size. */

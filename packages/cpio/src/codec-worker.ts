@@ -28,7 +28,17 @@ parentPort!.on("message", async (msg: WorkerRequest) => {
     const codec = await resolve(msg.codec);
     if (msg.op === "compress") {
       const out = await codec.compress(msg.data, msg.level);
-      // Native codecs return external buffers, which cannot be transferred: copy into plain memory.
+      // Transfer the output when it owns its memory; native codecs return external buffers,
+      // which cannot be transferred, so those are copied.
+      const owns = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength && !Buffer.isBuffer(out);
+      if (owns) {
+        try {
+          parentPort!.postMessage({ id: msg.id, ok: true, data: out }, [out.buffer as ArrayBuffer]);
+          return;
+        } catch {
+          // fall through to a copy
+        }
+      }
       const copy = new Uint8Array(out);
       parentPort!.postMessage({ id: msg.id, ok: true, data: copy }, [copy.buffer]);
     } else {
