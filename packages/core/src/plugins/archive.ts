@@ -69,7 +69,10 @@ export class ArchivePlugin {
           compressor,
           level,
           cacheDir: join(ctx.options.cacheDir ?? defaultCacheDir(), "segments"),
-          onProgress: (current, total) => hooks.progress.call({ kind: "archive", label: "archive", current, total }),
+          // The last step is reported once, below, with the tree's entry count.
+          onProgress: (current, total) => {
+            if (current < total) hooks.progress.call({ kind: "archive", label: "archive", current, total: entries.length });
+          },
         },
         stats,
       );
