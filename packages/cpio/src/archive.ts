@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { readFile as readFileCb } from "node:fs";
+import { mkdir, open, rm } from "node:fs/promises";
+import { promisify } from "node:util";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -78,6 +80,9 @@ export function checkLevel(c: Compressor, level: number | undefined): number {
     throw new CpioError("ELEVEL", `${c.name} level ${l} is out of range ${c.levels.min}–${c.levels.max}`);
   return l;
 }
+
+// The callback readFile is markedly faster than fs/promises' for many small files.
+const readFile = promisify(readFileCb);
 
 /** Reads small host files ahead of the segmenter, a few MiB at a time, so their I/O overlaps. */
 class ReadAhead {
@@ -215,8 +220,6 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
   }
 
   const isBuiltin = builtinCompressors[compressor.name] === compressor;
-  if (!isBuiltin && opts.workers !== 0 && !compressor.workerModule && compressor.compress === undefined)
-    throw new CpioError("ECOMPRESSOR", `compressor ${compressor.name} cannot run in workers`);
   const ref: CodecRef = { name: compressor.name, builtin: isBuiltin, module: compressor.workerModule };
   const useWorkers = isBuiltin || compressor.workerModule !== undefined;
   const workers = useWorkers ? Math.max(0, Math.min(opts.workers ?? availableParallelism(), 16)) : 0;
