@@ -225,8 +225,17 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
   const workers = useWorkers ? Math.max(0, Math.min(opts.workers ?? availableParallelism(), 16)) : 0;
   st.workers = workers;
   const pool = workers > 0 ? new CodecPool(workers) : undefined;
-  const cache = opts.cacheDir ? new SegmentCache(opts.cacheDir) : undefined;
-  const tmpBase = cache ? join(opts.cacheDir!, "tmp") : join(tmpdir(), "fledge-segments");
+  let cache = opts.cacheDir ? new SegmentCache(opts.cacheDir) : undefined;
+  let tmpBase = join(tmpdir(), "fledge-segments");
+  if (cache) {
+    try {
+      await mkdir(join(opts.cacheDir!, "tmp"), { recursive: true });
+      tmpBase = join(opts.cacheDir!, "tmp");
+    } catch {
+      // An unwritable cache costs speed, never the build.
+      cache = undefined;
+    }
+  }
   await mkdir(tmpBase, { recursive: true });
   const prefix = `${SEGMENT_VERSION}\0${compressor.id ?? compressor.name}\0${level}\0`;
   const min = opts.segment?.min ?? SEGMENT_MIN;

@@ -67,6 +67,18 @@ describe("segment cache", () => {
     }, 30000);
   }
 
+  it("a cache directory that cannot be created is skipped: the build still succeeds with the same bytes", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fledge-cache-"));
+    dirs.push(dir);
+    const entries = await hostTree(dir, 20);
+    await writeFile(join(dir, "not-a-dir"), "x");
+    const opts = { mtime: MTIME, compressor: "gzip", workers: 1, segment: { min: 32 << 10, max: 128 << 10 } };
+    const st = {} as ArchiveStats;
+    const a = await archiveToBuffer(entries, { ...opts, cacheDir: join(dir, "not-a-dir", "segments") }, st);
+    expect(st.cached).toBe(0);
+    expect(sha256(a)).toBe(sha256(await archiveToBuffer(entries, opts)));
+  });
+
   it("a damaged or truncated cache entry is ignored and replaced, never copied into the artifact", async () => {
     const dir = await mkdtemp(join(tmpdir(), "fledge-cache-"));
     dirs.push(dir);
