@@ -33,7 +33,11 @@ describe("a built initramfs boots Debian's kernel in qemu", () => {
 
   it("the README example (custom init from a host file) boots and serves as PID 1", async () => {
     const artifact = join(out, "hello.cpio.gz");
-    const r = await fledge(["build", "-C", join(examples, "hello"), "-o", artifact, "--manifest-output", join(out, "hello.manifest.json")], { cwd: out });
+    // as the README runs it: busybox.net mirrored to Debian's busybox-static, no internet
+    const r = await fledge(["build", "-C", join(examples, "hello"), "-o", artifact, "--manifest-output", join(out, "hello.manifest.json")], {
+      cwd: out,
+      env: { FLEDGE_MIRRORS: `https://busybox.net/downloads/binaries/1.35.0-x86_64-linux-musl/=file://${hostBusybox().replace(/busybox$/, "")}` },
+    });
     expect(r.code).toBe(0);
     const boot = await bootInitramfs(artifact, { until: /hello: running as PID \d+/, timeoutMs: 120_000 });
     expect(boot.timedOut).toBe(false);

@@ -18,6 +18,10 @@ interface Command {
 /** Commands load lazily so `fledge --help` starts fast. */
 const COMMANDS: Record<string, Command> = {
   build: { summary: "build an initramfs plugin and its manifest.json", load: () => import("./commands/build.js") },
+  validate: { summary: "check fledge.toml and manifest.toml, listing every problem", load: () => import("./commands/validate.js") },
+  schema: { summary: "print the JSON Schema of fledge.toml or manifest.toml", load: () => import("./commands/schema.js") },
+  update: { summary: "resolve the inputs again (latest agent release, …) and rewrite fledge.lock", load: () => import("./commands/update.js") },
+  cache: { summary: "list, prune or seed the download cache (ls | prune | add)", load: () => import("./commands/cache.js") },
   inspect: { summary: "list the entries of an initramfs artifact (like cpio -tv)", load: () => import("./commands/inspect.js") },
 };
 

@@ -5,7 +5,9 @@ import { ConfigError, type ConfigIssue } from "./errors.js";
 import { parseToml, readToml } from "./toml.js";
 import { DEFAULT_BUSYBOX_SHA256, DEFAULT_BUSYBOX_URL, FledgeTomlInput } from "./schema.js";
 import { zodIssues } from "./zod-issues.js";
-import { shapeKeysAt } from "./shape.js";
+import { ManifestTomlInput } from "./manifest-toml.js";
+import { salvage } from "./shape.js";
+import { placeIssues } from "./place.js";
 
 export type AgentConfig =
   | { source: "release"; version: string }
@@ -45,11 +47,20 @@ export interface FledgeConfig {
   output: { compression: string; level?: number; arch: "x86_64" | "aarch64" };
   fetch: { mirrors: { from: string; to: string }[] };
   plugins: string[];
+  /** Things that are allowed but probably not what was meant (not errors). */
+  warnings?: ConfigIssue[];
 }
 
 export interface LoadOptions {
   /** Decides whether `[init] path` names a host file. Defaults to a stat of the file. */
   isHostFile?: (absPath: string) => boolean;
+}
+
+/** The outcome of checking a fledge.toml: the config when there are no problems, and every finding. */
+export interface FledgeCheck {
+  config?: FledgeConfig;
+  problems: ConfigIssue[];
+  warnings: ConfigIssue[];
 }
 
 const defaultIsHostFile = (p: string): boolean => {
@@ -63,37 +74,126 @@ const defaultIsHostFile = (p: string): boolean => {
 /** Reads, validates and normalises a fledge.toml. Throws ConfigError with every problem found. */
 export async function loadFledgeConfig(file: string, opts: LoadOptions = {}): Promise<FledgeConfig> {
   const abs = resolve(file);
-  const { data } = await readToml(abs);
-  return normalizeFledgeConfig(data, abs, opts);
+  const { data, text } = await readToml(abs);
+  return orThrow(checkFledgeData(data, abs, opts, text));
 }
 
 /** Same as loadFledgeConfig, from TOML text. */
 export function parseFledgeConfig(text: string, file: string, opts: LoadOptions = {}): FledgeConfig {
-  return normalizeFledgeConfig(parseToml(text, file), resolve(file), opts);
+  return orThrow(checkFledgeConfig(text, file, opts));
 }
 
+/** Validates and normalises parsed fledge.toml data (no line numbers without the text). */
 export function normalizeFledgeConfig(data: unknown, file: string, opts: LoadOptions = {}): FledgeConfig {
-  const parsed = FledgeTomlInput.safeParse(data);
-  const issues: ConfigIssue[] = [];
-  if (!parsed.success) {
-    throw new ConfigError(zodIssues(parsed.error, file, data, (p) => shapeKeysAt(FledgeTomlInput, p)));
+  return orThrow(checkFledgeData(data, file, opts));
+}
+
+/**
+ * Checks fledge.toml text and reports every problem at once, with positions: TOML syntax, the
+ * schema, and the rules across keys (init mode, agent, mappings). Does not throw for bad input.
+ */
+export function checkFledgeConfig(text: string, file: string, opts: LoadOptions = {}): FledgeCheck {
+  const abs = resolve(file);
+  let data: Record<string, unknown>;
+  try {
+    data = parseToml(text, abs);
+  } catch (err) {
+    if (err instanceof ConfigError) return { problems: err.issues, warnings: [] };
+    throw err;
   }
-  const c = parsed.data;
+  return checkFledgeData(data, abs, opts, text);
+}
+
+function orThrow(c: FledgeCheck): FledgeConfig {
+  if (!c.config) throw new ConfigError(c.problems);
+  c.config.warnings = c.warnings;
+  return c.config;
+}
+
+type Parsed = z.output<typeof FledgeTomlInput>;
+type DeepPartial<T> = T extends (infer U)[] ? U[] : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
+
+/** The mode as a user reads it in messages. */
+function modeName(init: InitConfig, written?: string): string {
+  switch (init.mode) {
+    case "default":
+      return "default (fledge's init starts kestrel)";
+    case "none":
+      return "none (`[init] none = true`)";
+    case "custom-host":
+      return `custom (\`[init] path = "${written}"\`, a host file)`;
+    case "custom-image":
+      return `custom (\`[init] path = "${written}"\`, a path in the image)`;
+  }
+}
+
+/**
+ * Optional string keys the Go fledge treats as unset when empty (`path = ""`). fledge accepts those
+ * files too, and says the key is ignored.
+ */
+const EMPTY_MEANS_UNSET = [
+  "init.path",
+  "agent.version",
+  "agent.path",
+  "agent.url",
+  "agent.checksum",
+  "source.image",
+  "source.dockerfile",
+  "source.context",
+  "source.target",
+  "source.busybox_url",
+  "source.busybox_sha256",
+  "filesystem.type",
+  "filesystem.overlay_size",
+];
+
+function dropEmptyStrings(data: unknown, file: string, warnings: ConfigIssue[]): unknown {
+  if (!data || typeof data !== "object") return data;
+  const copy: Record<string, unknown> = { ...(data as Record<string, unknown>) };
+  for (const keyPath of EMPTY_MEANS_UNSET) {
+    const [table, key] = keyPath.split(".") as [string, string];
+    const t = copy[table];
+    if (t && typeof t === "object" && !Array.isArray(t) && (t as Record<string, unknown>)[key] === "") {
+      const { [key]: _dropped, ...rest } = t as Record<string, unknown>;
+      copy[table] = rest;
+      warnings.push({ file, keyPath, message: "is empty, so it is ignored (as if it were not written)", hint: "remove the line, or give it a value" });
+    }
+  }
+  return copy;
+}
+
+export function checkFledgeData(data: unknown, file: string, opts: LoadOptions = {}, text?: string): FledgeCheck {
+  const problems: ConfigIssue[] = [];
+  const warnings: ConfigIssue[] = [];
+  data = dropEmptyStrings(data, file, warnings);
+  const parsed = FledgeTomlInput.safeParse(data);
+  let c: DeepPartial<Parsed>;
+  let schemaCount = 0;
+  if (parsed.success) c = parsed.data;
+  else {
+    problems.push(...zodIssues(parsed.error, file, data, FledgeTomlInput, { other: { name: "manifest.toml", here: "fledge.toml", schema: ManifestTomlInput } }));
+    schemaCount = problems.length;
+    c = (salvage(FledgeTomlInput, data) ?? {}) as DeepPartial<Parsed>;
+  }
+  const problem = (keyPath: string, message: string, hint?: string) => problems.push({ file, keyPath, message, ...(hint ? { hint } : {}) });
+  const warn = (keyPath: string, message: string, hint?: string) => warnings.push({ file, keyPath, message, ...(hint ? { hint } : {}) });
+
   const rootDir = dirname(file);
   const isHostFile = opts.isHostFile ?? defaultIsHostFile;
   const hostPath = (p: string) => (isAbsolute(p) ? p : resolve(rootDir, p));
+  const strategy = c.strategy;
 
-  // --- init mode
+  // --- init mode (DESIGN.md §3)
   let init: InitConfig = { mode: "default" };
   const initPath = c.init?.path;
   const none = c.init?.none === true;
   if (initPath && none) {
-    issues.push({
-      file,
-      keyPath: "init",
-      message: '`path` and `none = true` both set: that is two init modes at once (custom and none)',
-      hint: "keep `path` for a custom init, or `none = true` when a mapping puts your PID 1 at /init",
-    });
+    problem(
+      "init",
+      `\`path\` and \`none = true\` are both set: that is two init modes at once, custom (\`path = "${initPath}"\`) and none`,
+      "keep `path` for your own init, or `none = true` when a mapping puts your PID 1 at /init — not both",
+    );
+    init = { mode: "none" };
   } else if (none) {
     init = { mode: "none" };
   } else if (initPath) {
@@ -101,84 +201,156 @@ export function normalizeFledgeConfig(data: unknown, file: string, opts: LoadOpt
     if (isHostFile(candidate)) init = { mode: "custom-host", hostPath: candidate };
     else if (initPath.startsWith("/")) init = { mode: "custom-image", imagePath: posix.normalize(initPath) };
     else
-      issues.push({
-        file,
-        keyPath: "init.path",
-        message: `${initPath} is not a file (looked for ${candidate})`,
-        hint: "give a host file relative to fledge.toml, or an absolute path inside the image that a mapping provides",
-      });
+      problem(
+        "init.path",
+        `"${initPath}" is not a file: looked for ${candidate} on the host`,
+        "give a host file relative to fledge.toml, or an absolute path inside the image that a mapping provides",
+      );
   }
 
-  // --- agent
+  // --- agent: default mode only
   let agent: AgentConfig | undefined;
   if (init.mode !== "default" && c.agent) {
-    const detected = init.mode === "none" ? "none (`[init] none = true`)" : `custom (\`[init] path = "${initPath}"\`)`;
-    issues.push({
-      file,
-      keyPath: "agent",
-      message: `[agent] is only used in default mode, but the init mode is ${detected}`,
-      hint: "remove [agent], or remove [init] to let fledge's init start kestrel",
-    });
+    problem(
+      "agent",
+      `[agent] is only used in the default init mode, but the init mode is ${initPath && none ? "ambiguous (see [init])" : modeName(init, initPath)}: kestrel is not installed in this mode`,
+      initPath && none
+        ? "remove [agent]: kestrel runs only in the default init mode"
+        : init.mode === "none"
+          ? "remove [agent], or remove `none = true` to let fledge's init start kestrel"
+          : "remove [agent], or remove [init] `path` to let fledge's init start kestrel",
+    );
   } else if (init.mode === "default") {
     const a = c.agent ?? { source_strategy: "release" as const, version: "latest" };
+    const unused = (keys: string[], why: string) => {
+      for (const k of keys) if (a[k as keyof typeof a] !== undefined) warn(`agent.${k}`, `is not used with source_strategy "${a.source_strategy}"`, why);
+    };
     if (a.source_strategy === "release") {
-      if (!a.version && c.agent) issues.push({ file, keyPath: "agent.version", message: 'source_strategy "release" needs a version', hint: 'add version = "latest" or a tag such as "v0.1.0"' });
-      agent = { source: "release", version: a.version ?? "latest" };
+      if (!a.version) problem("agent.version", 'source_strategy "release" needs a version', 'add version = "latest", or a tag such as "v0.1.0"');
+      else agent = { source: "release", version: a.version };
+      unused(["path", "url", "checksum"], "the release is resolved on GitHub and verified against its checksums.txt; remove the key");
     } else if (a.source_strategy === "local") {
-      if (!a.path) issues.push({ file, keyPath: "agent.path", message: 'source_strategy "local" needs a path', hint: 'add path = "./kestrel" (relative to fledge.toml)' });
+      if (!a.path) problem("agent.path", 'source_strategy "local" needs a path', 'add path = "./kestrel" (relative to fledge.toml)');
       else agent = { source: "local", path: hostPath(a.path) };
-    } else {
-      if (!a.url) issues.push({ file, keyPath: "agent.url", message: 'source_strategy "http" needs a url', hint: 'add url = "https://…/kestrel"' });
-      else agent = { source: "http", url: a.url, checksum: a.checksum };
+      unused(["version", "url", "checksum"], "a local kestrel is copied as it is; remove the key");
+    } else if (a.source_strategy === "http") {
+      if (!a.url) problem("agent.url", 'source_strategy "http" needs a url', 'add url = "https://…/kestrel"');
+      else {
+        agent = { source: "http", url: a.url, ...(a.checksum ? { checksum: a.checksum } : {}) };
+        if (!a.checksum) warn("agent", "kestrel is downloaded without a checksum, so the download is not verified", 'add checksum = "sha256:<hex>"');
+      }
+      unused(["version", "path"], "remove the key");
     }
   }
 
   // --- mappings
   const mappings: Mapping[] = [];
   for (const [src, dest] of Object.entries(c.mappings ?? {})) {
-    const keyPath = `mappings."${src}"`;
+    const keyPath = `mappings.${JSON.stringify(src)}`;
+    if (!src.trim()) {
+      problem(keyPath, "the host path (the key) is empty", 'write "./file" = "/dest/in/image"');
+      continue;
+    }
+    if (!dest) {
+      problem(keyPath, "the destination is empty", `write ${JSON.stringify(src)} = "/path/in/image"`);
+      continue;
+    }
     if (!dest.startsWith("/")) {
-      issues.push({ file, keyPath, message: `destination "${dest}" must be an absolute path in the image`, hint: `write "/${dest.replace(/^\.?\/*/, "")}"` });
+      problem(keyPath, `destination "${dest}" must be an absolute path in the image`, `write "/${dest.replace(/^(\.\/|\/)+/, "")}"`);
       continue;
     }
     if (dest.split("/").includes("..")) {
-      issues.push({ file, keyPath, message: `destination "${dest}" must not contain ".."`, hint: "write the destination without .. components" });
+      problem(keyPath, `destination "${dest}" must not contain ".."`, "write the destination without .. components");
       continue;
     }
     mappings.push({ source: hostPath(src), written: src, dest: posix.normalize(dest) });
   }
 
-  if (c.source?.busybox === false && init.mode === "default") {
-    issues.push({ file, keyPath: "source.busybox", message: "busybox can only be left out in custom and none modes", hint: "remove `busybox = false`, or choose a custom or none init" });
+  if (c.source?.busybox === false && init.mode === "default")
+    problem("source.busybox", "busybox can only be left out in the custom and none init modes", "remove `busybox = false`, or choose a custom or none init");
+
+  // --- what the image must provide in custom-image and none modes
+  const overlay = !!(c.source?.image || c.source?.dockerfile);
+  const provides = (p: string) => mappings.some((m) => m.dest === p || p.startsWith(m.dest === "/" ? "/" : m.dest + "/"));
+  if (init.mode === "none" && !overlay && !provides("/init"))
+    warn("init.none", "no mapping puts a file at /init, so the image would have no PID 1 (the build fails unless a plugin adds one)", 'map your binary: [mappings] "./my-init" = "/init"');
+  if (init.mode === "custom-image" && !overlay && !provides(init.imagePath))
+    warn(
+      "init.path",
+      `"${initPath}" is neither a host file (looked for ${hostPath(initPath!)}) nor the destination of a mapping (the build fails unless a plugin or overlay provides it)`,
+      `map it: [mappings] "./my-init" = "${init.imagePath}", or give the host file's path`,
+    );
+
+  // --- strategies
+  if (strategy === "oci_rootfs") {
+    if (!c.source?.image && !c.source?.dockerfile && !problems.some((p) => p.keyPath.startsWith("source.")))
+      problem("source", "the oci_rootfs strategy needs source.image or source.dockerfile", 'add [source] image = "docker.io/library/nginx:alpine"');
+    if (c.source?.image && c.source?.dockerfile) problem("source", "source.image and source.dockerfile are both set: give only one", "keep one of them");
+  } else if (strategy === "initramfs" && c.filesystem) {
+    warn("filesystem", "[filesystem] is only used by the oci_rootfs strategy", "remove it, or set strategy = \"oci_rootfs\"");
   }
+  if (!c.source?.dockerfile)
+    for (const k of ["context", "target", "build_args"] as const)
+      if (c.source?.[k] !== undefined) warn(`source.${k}`, "is only used with source.dockerfile", "remove it, or add source.dockerfile");
 
-  if (issues.length) throw new ConfigError(issues);
+  dropEchoes(problems, schemaCount);
+  if (text) {
+    placeIssues(problems, text);
+    placeIssues(warnings, text);
+  }
+  // A problem at a key says more than a warning about it.
+  const warned = warnings.filter((w) => !problems.some((p) => p.keyPath === w.keyPath));
+  warnings.splice(0, warnings.length, ...warned);
+  problems.sort(byPosition);
+  warnings.sort(byPosition);
+  if (problems.length || !parsed.success) return { problems, warnings };
 
-  const sha = c.source?.busybox_sha256 ?? (c.source?.busybox_url ? undefined : DEFAULT_BUSYBOX_SHA256);
-  return {
+  const p = parsed.data;
+  const sha = p.source?.busybox_sha256 ?? (p.source?.busybox_url ? undefined : DEFAULT_BUSYBOX_SHA256);
+  const config: FledgeConfig = {
     file,
     rootDir,
-    version: c.version,
-    strategy: c.strategy,
+    version: p.version,
+    strategy: p.strategy,
     init,
     agent,
     busybox: {
-      include: c.source?.busybox !== false,
+      include: p.source?.busybox !== false,
       // a plain path is relative to fledge.toml, like every other host path
-      url: c.source?.busybox_url ? (/^[a-z][a-z0-9+.-]*:\/\//i.test(c.source.busybox_url) ? c.source.busybox_url : hostPath(c.source.busybox_url)) : DEFAULT_BUSYBOX_URL,
+      url: p.source?.busybox_url ? (/^[a-z][a-z0-9+.-]*:\/\//i.test(p.source.busybox_url) ? p.source.busybox_url : hostPath(p.source.busybox_url)) : DEFAULT_BUSYBOX_URL,
       sha256: sha?.replace(/^sha256:/, "").toLowerCase(),
     },
     source: {
-      image: c.source?.image,
-      dockerfile: c.source?.dockerfile,
-      context: c.source?.context,
-      target: c.source?.target,
-      buildArgs: c.source?.build_args ?? {},
+      image: p.source?.image,
+      dockerfile: p.source?.dockerfile,
+      context: p.source?.context,
+      target: p.source?.target,
+      buildArgs: p.source?.build_args ?? {},
     },
-    filesystem: c.filesystem,
+    filesystem: p.filesystem,
     mappings,
-    output: { compression: c.output?.compression ?? "gzip", level: c.output?.level, arch: c.output?.arch ?? "x86_64" },
-    fetch: { mirrors: Object.entries(c.fetch?.mirrors ?? {}).map(([from, to]) => ({ from, to })) },
-    plugins: c.plugins ?? [],
+    output: { compression: p.output?.compression ?? "gzip", level: p.output?.level, arch: p.output?.arch ?? "x86_64" },
+    fetch: { mirrors: Object.entries(p.fetch?.mirrors ?? {}).map(([from, to]) => ({ from, to })) },
+    plugins: p.plugins ?? [],
   };
+  return { config, problems, warnings };
+}
+
+const related = (a: string, b: string) => a === b || a.startsWith(b + ".") || b.startsWith(a + ".") || a.startsWith(b + "[") || b.startsWith(a + "[");
+
+/**
+ * Removes, from the issues after the first `schemaCount`, those about a key the schema already
+ * reported: a rule that saw a salvaged (invalid, so missing) value would only echo it.
+ */
+export function dropEchoes(issues: ConfigIssue[], schemaCount: number): ConfigIssue[] {
+  // Unknown keys are ignored by the salvage, so they cause no echoes.
+  const schema = issues.slice(0, schemaCount).filter((s) => !s.message.startsWith("unknown "));
+  const rest = issues.slice(schemaCount).filter((i) => !schema.some((s) => related(s.keyPath, i.keyPath)));
+  issues.splice(schemaCount, issues.length - schemaCount, ...rest);
+  return issues;
+}
+
+/** Issues in file order; those with no position (whole-file problems) first. */
+export function byPosition(a: ConfigIssue, b: ConfigIssue): number {
+  return (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0);
 }

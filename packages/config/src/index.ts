@@ -15,7 +15,12 @@ export {
   loadFledgeConfig,
   parseFledgeConfig,
   normalizeFledgeConfig,
+  checkFledgeConfig,
+  checkFledgeData,
+  byPosition,
+  dropEchoes,
   type FledgeConfig,
+  type FledgeCheck,
   type AgentConfig,
   type InitConfig,
   type Mapping,
@@ -26,7 +31,14 @@ export {
   loadManifestToml,
   parseManifestToml,
   normalizeManifestToml,
+  checkManifestToml,
+  checkManifestTomlData,
+  defaultPluginName,
   type ManifestToml,
   type ManifestConfig,
+  type ManifestTomlCheck,
 } from "./manifest-toml.js";
-export { didYouMean } from "./zod-issues.js";
+export { fledgeTomlJsonSchema, manifestTomlJsonSchema, jsonSchemaText } from "./json-schema.js";
+export { didYouMean, keyPathOf } from "./zod-issues.js";
+export { indexKeys, locateKey, type Position } from "./locate.js";
+export { placeIssues, parseKeyPath } from "./place.js";

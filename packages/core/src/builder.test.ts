@@ -70,7 +70,7 @@ describe("Builder hooks", () => {
     const result = await builder([plugin], cfg({ strategy: "tarball" })).run();
     expect(seen).toEqual(["tarball"]);
     expect(readFileSync(join(dir, "out.tar"), "utf8")).toBe("artifact");
-    expect(result.manifest.initramfs.url).toBe(join(dir, "out.tar"));
+    expect(result.manifest.initramfs?.url).toBe(join(dir, "out.tar"));
   });
 
   it("an unknown strategy is an error naming the plugin that would provide it", async () => {

@@ -4,7 +4,8 @@ import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { FledgeConfig, ManifestConfig } from "@fledge/config";
 import { Fetcher } from "@fledge/fetch";
-import { mergeManifest } from "@fledge/manifest";
+import { checkManifest, ManifestError, mergeManifest } from "@fledge/manifest";
+import { formatIssue } from "@fledge/config";
 import { FledgeError } from "./errors.js";
 import { createHooks, type FledgeHooks } from "./hooks.js";
 import { guardHooks } from "./intercept.js";
@@ -66,7 +67,11 @@ export class Builder {
         init.fetcher ??
         new Fetcher({
           cacheDir: init.options.cacheDir,
-          onProgress: (e) => this.hooks.progress.call({ kind: "fetch", label: e.label, current: e.bytes, total: e.total }),
+          offline: init.options.offline,
+          env: init.options.env,
+          mirrors: init.config.fetch.mirrors,
+          onProgress: (e) => this.hooks.progress.call({ kind: "fetch", label: e.label, current: e.bytes, total: e.total, rate: e.rate, done: e.done }),
+          onLog: (level, message) => log(level, message, "fledge:fetch"),
         }),
       warnings,
       warn: (m, s) => {
@@ -87,6 +92,11 @@ export class Builder {
     const ctx = this.context;
     try {
       for (const note of ctx.manifestConfig.notes) ctx.info(note, "fledge:manifest");
+      for (const w of ctx.config.warnings ?? []) ctx.warn(formatIssue(w), "fledge:config");
+      // manifest rules that need no artifact: fail before any work is done
+      const { file: manifestFile, text: manifestText } = ctx.manifestConfig;
+      const early = checkManifest(ctx.manifestConfig.data, { file: manifestFile, text: manifestText, baseUrl: ctx.options.baseUrl });
+      if (early.problems.length) throw new ManifestError(early.problems);
       await this.hooks.beforeBuild.promise(ctx);
       const strategy = ctx.config.strategy;
       const hook = this.hooks.strategy.get(strategy);
@@ -100,7 +110,13 @@ export class Builder {
       if (!artifact) throw new FledgeError("FLEDGE_STRATEGY", `the "${strategy}" strategy produced no artifact`);
       this.#temps.add(artifact.tempPath);
 
-      const merged = mergeManifest(ctx.manifestConfig.data, { artifactPath: artifact.path, sha256: artifact.sha256, baseUrl: ctx.options.baseUrl });
+      const merged = mergeManifest(ctx.manifestConfig.data, {
+        artifactPath: artifact.path,
+        sha256: artifact.sha256,
+        baseUrl: ctx.options.baseUrl,
+        manifestFile,
+        manifestText,
+      });
       for (const w of merged.warnings) ctx.warn(w, "fledge:manifest");
       const manifest = await this.hooks.manifest.promise(merged.manifest, ctx);
       const manifestPath = ctx.options.manifestOutput

@@ -16,6 +16,12 @@ export interface BuildOptions {
   mtime?: number;
   /** Download cache directory. */
   cacheDir?: string;
+  /** Never touch the network: inputs come from the cache (and fledge.lock) or the build fails listing what is missing. */
+  offline?: boolean;
+  /** Fail when fledge.lock is missing or would change, and never write it (CI). */
+  locked?: boolean;
+  /** Environment for FLEDGE_MIRRORS, FLEDGE_GITHUB_API and GITHUB_TOKEN (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** 2024-01-01T00:00:00Z, the fixed epoch the Go fledge uses too. */
@@ -61,6 +67,10 @@ export interface ProgressInfo {
   label: string;
   current: number;
   total?: number;
+  /** Units per second (bytes for "fetch"), when known. */
+  rate?: number;
+  /** The last event for this label. */
+  done?: boolean;
 }
 
 /** Everything a plugin can read during one build. */

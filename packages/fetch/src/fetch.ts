@@ -1,19 +1,29 @@
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, rmSync } from "node:fs";
 import { stat } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
-import { pipeline } from "node:stream/promises";
+import { isAbsolute, resolve } from "node:path";
 import { Transform } from "node:stream";
-import { Agent, interceptors, request, type Dispatcher } from "undici";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
 import { ContentCache, defaultCacheDir } from "./cache.js";
 import { FetchError } from "./errors.js";
+import { HttpClient, type HttpOptions } from "./http.js";
+import { applyMirrors, parseMirrors, type Mirror } from "./mirrors.js";
+import { normalizeSha256 } from "./sha.js";
+
+export { normalizeSha256 } from "./sha.js";
 
 export interface FetchRequest {
+  /** `http(s)://…`, `file://…` or a local path (relative paths resolve against `baseDir`). */
   url: string;
   /** Expected sha256 (`sha256:<hex>` or bare hex, any case). */
   sha256?: string;
   /** What this is, for messages ("busybox"). */
   label?: string;
+  /** Ignore the URL index (re-download an input that has no pinned checksum). */
+  refresh?: boolean;
+  /** Directory relative local paths resolve against (default: the current directory). */
+  baseDir?: string;
 }
 
 export interface FetchResult {
@@ -21,9 +31,13 @@ export interface FetchResult {
   path: string;
   sha256: string;
   size: number;
-  /** The URL actually fetched. */
+  /** The URL as requested (before mirrors). */
   url: string;
+  /** What was really read: the mirrored URL, after redirects (or the local path). */
+  fetchedFrom: string;
   fromCache: boolean;
+  /** True for `file://` URLs and plain paths (never cached, never networked). */
+  local: boolean;
 }
 
 export interface ProgressEvent {
@@ -31,104 +45,220 @@ export interface ProgressEvent {
   url: string;
   bytes: number;
   total?: number;
+  /** Bytes per second since the download started. */
+  rate: number;
+  done: boolean;
 }
+
+export type FetchLog = (level: "debug" | "info" | "warn", message: string) => void;
 
 export interface FetcherOptions {
+  /** Default: `defaultCacheDir(env)`. */
   cacheDir?: string;
+  /** Never touch the network: serve from the cache or fail with `EOFFLINE`. */
+  offline?: boolean;
+  /** Prefix rewrites from configuration; `FLEDGE_MIRRORS` (from `env`) is tried first. */
+  mirrors?: Mirror[];
+  /** Environment for `FLEDGE_MIRRORS`, `FLEDGE_CACHE_DIR`, `FLEDGE_GITHUB_API`, `GITHUB_TOKEN` (default `process.env`). */
+  env?: NodeJS.ProcessEnv;
+  http?: HttpOptions;
   onProgress?: (e: ProgressEvent) => void;
+  /** Diagnostics (mirror rewrites, retries, cache hits). */
+  onLog?: FetchLog;
 }
 
-/** Normalises `sha256:<hex>` / bare hex to lowercase hex; throws on anything else. */
-export function normalizeSha256(s: string): string {
-  const hex = s.trim().replace(/^sha256:/i, "").toLowerCase();
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`not a sha256: ${s}`);
-  return hex;
-}
-
-function hashingStream(onChunk: (n: number) => void) {
-  const hash = createHash("sha256");
-  let size = 0;
-  const t = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      size += chunk.length;
-      onChunk(size);
-      cb(null, chunk);
-    },
-  });
-  return { stream: t, digest: () => hash.digest("hex"), size: () => size };
-}
+const isRemote = (url: string) => /^https?:\/\//i.test(url);
 
 /** Downloads or reads inputs, verifies them and keeps them in a content-addressed cache. */
 export class Fetcher {
   readonly cache: ContentCache;
+  readonly offline: boolean;
+  readonly env: NodeJS.ProcessEnv;
+  readonly http: HttpClient;
+  private readonly envMirrors: Mirror[];
+  private readonly configMirrors: Mirror[];
   private readonly onProgress?: (e: ProgressEvent) => void;
+  private readonly log: FetchLog;
+  readonly #temps = new Set<string>();
 
   constructor(opts: FetcherOptions = {}) {
-    this.cache = new ContentCache(opts.cacheDir ?? defaultCacheDir());
+    this.env = opts.env ?? process.env;
+    this.cache = new ContentCache(opts.cacheDir ?? defaultCacheDir(this.env));
+    this.offline = opts.offline ?? false;
+    this.envMirrors = parseMirrors(this.env.FLEDGE_MIRRORS);
+    this.configMirrors = opts.mirrors ?? [];
     this.onProgress = opts.onProgress;
+    this.log = opts.onLog ?? (() => {});
+    this.http = new HttpClient(opts.http, this.log);
   }
 
+  /** The URL really fetched for `url` after mirror rewrites (logged when it changes). */
+  mirrored(url: string, label: string): string {
+    const r = applyMirrors(url, this.envMirrors, this.configMirrors);
+    if (r.mirror) this.log("debug", `${label}: ${url} → ${r.url} (mirror ${r.mirror.from}=${r.mirror.to})`);
+    return r.url;
+  }
+
+  /**
+   * Returns a verified local path for the input: from the cache when it holds the content
+   * (by pinned sha256, else by the URL index), otherwise downloaded (mirrors applied),
+   * verified and stored. A local file is verified in place and never copied.
+   */
   async fetch(req: FetchRequest): Promise<FetchResult> {
     const label = req.label ?? req.url;
-    const expected = req.sha256 ? normalizeSha256(req.sha256) : undefined;
-    if (expected && (await this.cache.has(expected))) {
-      const path = this.cache.pathFor(expected);
-      return { path, sha256: expected, size: (await stat(path)).size, url: req.url, fromCache: true };
+    let expected: string | undefined;
+    try {
+      expected = req.sha256 ? normalizeSha256(req.sha256) : undefined;
+    } catch (err) {
+      throw new FetchError("EINPUT", req.url, `${label}: ${(err as Error).message}`, { hint: (err as FetchError).hint });
+    }
+    if (!isRemote(req.url)) return this.readLocal(req, label, expected);
+
+    if (expected && (await this.cache.has(expected))) return this.hit(req.url, expected, label);
+    if (!expected && !req.refresh) {
+      const rec = await this.cache.lookupUrl(req.url);
+      if (rec) return this.hit(req.url, rec.sha256, label);
+    }
+    if (this.offline) {
+      throw new FetchError("EOFFLINE", req.url, `${label}: ${req.url}${expected ? ` (sha256:${expected})` : ""} is not in the cache and the network is off (--offline)`, {
+        hint: `run once with the network, or seed the cache: fledge cache add <file>${expected ? "" : ` --url ${req.url}`}`,
+      });
+    }
+    const from = this.mirrored(req.url, label);
+    if (!isRemote(from)) {
+      // A mirror on the local filesystem (`https://busybox.net/=file:///srv/mirror/`).
+      const got = await this.readLocal({ ...req, url: from }, label, expected);
+      return { ...got, url: req.url };
     }
     const temp = await this.cache.tempPath();
-    const h = hashingStream((bytes) => this.onProgress?.({ label, url: req.url, bytes }));
+    this.#temps.add(temp);
     try {
-      if (/^https?:\/\//i.test(req.url)) {
-        await this.download(req.url, temp, h.stream, label);
-      } else {
-        const local = req.url.startsWith("file://") ? fileURLToPath(req.url) : req.url;
-        let st;
-        try {
-          st = await stat(local);
-        } catch {
-          throw new FetchError("ENOENT", req.url, `${label}: ${local} does not exist`);
-        }
-        if (!st.isFile()) throw new FetchError("ENOTFILE", req.url, `${label}: ${local} is not a regular file`);
-        await pipeline(createReadStream(local), h.stream, createWriteStream(temp));
-      }
-      const actual = h.digest();
-      if (expected && actual !== expected) {
-        throw new FetchError("ECHECKSUM", req.url, `${label}: sha256 mismatch for ${req.url}\n  expected ${expected}\n  actual   ${actual}`);
-      }
-      const path = await this.cache.commit(temp, actual);
-      return { path, sha256: actual, size: h.size(), url: req.url, fromCache: false };
+      let digest = "";
+      let size = 0;
+      const info = await this.http.get(from, {
+        label,
+        sink: async (body, res) => {
+          const h = this.hasher(label, req.url, res.total);
+          await pipeline(body, h.stream, createWriteStream(temp));
+          digest = h.digest();
+          size = h.size();
+        },
+      });
+      if (expected && digest !== expected) throw this.mismatch(label, req.url, info.finalUrl, expected, digest);
+      const path = await this.cache.commit(temp, digest);
+      await this.cache.recordUrl(req.url, digest);
+      this.log("debug", `${label}: downloaded ${size} bytes from ${info.finalUrl} sha256:${digest}`);
+      return { path, sha256: digest, size, url: req.url, fetchedFrom: info.finalUrl, fromCache: false, local: false };
     } catch (err) {
       await this.cache.discard(temp);
       throw err;
+    } finally {
+      this.#temps.delete(temp);
     }
   }
 
-  private agent?: Dispatcher;
-  private dispatcher(): Dispatcher {
-    this.agent ??= new Agent({ connectTimeout: 30_000, headersTimeout: 30_000, bodyTimeout: 30_000 }).compose(
-      interceptors.redirect({ maxRedirections: 5 }),
-    );
-    return this.agent;
+  /** Removes the temp files of downloads in progress (for a signal handler: synchronous). */
+  cleanupSync(): void {
+    for (const t of this.#temps) rmSync(t, { force: true });
+    this.#temps.clear();
+  }
+
+  /** Downloads a small text document (API answers, checksums.txt) without caching it. */
+  async getText(url: string, opts: { label: string; headers?: Record<string, string>; maxBytes?: number }): Promise<{ text: string; finalUrl: string }> {
+    if (this.offline)
+      throw new FetchError("EOFFLINE", url, `${opts.label}: ${url} cannot be fetched: the network is off (--offline)`, {
+        hint: "run once with the network so fledge.lock records what it resolves to",
+      });
+    const from = this.mirrored(url, opts.label);
+    const chunks: Buffer[] = [];
+    const max = opts.maxBytes ?? 16 * 1024 * 1024;
+    const info = await this.http.get(from, {
+      label: opts.label,
+      headers: opts.headers,
+      maxBytes: max,
+      sink: async (body) => {
+        chunks.length = 0;
+        let n = 0;
+        for await (const c of body) {
+          n += (c as Buffer).length;
+          if (n > max) {
+            body.destroy();
+            throw new FetchError("ETOOBIG", url, `${opts.label}: ${from} is larger than ${max} bytes`);
+          }
+          chunks.push(c as Buffer);
+        }
+      },
+    });
+    return { text: Buffer.concat(chunks).toString("utf8"), finalUrl: info.finalUrl };
   }
 
   /** Closes idle connections so the process can exit promptly. */
   async close(): Promise<void> {
-    await this.agent?.close();
-    this.agent = undefined;
+    await this.http.close();
   }
 
-  private async download(url: string, dest: string, hasher: Transform, label: string): Promise<void> {
-    let res;
+  private async hit(url: string, sha256: string, label: string): Promise<FetchResult> {
+    const path = this.cache.pathFor(sha256);
+    await this.cache.touch(sha256);
+    const size = (await stat(path)).size;
+    this.log("debug", `${label}: sha256:${sha256} from the cache (${url})`);
+    return { path, sha256, size, url, fetchedFrom: path, fromCache: true, local: false };
+  }
+
+  private mismatch(label: string, url: string, from: string, expected: string, actual: string): FetchError {
+    return new FetchError("ECHECKSUM", url, `${label}: sha256 mismatch for ${from}${from !== url ? ` (for ${url})` : ""}\n  expected ${expected}\n  actual   ${actual}`, {
+      hint: "the file changed or the checksum is wrong; nothing was kept. Fix the checksum only if you trust the new file",
+    });
+  }
+
+  private async readLocal(req: FetchRequest, label: string, expected: string | undefined): Promise<FetchResult> {
+    let local: string;
     try {
-      res = await request(url, { dispatcher: this.dispatcher() });
+      local = /^file:/i.test(req.url) ? fileURLToPath(req.url) : isAbsolute(req.url) ? req.url : resolve(req.baseDir ?? ".", req.url);
     } catch (err) {
-      throw new FetchError("ENETWORK", url, `${label}: cannot download ${url}: ${(err as Error).message}`, { cause: err });
+      throw new FetchError("EINPUT", req.url, `${label}: ${req.url} is not a usable file URL: ${(err as Error).message}`);
     }
-    if (res.statusCode !== 200) {
-      await res.body.dump();
-      throw new FetchError(`HTTP${res.statusCode}`, url, `${label}: ${url} answered HTTP ${res.statusCode}`);
+    let st;
+    try {
+      st = await stat(local);
+    } catch {
+      throw new FetchError("ENOENT", req.url, `${label}: ${local} does not exist`);
     }
-    await pipeline(res.body, hasher, createWriteStream(dest));
+    if (!st.isFile()) throw new FetchError("ENOTFILE", req.url, `${label}: ${local} is ${st.isDirectory() ? "a directory" : "not a regular file"}, expected a file`);
+    const h = this.hasher(label, req.url, st.size);
+    await pipeline(createReadStream(local), h.stream, async function* (src) {
+      for await (const _ of src);
+    });
+    const actual = h.digest();
+    if (expected && actual !== expected) throw this.mismatch(label, req.url, local, expected, actual);
+    return { path: local, sha256: actual, size: h.size(), url: req.url, fetchedFrom: local, fromCache: false, local: true };
+  }
+
+  private hasher(label: string, url: string, total: number | undefined) {
+    const hash = createHash("sha256");
+    let size = 0;
+    const started = performance.now();
+    const max = this.http.options.maxBytes;
+    const emit = (done: boolean) => {
+      const secs = (performance.now() - started) / 1000;
+      this.onProgress?.({ label, url, bytes: size, total, rate: secs > 0 ? size / secs : 0, done });
+    };
+    const stream = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        size += chunk.length;
+        if (size > max) {
+          cb(new FetchError("ETOOBIG", url, `${label}: ${url} is larger than the limit of ${max} bytes`));
+          return;
+        }
+        hash.update(chunk);
+        emit(false);
+        cb(null, chunk);
+      },
+      flush(cb) {
+        emit(true);
+        cb();
+      },
+    });
+    return { stream, digest: () => hash.digest("hex"), size: () => size };
   }
 }

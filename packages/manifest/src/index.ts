@@ -1,2 +1,11 @@
-export { VolantManifest, MANIFEST_SCHEMA_URL } from "./model.js";
-export { mergeManifest, ManifestError, type BuildMetadata, type MergeResult } from "./merge.js";
+export { VolantManifest, MANIFEST_SCHEMA_URL, validateVolantManifest } from "./model.js";
+export {
+  mergeManifest,
+  composeManifest,
+  checkManifest,
+  ManifestError,
+  KESTREL_PORT,
+  type BuildMetadata,
+  type MergeResult,
+  type ComposeResult,
+} from "./merge.js";

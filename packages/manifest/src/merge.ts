@@ -1,4 +1,4 @@
-import type { ManifestToml } from "@fledge/config";
+import { placeIssues, type ConfigIssue, type ManifestToml } from "@fledge/config";
 import { VolantManifest, MANIFEST_SCHEMA_URL } from "./model.js";
 
 /** What the build knows that manifest.toml does not. */
@@ -9,87 +9,252 @@ export interface BuildMetadata {
   sha256: string;
   /** Publish the artifact under this URL prefix instead of its local path. */
   baseUrl?: string;
+  /** The manifest.toml the data came from, for messages (default "manifest.toml"). */
+  manifestFile?: string;
+  /** Its text, to give findings a line and column. */
+  manifestText?: string;
 }
 
 export interface MergeResult {
   manifest: VolantManifest;
+  /** What Volant would drop or trip over, as `key.path: message` lines. */
   warnings: string[];
+  /** The same warnings with file, key path and position. */
+  warningIssues: ConfigIssue[];
 }
 
 /** Raised when manifest.toml and the build metadata cannot make a manifest Volant accepts. */
 export class ManifestError extends Error {
   override name = "ManifestError";
   readonly code = "FLEDGE_MANIFEST";
+  /** `key.path: message` lines. */
   readonly problems: string[];
-  constructor(problems: string[]) {
+  /** The same problems with file, key path, hint and position (printed by the CLI). */
+  readonly issues: ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    const problems = issues.map((i) => `${i.keyPath ? i.keyPath + ": " : ""}${i.message}`);
     super(problems.join("\n"));
     this.problems = problems;
+    this.issues = issues;
   }
 }
 
-const KESTREL_PORT = 8080;
+/** kestrel's own API port in the guest. */
+export const KESTREL_PORT = 8080;
 
-/** manifest.toml + build metadata → manifest.json (DESIGN.md §6). */
-export function mergeManifest(toml: ManifestToml, meta: BuildMetadata): MergeResult {
-  const warnings: string[] = [];
-  const problems: string[] = [];
-  const name = toml.name;
-  if (!name) problems.push("name: manifest.toml needs a name");
+export interface ComposeResult {
+  /** The manifest, when there are no problems. */
+  manifest?: VolantManifest;
+  problems: ConfigIssue[];
+  warnings: ConfigIssue[];
+}
 
+const DEFAULT_CPU = 1;
+const DEFAULT_MEMORY_MB = 512;
+const DEFAULT_HEALTH_TIMEOUT_MS = 10_000;
+
+type CloudDoc = NonNullable<NonNullable<ManifestToml["cloud_init"]>["user_data"]>;
+
+/** `{inline, content, path}` as Volant reads it; a string is inline content; `inline` is inferred when omitted. */
+function cloudDoc(d: CloudDoc): { inline?: boolean; content?: string; path?: string } {
+  if (typeof d === "string") return { inline: true, content: d };
+  const inline = d.inline ?? (d.content !== undefined && d.path === undefined ? true : d.path !== undefined && d.content === undefined ? false : undefined);
+  return { ...(inline !== undefined ? { inline } : {}), ...(d.content !== undefined ? { content: d.content } : {}), ...(d.path !== undefined ? { path: d.path } : {}) };
+}
+
+/** Maps a manifest.json path back to where it comes from in manifest.toml. */
+function tomlPathOf(jsonPath: PropertyKey[], toml: ManifestToml): string {
+  const [a, b, ...rest] = jsonPath.map(String);
+  if (a === "workload" && b === "env") return rest.length && toml.env?.[rest[0]!] !== undefined ? `env.${rest[0]}` : "workload.env";
+  if (a === "initramfs") return "";
+  return [a, b, ...rest].filter((x) => x !== undefined).join(".");
+}
+
+/**
+ * manifest.toml + build metadata → manifest.json (DESIGN.md §6), with every problem and warning
+ * found. Never throws for bad input: `manifest` is set only when Volant would accept it.
+ */
+export function composeManifest(toml: ManifestToml, meta: BuildMetadata): ComposeResult {
+  const file = meta.manifestFile ?? "manifest.toml";
+  const problems: ConfigIssue[] = [];
+  const warnings: ConfigIssue[] = [];
+  const problem = (keyPath: string, message: string, hint?: string) => problems.push({ file, keyPath, message, ...(hint ? { hint } : {}) });
+  const warn = (keyPath: string, message: string, hint?: string) => warnings.push({ file, keyPath, message, ...(hint ? { hint } : {}) });
+
+  const name = toml.name?.trim();
+  if (!name) problem("name", "manifest.toml needs a name", 'add name = "myapp"');
+
+  // --- workload
+  const w = toml.workload;
   const exposed = toml.network?.expose ?? [];
-  if (exposed.length) warnings.push("network.expose is not part of Volant's manifest (it belongs to the VM config): left out");
-
-  let baseUrl = toml.workload?.base_url;
+  if (exposed.length)
+    warn("network.expose", "is not part of Volant's manifest (ports belong to the VM config): left out of manifest.json", "keep it to derive workload.base_url, or remove it");
+  let baseUrl = w?.base_url?.trim();
   if (!baseUrl) {
     const tcp = exposed.find((e) => (e.protocol ?? "tcp") === "tcp");
     if (tcp) baseUrl = `http://127.0.0.1:${tcp.port}`;
   }
-  const entrypoint = toml.workload ? [...(Array.isArray(toml.workload.entrypoint) ? toml.workload.entrypoint : [toml.workload.entrypoint]), ...(toml.workload.args ?? [])] : [];
-  if (!toml.workload) problems.push("workload: manifest.toml needs a [workload] with an entrypoint (the command Volant runs in the guest)");
-  else if (!baseUrl) problems.push('workload.base_url: set base_url (e.g. "http://127.0.0.1:8000"), or expose a tcp port under [network] so it can be derived');
+  const written = w?.entrypoint === undefined ? [] : Array.isArray(w.entrypoint) ? w.entrypoint : [w.entrypoint];
+  const entrypoint = [...written, ...(w?.args ?? [])];
+  if (!w) problem("workload", "manifest.toml needs a [workload] with an entrypoint: the program kestrel starts in the guest", '[workload]\nentrypoint = "/usr/bin/myapp"');
+  else if (w.entrypoint !== undefined) {
+    if (!entrypoint[0]?.trim()) problem("workload.entrypoint", "the program to run is empty", 'write entrypoint = "/usr/bin/myapp"');
+    else if (!entrypoint[0].trim().startsWith("/"))
+      warn("workload.entrypoint", `"${entrypoint[0]}" is not an absolute path: kestrel looks it up on PATH in the guest`, `write the full path, e.g. "/usr/bin/${entrypoint[0].trim()}"`);
+    entrypoint.forEach((a, i) => {
+      const key = i < written.length ? "workload.entrypoint" : "workload.args";
+      if (a !== "" && a.trim() === "") warn(key, `argument ${i} is only whitespace: Volant drops it`);
+      else if (a === "" && i > 0) warn(key, `argument ${i} is empty: Volant drops empty arguments`);
+      else if (a !== a.trim()) warn(key, `argument ${JSON.stringify(a)} has spaces at its ends: Volant trims them`);
+    });
+  }
+  if (w && !baseUrl)
+    problem("workload.base_url", "Volant needs the workload's base_url (where it answers HTTP in the guest)", 'set base_url = "http://127.0.0.1:8000", or expose a tcp port under [[network.expose]] so it can be derived');
+  let port: number | undefined;
   if (baseUrl) {
-    const m = /^https?:\/\/[^/:]+:(\d+)/.exec(baseUrl);
-    if (m && Number(m[1]) === KESTREL_PORT) warnings.push(`workload.base_url uses port ${KESTREL_PORT}, which kestrel's own API listens on in the guest: choose another port`);
+    let u: URL | undefined;
+    try {
+      u = new URL(baseUrl);
+    } catch {
+      /* reported below */
+    }
+    if (!u || !/^https?:$/.test(u.protocol) || !u.hostname)
+      problem(w?.base_url ? "workload.base_url" : "network.expose", `base_url "${baseUrl}" is not an http(s) URL`, 'write it as "http://127.0.0.1:8000"');
+    else port = u.port ? Number(u.port) : u.protocol === "https:" ? 443 : 80;
+  }
+  const listens = new Set([...(port ? [port] : []), ...exposed.map((e) => e.port)]);
+  if (listens.has(KESTREL_PORT))
+    warn(
+      port === KESTREL_PORT ? (w?.base_url ? "workload.base_url" : "network.expose") : "network.expose",
+      `the workload uses port ${KESTREL_PORT}, which kestrel's own API listens on in the guest`,
+      "choose another port, e.g. 8000",
+    );
+
+  // --- env: [env] and [workload.env] are the same thing
+  const env: Record<string, string> = { ...(w?.env ?? {}) };
+  for (const [k, v] of Object.entries(toml.env ?? {})) {
+    if (k in env && env[k] !== v) problem(`env.${k}`, `is also set in [workload.env] with another value (${JSON.stringify(env[k])})`, "set it in one place");
+    env[k] = v;
+  }
+  for (const [k, v] of Object.entries(env)) {
+    const key = toml.env && k in toml.env ? `env.${k}` : `workload.env.${k}`;
+    if (!k.trim()) warn(key, "an empty variable name: Volant drops it");
+    else if (k !== k.trim() || v !== v.trim()) warn(key, "has spaces at the ends of its name or value: Volant trims them");
   }
 
-  if (problems.length) throw new ManifestError(problems);
+  // --- labels Volant sets itself
+  for (const [label, value] of [["volant.plugin", name], ["volant.runtime", toml.runtime?.trim() || name]] as const)
+    if (toml.labels?.[label] !== undefined && toml.labels[label] !== value)
+      warn(`labels."${label}"`, `Volant sets this label to the plugin's ${label.slice(7) === "plugin" ? "name" : "runtime"} (${JSON.stringify(value)}): your value is replaced`, "remove it");
 
-  const file = meta.artifactPath.split("/").pop()!;
-  const url = meta.baseUrl ? `${meta.baseUrl.replace(/\/+$/, "")}/${file}` : meta.artifactPath;
+  // --- actions
+  for (const [n, a] of Object.entries(toml.actions ?? {})) {
+    if (!n.trim()) warn(`actions.${JSON.stringify(n)}`, "an action with an empty name: Volant drops it");
+    else {
+      if (!a.method?.trim()) problem(`actions.${n}.method`, `action ${n} missing method`, 'add method = "POST"');
+      if (!a.path?.trim()) problem(`actions.${n}.path`, `action ${n} missing path`, 'add path = "/run"');
+      else if (!a.path.trim().startsWith("/")) warn(`actions.${n}.path`, `"${a.path}" does not start with "/"`, `write "/${a.path.trim()}"`);
+    }
+  }
+
+  // --- network: Volant needs a mode; the Go fledge defaulted it to bridged
+  const n = toml.network;
+  let network: VolantManifest["network"];
+  if (n && (n.mode || n.subnet || n.gateway || n.auto_assign !== undefined)) {
+    const mode = n.mode ?? "bridged";
+    network = {
+      mode,
+      ...(n.subnet ? { subnet: n.subnet } : {}),
+      ...(n.gateway ? { gateway: n.gateway } : {}),
+      ...(n.auto_assign !== undefined ? { auto_assign: n.auto_assign } : {}),
+    };
+    if (mode === "bridged" && n.subnet?.trim() && !n.gateway?.trim() && !n.auto_assign)
+      problem("network", "bridged mode with subnet requires gateway or auto_assign", 'add gateway = "10.1.0.1", or auto_assign = true');
+    if (mode !== "bridged" && (n.subnet || n.gateway || n.auto_assign !== undefined))
+      warn("network", `subnet, gateway and auto_assign are only used in bridged mode, not ${mode}`);
+  }
+
+  // --- cloud-init documents
+  let cloudInit: VolantManifest["cloud_init"];
+  if (toml.cloud_init) {
+    const ci = toml.cloud_init;
+    cloudInit = { ...(ci.datasource ? { datasource: ci.datasource } : {}), ...(ci.seed_mode ? { seed_mode: ci.seed_mode } : {}) };
+    for (const k of ["user_data", "meta_data", "network_config"] as const) {
+      const d = ci[k];
+      if (d === undefined) continue;
+      const doc = cloudDoc(d);
+      cloudInit[k] = doc;
+      if (doc.content?.trim() && doc.path?.trim()) problem(`cloud_init.${k}`, `cloud_init.${k}: content and path cannot both be set`, "keep `content` for an inline document, or `path` for a file on the Volant host");
+      else if (doc.content?.trim() && !doc.inline) problem(`cloud_init.${k}.inline`, `cloud_init.${k}: inline must be true when content provided`, "remove `inline = false` (or set it true)");
+      else if (doc.path?.trim() && doc.inline) problem(`cloud_init.${k}.inline`, `cloud_init.${k}: inline must be false when path provided`, "remove `inline = true` (or set it false)");
+    }
+  }
+
+  if (toml.initramfs?.format !== undefined)
+    warn("initramfs.format", "is not part of Volant's manifest (Volant detects the compression): left out of manifest.json", "remove it");
+
+  // --- the artifact
+  const artifact = meta.artifactPath.split("/").pop()!;
+  const url = meta.baseUrl ? `${meta.baseUrl.replace(/\/+$/, "")}/${artifact}` : meta.artifactPath;
 
   const manifest: VolantManifest = {
     $schema: MANIFEST_SCHEMA_URL,
     schema_version: "1.0",
-    name: name!,
+    name: name ?? "",
     version: toml.version ?? "0.1.0",
-    runtime: toml.runtime ?? name!,
+    runtime: toml.runtime ?? name ?? "",
     enabled: toml.enabled ?? true,
-    ...(toml.labels ? { labels: toml.labels } : {}),
-    resources: { cpu_cores: toml.resources?.cpu_cores ?? 1, memory_mb: toml.resources?.memory_mb ?? 512 },
+    ...(toml.labels && Object.keys(toml.labels).length ? { labels: toml.labels } : {}),
+    resources: { cpu_cores: toml.resources?.cpu_cores ?? DEFAULT_CPU, memory_mb: toml.resources?.memory_mb ?? DEFAULT_MEMORY_MB },
     workload: {
       type: "http",
-      base_url: baseUrl!,
+      base_url: baseUrl ?? "",
       entrypoint,
-      ...(toml.env && Object.keys(toml.env).length ? { env: toml.env } : {}),
-      ...(toml.workload?.workdir ? { workdir: toml.workload.workdir } : {}),
+      ...(Object.keys(env).length ? { env } : {}),
+      ...(w?.workdir ? { workdir: w.workdir } : {}),
     },
-    ...(toml.health_check ? { health_check: { endpoint: toml.health_check.endpoint, timeout_ms: toml.health_check.timeout_ms ?? 10000 } } : {}),
-    ...(toml.actions ? { actions: toml.actions } : {}),
+    ...(toml.health_check ? { health_check: { endpoint: toml.health_check.endpoint, timeout_ms: toml.health_check.timeout_ms ?? DEFAULT_HEALTH_TIMEOUT_MS } } : {}),
+    ...(toml.actions && Object.keys(toml.actions).length ? { actions: toml.actions } : {}),
     initramfs: { url, checksum: `sha256:${meta.sha256}` },
-    ...(toml.network && (toml.network.mode || toml.network.subnet || toml.network.gateway || toml.network.auto_assign !== undefined)
-      ? {
-          network: {
-            ...(toml.network.mode ? { mode: toml.network.mode } : {}),
-            ...(toml.network.subnet ? { subnet: toml.network.subnet } : {}),
-            ...(toml.network.gateway ? { gateway: toml.network.gateway } : {}),
-            ...(toml.network.auto_assign !== undefined ? { auto_assign: toml.network.auto_assign } : {}),
-          },
-        }
-      : {}),
-    ...(toml.cloud_init ? { cloud_init: toml.cloud_init as VolantManifest["cloud_init"] } : {}),
+    ...(network ? { network } : {}),
+    ...(cloudInit ? { cloud_init: cloudInit } : {}),
     ...(toml.devices ? { devices: toml.devices } : {}),
   };
-  const checked = VolantManifest.safeParse(manifest);
-  if (!checked.success) throw new ManifestError(checked.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`));
-  return { manifest: checked.data, warnings };
+  if (toml.enabled === false) warn("enabled", "the plugin is installed disabled: Volant will not start VMs from it until it is enabled");
+
+  if (!problems.length) {
+    // What Volant itself checks: the JSON Schema and its Go validator. Reaching here means a rule
+    // above is missing, so say which key of manifest.toml the value came from.
+    const checked = VolantManifest.safeParse(manifest);
+    if (!checked.success)
+      for (const i of checked.error.issues)
+        problem(tomlPathOf(i.path as PropertyKey[], toml), `Volant would reject manifest.json: ${i.path.length ? i.path.join(".") + ": " : ""}${i.message}`);
+  }
+  if (meta.manifestText) {
+    placeIssues(problems, meta.manifestText);
+    placeIssues(warnings, meta.manifestText);
+  }
+  return problems.length ? { problems, warnings } : { manifest, problems, warnings };
+}
+
+/** manifest.toml + build metadata → manifest.json (DESIGN.md §6). Throws ManifestError with every problem. */
+export function mergeManifest(toml: ManifestToml, meta: BuildMetadata): MergeResult {
+  const r = composeManifest(toml, meta);
+  if (!r.manifest) throw new ManifestError(r.problems);
+  return { manifest: r.manifest, warnings: r.warnings.map((i) => `${i.keyPath ? i.keyPath + ": " : ""}${i.message}`), warningIssues: r.warnings };
+}
+
+/**
+ * The manifest rules that need no artifact, for `fledge validate`: everything mergeManifest would
+ * report, checked against a stand-in artifact.
+ */
+export function checkManifest(toml: ManifestToml, opts: { file?: string; text?: string; baseUrl?: string } = {}): { problems: ConfigIssue[]; warnings: ConfigIssue[] } {
+  const r = composeManifest(toml, {
+    artifactPath: "/fledge-validate/plugin.cpio.gz",
+    sha256: "0".repeat(64),
+    baseUrl: opts.baseUrl,
+    manifestFile: opts.file,
+    manifestText: opts.text,
+  });
+  return { problems: r.problems, warnings: r.warnings };
 }

@@ -22,6 +22,9 @@ Options:
       --compression <name>  compressor (default: [output] compression, else gzip)
       --level <n>           compression level
       --cache-dir <dir>     download cache (default: $FLEDGE_CACHE_DIR, $XDG_CACHE_HOME/fledge, ~/.cache/fledge)
+      --offline             never touch the network: use the cache and fledge.lock, or fail
+                            listing every input that is missing
+      --locked              fail if fledge.lock is missing or would change (for CI)
       --json                print the result as JSON on stdout
   -v, --verbose             more detail: stage timings, fetched URLs, stacks
   -q, --quiet               only warnings and errors
@@ -29,6 +32,9 @@ Options:
 
 Environment:
   SOURCE_DATE_EPOCH         mtime written for every entry (default 2024-01-01T00:00:00Z)
+  FLEDGE_MIRRORS            URL prefix rewrites, from=to[,from=to…] (before [fetch] mirrors)
+  FLEDGE_GITHUB_API         GitHub API base for [agent] releases (default https://api.github.com)
+  GITHUB_TOKEN              sent to the GitHub API as a bearer token (raises the rate limit)
 
 Exit codes: 0 built, 1 build or config error (nothing is left under the output names),
 2 usage error, 130 interrupted.
@@ -49,6 +55,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
         compression: { type: "string" },
         level: { type: "string" },
         "cache-dir": { type: "string" },
+        offline: { type: "boolean" },
+        locked: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: false,
@@ -74,6 +82,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   let builder: Builder | undefined;
   const onSignal = () => {
     builder?.cleanupSync();
+    builder?.context.fetcher.cleanupSync?.();
     io.stderr.write("\ninterrupted: nothing was written\n");
     process.exit(130);
   };
@@ -91,6 +100,9 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       level,
       mtime: resolveMtime(io.env),
       cacheDir: at(values["cache-dir"]) ?? defaultCacheDir(io.env),
+      offline: values.offline,
+      locked: values.locked,
+      env: io.env,
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, io, flags);

@@ -8,4 +8,5 @@ export const PLUGIN = {
   agent: "fledge:agent",
   mappings: "fledge:mappings",
   archive: "fledge:archive",
+  lock: "fledge:lock",
 } as const;
