@@ -1,7 +1,7 @@
 // npm run bench: fledge against the Go fledge's pipeline and bsdtar|pigz on one generated tree.
 // Not a test: prints one table (medians of several runs) with the machine and the date.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -157,6 +157,7 @@ try {
   }
   // Warm: the cache from a cold gzip build, then one mapped file changed per run.
   const cache = out("cache-warm");
+  const changed = join(tree, "usr/lib/pkg0", readdirSync(join(tree, "usr/lib/pkg0")).sort()[0]);
   timed(`${q(NODE)} ${q(runner)} ${q(tree)} ${q(out("warm.gz"))} gzip ${q(cache)}`);
   rows.push(
     measure(
@@ -164,7 +165,8 @@ try {
       () => `${q(NODE)} ${q(runner)} ${q(tree)} ${q(out("warm.gz"))} gzip ${q(cache)}`,
       out("warm.gz"),
       RUNS,
-      (i) => writeFileSync(join(tree, "usr/lib/pkg0", `changed-${i}`), `one more file, run ${i}\n`.repeat(1000)),
+      // Rewrite one existing file (new content, new size): one mapped file changed.
+      (i) => writeFileSync(changed, `changed content, run ${i}\n`.repeat(1000 + i * 100)),
     ),
   );
   if (args.has("--rss-1g")) {

@@ -1,5 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
-import { open, mkdir, readFile, rename, rm } from "node:fs/promises";
+import { readFile as readFileCb } from "node:fs";
+import { open, mkdir, rename, rm } from "node:fs/promises";
+import { promisify } from "node:util";
+
+const readFile = promisify(readFileCb);
 import { dirname, join } from "node:path";
 import { SEGMENT_FILE_HEADER } from "./jobs.js";
 
