@@ -193,7 +193,7 @@ lines.push("| pipeline | wall time | vs Go fledge | output size | vs gzip -9 | p
 lines.push("| --- | ---: | ---: | ---: | ---: | ---: |");
 for (const r of rows) {
   lines.push(
-    `| ${r.label} | ${(r.ms / 1000).toFixed(2)} s | ${(go.ms / r.ms).toFixed(1)}x | ${(r.size / 1e6).toFixed(2)} MB | ${r.label.includes("none") || r.noRatio ? "—" : `${((r.size / gzip9 - 1) * 100).toFixed(2)}%`} | ${Number.isNaN(r.rssKb) ? "n/a" : `${Math.round(r.rssKb / 1024)} MB`} |`,
+    `| ${r.label.replace(/\|/g, "\\|")} | ${(r.ms / 1000).toFixed(2)} s | ${(go.ms / r.ms).toFixed(1)}x | ${(r.size / 1e6).toFixed(2)} MB | ${r.label.includes("none") || r.noRatio ? "—" : `${((r.size / gzip9 - 1) * 100).toFixed(2)}%`} | ${Number.isNaN(r.rssKb) ? "n/a" : `${Math.round(r.rssKb / 1024)} MB`} |`,
   );
 }
 const cold = rows.find((r) => r.label === "fledge gzip (cold)");
