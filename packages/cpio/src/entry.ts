@@ -3,8 +3,10 @@ export type CpioEntryType = "file" | "dir" | "symlink" | "char" | "block" | "fif
 
 /**
  * One archive member. `path` is relative to the archive root, without a leading slash
- * (`bin/busybox`). Regular file data comes from `data` (bytes) or `file` (a host path that is
- * read while the archive is written).
+ * (`bin/busybox`). Regular file data comes from exactly one of `data` (bytes), `file` (a host
+ * path read while the archive is written) or `stream` (a function that opens the data; `size` is
+ * then required). A file with `linkTo` is a hardlink to that other file entry: the data is stored
+ * once and every name of the group gets the same inode and the right `nlink`.
  */
 export interface CpioEntry {
   path: string;
@@ -19,8 +21,12 @@ export interface CpioEntry {
   data?: Uint8Array;
   /** Regular file contents read from this host path. */
   file?: string;
-  /** Size of `file` in bytes, when known in advance (checked while reading). */
+  /** Regular file contents from a stream opened on demand (may be called more than once). */
+  stream?: () => AsyncIterable<Uint8Array>;
+  /** Size of `file`/`stream` in bytes (checked while reading; required for `stream`). */
   size?: number;
+  /** Hardlink: path of another regular file entry in the same archive. */
+  linkTo?: string;
   /** Symlink target. */
   target?: string;
   /** Device numbers for `char` and `block`. */

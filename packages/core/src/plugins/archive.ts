@@ -4,7 +4,8 @@ import { mkdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { builtinCompressors, writeNewc } from "@fledge/cpio";
+import { builtinCompressors, checkLevel, writeArchive, type ArchiveStats } from "@fledge/cpio";
+import { defaultCacheDir } from "@fledge/fetch";
 import type { Builder } from "../builder.js";
 import { FledgeError } from "../errors.js";
 import { hookMapKeys } from "../hooks.js";
@@ -29,6 +30,16 @@ export class ArchivePlugin {
         const known = hookMapKeys(hooks.compressor).join(", ");
         throw new FledgeError("FLEDGE_COMPRESSION", `unknown compression "${name}"`, { hint: `choose one of: ${known}` });
       }
+      const compressor = hooks.compressor.get(name)!.call();
+      const level = ctx.options.level ?? ctx.config.output.level;
+      if (compressor && level !== undefined) {
+        try {
+          checkLevel(compressor, level);
+        } catch (err) {
+          const range = compressor.levels ? `levels ${compressor.levels.min}–${compressor.levels.max}` : "no levels";
+          throw new FledgeError("FLEDGE_COMPRESSION", (err as Error).message, { hint: `${compressor.name} takes ${range}: fix [output] level or --level` });
+        }
+      }
     });
     hooks.archive.tapPromise(this.name, async (tree, ctx) => {
       const name = ctx.options.compression ?? ctx.config.output.compression;
@@ -49,15 +60,24 @@ export class ArchivePlugin {
           cb(null, chunk);
         },
       });
-      let done = 0;
-      async function* counted() {
-        for (const e of entries) {
-          yield e;
-          done++;
-          if (done % 256 === 0) hooks.progress.call({ kind: "archive", label: "archive", current: done, total: entries.length });
-        }
-      }
-      await pipeline(Readable.from(writeNewc(counted(), { mtime: ctx.options.mtime })), compressor.createStream(level), tap, createWriteStream(temp));
+      // Segmented, parallel, cached: the bytes depend on the tree only (not on cores or cache).
+      const stats = {} as ArchiveStats;
+      const source = writeArchive(
+        entries,
+        {
+          mtime: ctx.options.mtime,
+          compressor,
+          level,
+          cacheDir: join(ctx.options.cacheDir ?? defaultCacheDir(), "segments"),
+          // The last step is reported once, below, with the tree's entry count.
+          onProgress: (current, total) => {
+            if (current < total) hooks.progress.call({ kind: "archive", label: "archive", current, total: entries.length });
+          },
+        },
+        stats,
+      );
+      await pipeline(Readable.from(source, { highWaterMark: 1 }), tap, createWriteStream(temp));
+      ctx.debug(`archive: ${stats.segments} segments (${stats.cached} from cache, ${stats.compressed} compressed on ${stats.workers} workers), ${stats.uncompressedSize} bytes of newc`, this.name);
       hooks.progress.call({ kind: "archive", label: "archive", current: entries.length, total: entries.length });
       return { path: out, tempPath: temp, sha256: hash.digest("hex"), size, compression: compressor.name, entries: entries.length };
     });

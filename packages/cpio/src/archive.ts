@@ -1,0 +1,343 @@
+import { createHash, randomBytes } from "node:crypto";
+import { readFile as readFileCb } from "node:fs";
+import { mkdir, open, rm } from "node:fs/promises";
+import { promisify } from "node:util";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { SegmentCache, verifySegmentFile } from "./cache.js";
+import { builtinCompressors, type Compressor } from "./compress.js";
+import type { CpioEntry } from "./entry.js";
+import { CpioError } from "./errors.js";
+import { SEGMENT_FILE_HEADER, runFileJob, type CodecRef, type JobCodec } from "./jobs.js";
+import { encodeHeader, pad4, trailerHeader } from "./newc.js";
+import { CodecPool } from "./pool.js";
+import { prepareEntries, type PreparedEntry } from "./prepare.js";
+import { ZERO_PAD, entryData, entryHeader, magicFor, type WriteOptions } from "./writer.js";
+
+export interface ArchiveOptions extends Omit<WriteOptions, "trailer"> {
+  /** A Compressor or a built-in name (`gzip`, `zstd`, `xz`, `lz4`, `none`); default gzip. */
+  compressor?: Compressor | string;
+  /** Compression level; default the compressor's. */
+  level?: number;
+  /** Worker threads; default the number of CPUs (at most 16). 0 compresses on this thread. The bytes never depend on it. */
+  workers?: number;
+  /** Directory of the content-keyed segment cache; none when undefined. */
+  cacheDir?: string;
+  /** Segment sizes in bytes of uncompressed newc (entries are never split). */
+  segment?: { min?: number; max?: number };
+  /** Called as entries are archived. */
+  onProgress?: (entriesDone: number, entriesTotal: number) => void;
+}
+
+export interface ArchiveStats {
+  entries: number;
+  segments: number;
+  /** Segments taken from the cache. */
+  cached: number;
+  /** Segments compressed in this run. */
+  compressed: number;
+  uncompressedSize: number;
+  /** Compressed bytes produced. */
+  size: number;
+  workers: number;
+}
+
+/** Default segment bounds: big enough that compression loses nothing measurable, small enough to spread over cores and cache finely. */
+export const SEGMENT_MIN = 512 << 10;
+export const SEGMENT_MAX = 2 << 20;
+/** Bumped whenever segmenting changes, so old cache entries are never reused wrongly. */
+const SEGMENT_VERSION = "fledge-seg-1";
+
+/** Cut points depend on entry names only (plus the running size), so an edit leaves later cuts alone. */
+function cutHere(name: Uint8Array): boolean {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name[i]!, 0x01000193);
+  return ((h >>> 0) & 7) === 0;
+}
+
+type Segment =
+  | { kind: "mem"; data: Buffer; entries: number }
+  | { kind: "file"; header: Buffer; entry: PreparedEntry & { source: { kind: "file"; path: string } }; entries: number };
+
+type Result = { kind: "mem"; data: Uint8Array } | { kind: "file"; path: string; size: number; temp: boolean };
+
+export function resolveCompressor(c: Compressor | string | undefined): Compressor {
+  if (c === undefined) return builtinCompressors.gzip!;
+  if (typeof c !== "string") return c;
+  const found = builtinCompressors[c];
+  if (!found) throw new CpioError("ECOMPRESSOR", `unknown compression "${c}"; built in: ${Object.keys(builtinCompressors).join(", ")}`);
+  return found;
+}
+
+/** The level to use; throws a CpioError when the compressor cannot take it. */
+export function checkLevel(c: Compressor, level: number | undefined): number {
+  const l = level ?? c.defaultLevel ?? 0;
+  if (level !== undefined && !c.levels && c.defaultLevel === undefined && level !== 0)
+    throw new CpioError("ELEVEL", `${c.name} has no compression levels (got ${level})`);
+  if (!Number.isInteger(l)) throw new CpioError("ELEVEL", `compression level must be an integer, got ${l}`);
+  if (c.levels && (l < c.levels.min || l > c.levels.max))
+    throw new CpioError("ELEVEL", `${c.name} level ${l} is out of range ${c.levels.min}–${c.levels.max}`);
+  return l;
+}
+
+// The callback readFile is markedly faster than fs/promises' for many small files.
+const readFile = promisify(readFileCb);
+
+/** Reads small host files ahead of the segmenter, a few MiB at a time, so their I/O overlaps. */
+class ReadAhead {
+  readonly #pending = new Map<number, Promise<Buffer>>();
+  #next = 0;
+  #bytes = 0;
+  constructor(
+    private readonly entries: PreparedEntry[],
+    private readonly max: number,
+    private readonly budget = 8 << 20,
+  ) {}
+  #fill(from: number): void {
+    if (this.#next < from) this.#next = from;
+    while (this.#next < this.entries.length && (this.#bytes < this.budget || this.#pending.size === 0) && this.#pending.size < 64) {
+      const i = this.#next++;
+      const e = this.entries[i]!;
+      if (e.source.kind !== "file" || e.size === 0 || e.size > this.max) continue;
+      this.#bytes += e.size;
+      const p = readFile(e.source.path).catch((err: Error) => {
+        throw new CpioError("ENOENT", `cannot read ${(e.source as { path: string }).path} for ${e.path}: ${err.message}`, e.path);
+      });
+      p.catch(() => {});
+      this.#pending.set(i, p);
+    }
+  }
+  /** The data of entry i if it is read ahead (checked against the size it had when prepared). */
+  async take(i: number): Promise<Buffer | undefined> {
+    this.#fill(i);
+    const p = this.#pending.get(i);
+    if (!p) return undefined;
+    this.#pending.delete(i);
+    const e = this.entries[i]!;
+    const data = await p;
+    this.#bytes -= e.size;
+    this.#fill(i + 1);
+    if (data.length !== e.size)
+      throw new CpioError("ECHANGED", `${(e.source as { path: string }).path} (for ${e.path}) changed size while it was being archived (${e.size} → ${data.length} bytes)`, e.path);
+    return data;
+  }
+}
+
+async function* segments(prepared: PreparedEntry[], format: "newc" | "crc", min: number, max: number): AsyncGenerator<Segment> {
+  let parts: Uint8Array[] = [];
+  let len = 0;
+  let count = 0;
+  const flush = (): Segment => {
+    const s: Segment = { kind: "mem", data: Buffer.concat(parts, len), entries: count };
+    parts = [];
+    len = 0;
+    count = 0;
+    return s;
+  };
+  const ahead = new ReadAhead(prepared, max);
+  for (let i = 0; i < prepared.length; i++) {
+    const e = prepared[i]!;
+    const header = format === "crc" ? await entryHeader(e, format) : encodeHeader(magicFor(format), { ...e, check: 0 }, e.name);
+    const total = header.length + e.size + pad4(e.size);
+    const big = e.source.kind === "file" && total > max;
+    if (len > 0 && (big || len + total > max || (len >= min && cutHere(e.name)))) yield flush();
+    if (big) {
+      yield { kind: "file", header, entry: e as PreparedEntry & { source: { kind: "file"; path: string } }, entries: 1 };
+      continue;
+    }
+    parts.push(header);
+    len += header.length;
+    if (e.size > 0) {
+      const pre = await ahead.take(i);
+      if (pre) {
+        parts.push(pre);
+        len += pre.length;
+      } else {
+        for await (const c of entryData(e)) {
+          parts.push(c);
+          len += c.length;
+        }
+      }
+      const p = pad4(e.size);
+      if (p) {
+        parts.push(ZERO_PAD.subarray(0, p));
+        len += p;
+      }
+    }
+    count++;
+  }
+  const t = trailerHeader(magicFor(format));
+  parts.push(t);
+  len += t.length;
+  yield flush();
+}
+
+async function hashFileSegment(prefix: string, s: Extract<Segment, { kind: "file" }>): Promise<{ key: string; content: string }> {
+  const content = createHash("sha256");
+  content.update(s.header);
+  for await (const c of entryData(s.entry)) content.update(c);
+  content.update(ZERO_PAD.subarray(0, pad4(s.entry.size)));
+  const hex = content.digest("hex");
+  return { key: createHash("sha256").update(prefix).update(hex).digest("hex"), content: hex };
+}
+
+/**
+ * Writes entries as a compressed newc archive, yielding the compressed bytes in order.
+ *
+ * The newc stream is cut into segments at entry boundaries (never inside an entry: the kernel
+ * needs each member to end between entries); each segment becomes one complete member of the
+ * chosen format, compressed in worker threads and looked up in / stored to a content-keyed cache.
+ * Only the last segment carries TRAILER!!!, so `gzip -dc | cpio -t` sees one archive. Segment
+ * boundaries depend on the entries only, so the bytes are the same with any number of workers.
+ */
+export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: ArchiveOptions, stats?: ArchiveStats): AsyncGenerator<Uint8Array> {
+  const compressor = resolveCompressor(opts.compressor);
+  const level = checkLevel(compressor, opts.level);
+  const format = opts.format ?? "newc";
+  const prepared = await prepareEntries(entries, opts);
+  const st: ArchiveStats = stats ?? ({} as ArchiveStats);
+  Object.assign(st, { entries: prepared.length, segments: 0, cached: 0, compressed: 0, uncompressedSize: 0, size: 0, workers: 0 });
+
+  if (!compressor.compress) {
+    if (!compressor.createStream) throw new CpioError("ECOMPRESSOR", `compressor ${compressor.name} has neither compress() nor createStream()`);
+    // A stream-only plugin compressor: one member, on this thread.
+    const { writePrepared } = await import("./writer.js");
+    const counted = async function* () {
+      for await (const c of writePrepared(prepared, format)) {
+        st.uncompressedSize += c.length;
+        yield c;
+      }
+    };
+    for await (const c of Readable.from(counted()).pipe(compressor.createStream(level))) {
+      st.size += (c as Buffer).length;
+      yield c as Buffer;
+    }
+    st.segments = 1;
+    st.compressed = 1;
+    opts.onProgress?.(prepared.length, prepared.length);
+    return;
+  }
+
+  const isBuiltin = builtinCompressors[compressor.name] === compressor;
+  const ref: CodecRef = { name: compressor.name, builtin: isBuiltin, module: compressor.workerModule };
+  const useWorkers = isBuiltin || compressor.workerModule !== undefined;
+  const workers = useWorkers ? Math.max(0, Math.min(opts.workers ?? availableParallelism(), 16)) : 0;
+  st.workers = workers;
+  const pool = workers > 0 ? new CodecPool(workers) : undefined;
+  let cache = opts.cacheDir ? new SegmentCache(opts.cacheDir) : undefined;
+  let tmpBase = join(tmpdir(), "fledge-segments");
+  if (cache) {
+    try {
+      await mkdir(join(opts.cacheDir!, "tmp"), { recursive: true });
+      tmpBase = join(opts.cacheDir!, "tmp");
+    } catch {
+      // An unwritable cache costs speed, never the build.
+      cache = undefined;
+    }
+  }
+  await mkdir(tmpBase, { recursive: true });
+  const prefix = `${SEGMENT_VERSION}\0${compressor.id ?? compressor.name}\0${level}\0`;
+  const min = opts.segment?.min ?? SEGMENT_MIN;
+  const max = Math.max(opts.segment?.max ?? SEGMENT_MAX, min);
+  const local: JobCodec = { compress: (d, l) => compressor.compress!(d, l), createStream: compressor.createStream?.bind(compressor) };
+  const puts: Promise<void>[] = [];
+  const temps = new Set<string>();
+
+  const compressSegment = async (s: Segment): Promise<Result> => {
+    if (s.kind === "mem") {
+      st.uncompressedSize += s.data.length;
+      const key = createHash("sha256").update(prefix).update(s.data).digest("hex");
+      const hit = await cache?.get(key);
+      if (hit) {
+        st.cached++;
+        return { kind: "mem", data: hit };
+      }
+      let out: Uint8Array;
+      if (pool) {
+        const data = s.data.byteOffset === 0 && s.data.byteLength === s.data.buffer.byteLength ? s.data : Buffer.from(s.data);
+        out = (await pool.run<{ data: Uint8Array }>({ op: "compress", codec: ref, level, data }, [data.buffer as ArrayBuffer])).data;
+      } else out = await compressor.compress!(s.data, level);
+      st.compressed++;
+      if (cache) puts.push(cache.put(key, out).catch(() => {}));
+      return { kind: "mem", data: out };
+    }
+    st.uncompressedSize += s.header.length + s.entry.size + pad4(s.entry.size);
+    const { key, content } = await hashFileSegment(prefix, s);
+    if (cache) {
+      const size = await cache.verify(key);
+      if (size !== undefined) {
+        st.cached++;
+        return { kind: "file", path: cache.path(key), size, temp: false };
+      }
+    }
+    const out = cache ? cache.tempPath(key) : join(tmpBase, `${key}.${process.pid}.${randomBytes(6).toString("hex")}`);
+    temps.add(out);
+    const job = { op: "file" as const, codec: ref, level, header: s.header, entryPath: s.entry.path, file: s.entry.source.path, size: s.entry.size, out, expect: content };
+    const r = pool ? await pool.run<{ size: number }>(job) : await runFileJob(local, { ...job, id: 0 });
+    st.compressed++;
+    if (cache) {
+      await cache.adopt(key, out);
+      temps.delete(out);
+      return { kind: "file", path: cache.path(key), size: r.size, temp: false };
+    }
+    return { kind: "file", path: out, size: r.size, temp: true };
+  };
+
+  const depth = Math.max(2, workers * 2 + 1);
+  const queue: { p: Promise<Result>; entries: number }[] = [];
+  let done = 0;
+  try {
+    const emit = async function* (item: { p: Promise<Result>; entries: number }): AsyncGenerator<Uint8Array> {
+      const r = await item.p;
+      st.segments++;
+      if (r.kind === "mem") {
+        st.size += r.data.length;
+        yield r.data;
+      } else {
+        const fh = await open(r.path, "r");
+        try {
+          const buf = Buffer.allocUnsafe(1 << 20);
+          let pos = 0;
+          while (pos < r.size) {
+            const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, r.size - pos), SEGMENT_FILE_HEADER + pos);
+            if (bytesRead === 0) throw new CpioError("ECACHE", `segment file ${r.path} is shorter than expected`);
+            pos += bytesRead;
+            st.size += bytesRead;
+            yield Buffer.from(buf.subarray(0, bytesRead));
+          }
+        } finally {
+          await fh.close();
+          if (r.temp) {
+            await rm(r.path, { force: true });
+            temps.delete(r.path);
+          }
+        }
+      }
+      done += item.entries;
+      opts.onProgress?.(Math.min(done, prepared.length), prepared.length);
+    };
+    for await (const s of segments(prepared, format, min, max)) {
+      const p = compressSegment(s);
+      p.catch(() => {});
+      queue.push({ p, entries: s.entries });
+      while (queue.length >= depth) yield* emit(queue.shift()!);
+    }
+    while (queue.length) yield* emit(queue.shift()!);
+    await Promise.all(puts);
+  } finally {
+    await Promise.allSettled(queue.map((q) => q.p));
+    await pool?.close();
+    for (const t of temps) await rm(t, { force: true }).catch(() => {});
+  }
+}
+
+/** Convenience: the whole compressed archive in memory (tests, small archives). */
+export async function archiveToBuffer(entries: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: ArchiveOptions, stats?: ArchiveStats): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const c of writeArchive(entries, opts, stats)) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+/** Verifies a segment file (exported for tests of cache damage). */
+export { verifySegmentFile };

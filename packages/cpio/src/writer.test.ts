@@ -1,0 +1,130 @@
+import { describe, expect, it } from "vitest";
+import { writeNewc } from "./writer.js";
+import { archiveToBuffer } from "./archive.js";
+import { readArchive } from "./reader.js";
+import { CpioError } from "./errors.js";
+import type { CpioEntry } from "./entry.js";
+
+const MTIME = 1704067200;
+
+async function collect(entries: CpioEntry[], opts: Parameters<typeof writeNewc>[1] = { mtime: MTIME }): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const c of writeNewc(entries, opts)) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+/** Asserts the writer throws `code` before yielding a single byte. */
+async function refuses(entries: CpioEntry[], code: string, msg: RegExp): Promise<void> {
+  const gen = writeNewc(entries, { mtime: MTIME });
+  const err = await gen.next().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(CpioError);
+  expect((err as CpioError).code).toBe(code);
+  expect((err as CpioError).message).toMatch(msg);
+}
+
+describe("newc writer", () => {
+  it("writes the exact newc bytes for a file (header fields, NUL-counted name, 4-byte padding, trailer)", async () => {
+    const buf = await collect([{ path: "hi", type: "file", mode: 0o644, data: Buffer.from("hello") }]);
+    const text = buf.toString("latin1");
+    expect(text.slice(0, 110)).toBe("070701" + "00000001" + "000081a4" + "00000000" + "00000000" + "00000001" + MTIME.toString(16).padStart(8, "0") + "00000005" + "00000000".repeat(4) + "00000003" + "00000000");
+    expect(text.slice(110, 113)).toBe("hi\0");
+    expect(text.slice(113, 116)).toBe("\0\0\0"); // 113 → 116
+    expect(text.slice(116, 121)).toBe("hello");
+    expect(text.slice(121, 124)).toBe("\0\0\0");
+    expect(text.slice(124, 130)).toBe("070701");
+    expect(text.slice(124 + 110, 124 + 120)).toBe("TRAILER!!!");
+    expect(buf.length % 4).toBe(0);
+  });
+
+  it("writes 070702 with the byte-sum checksum the kernel verifies", async () => {
+    const data = Buffer.from([255, 255, 1]);
+    const buf = await collect([{ path: "f", type: "file", mode: 0o600, data }], { mtime: MTIME, format: "crc" });
+    expect(buf.toString("latin1", 0, 6)).toBe("070702");
+    expect(buf.toString("latin1", 102, 110)).toBe((255 + 255 + 1).toString(16).padStart(8, "0"));
+  });
+
+  it("sorts bytewise, parents first, numbers inodes in that order, adds missing parents", async () => {
+    const entries: CpioEntry[] = [
+      { path: "b/z", type: "file", mode: 0o644, data: Buffer.from("z") },
+      { path: "a-b", type: "file", mode: 0o644, data: Buffer.from("1") },
+      { path: "a/x", type: "symlink", mode: 0o777, target: "../b/z" },
+      { path: "a", type: "dir", mode: 0o755 },
+    ];
+    const one = await collect(entries);
+    const two = await collect([...entries].reverse());
+    expect(one.equals(two)).toBe(true);
+    const { entries: read } = await readArchive(one);
+    expect(read.map((e) => [e.path, e.ino])).toEqual([
+      ["a", 1],
+      ["a-b", 2],
+      ["a/x", 3],
+      ["b", 4],
+      ["b/z", 5],
+    ]);
+    expect(read.find((e) => e.path === "b")!.mode).toBe(0o755);
+  });
+
+  it("stores a hardlinked file's data once, with one inode and the right nlink for every name", async () => {
+    const buf = await collect([
+      { path: "bin/busybox", type: "file", mode: 0o755, data: Buffer.from("BB") },
+      { path: "bin/sh", type: "file", mode: 0o755, linkTo: "bin/busybox" },
+      { path: "sbin/init", type: "file", mode: 0o700, linkTo: "bin/sh" },
+    ]);
+    const { entries } = await readArchive(buf);
+    const files = entries.filter((e) => e.type === "file");
+    expect(files.map((e) => [e.path, e.nlink, e.size, e.mode])).toEqual([
+      ["bin/busybox", 3, 2, 0o755],
+      ["bin/sh", 3, 0, 0o755],
+      ["sbin/init", 3, 0, 0o755],
+    ]);
+    expect(new Set(files.map((e) => e.ino)).size).toBe(1);
+    expect(buf.toString("latin1").split("BB").length - 1).toBe(1);
+  });
+
+  it("refuses, before writing anything, what newc or the kernel cannot take", async () => {
+    await refuses([{ path: "big", type: "file", mode: 0o644, stream: async function* () {}, size: 2 ** 32 }], "E2BIG", /4 GiB/);
+    await refuses([{ path: "x".repeat(4096), type: "dir", mode: 0o755 }], "ENAMETOOLONG", /4095/);
+    await refuses([{ path: "a/../etc", type: "dir", mode: 0o755 }], "EPATH", /\.\./);
+    await refuses([{ path: "a\0b", type: "dir", mode: 0o755 }], "EPATH", /NUL/);
+    await refuses([{ path: "/abs", type: "dir", mode: 0o755 }], "EPATH", /relative/);
+    await refuses([{ path: "f", type: "file", mode: 0o644, data: new Uint8Array(1), mtime: 2 ** 32 }], "EMTIME", /32-bit/);
+    await refuses([{ path: "f", type: "file", mode: 0o644, data: new Uint8Array(1), mtime: -1 }], "EMTIME", /32-bit/);
+    await refuses(
+      [
+        { path: "p", type: "dir", mode: 0o755 },
+        { path: "p", type: "file", mode: 0o644, data: new Uint8Array(1) },
+      ],
+      "ECONFLICT",
+      /different types/,
+    );
+    await refuses(
+      [
+        { path: "f", type: "file", mode: 0o644, data: new Uint8Array(1) },
+        { path: "f/g", type: "file", mode: 0o644, data: new Uint8Array(1) },
+      ],
+      "ECONFLICT",
+      /not a directory/,
+    );
+    await refuses([{ path: "h", type: "file", mode: 0o644, linkTo: "nope" }], "ELINK", /not in the archive/);
+    await refuses([{ path: "m", type: "file", mode: 0o644, file: "/nonexistent/fledge-test" }], "ENOENT", /nonexistent/);
+  });
+
+  it("accepts a name of exactly 4095 bytes and a file from a stream", async () => {
+    const long = ("d".repeat(254) + "/").repeat(17).slice(0, 4095 - 1) + "f";
+    expect(Buffer.byteLength(long)).toBe(4095);
+    const buf = await collect([
+      { path: long, type: "dir", mode: 0o755 },
+      { path: "s", type: "file", mode: 0o644, size: 6, stream: async function* () { yield Buffer.from("abc"); yield Buffer.from("def"); } },
+    ]);
+    const { entries } = await readArchive(buf);
+    expect(entries.find((e) => e.path === long)).toBeTruthy();
+    expect(Buffer.from(entries.find((e) => e.path === "s")!.data!).toString()).toBe("abcdef");
+  });
+
+  it("fails a stream that gives fewer bytes than declared", async () => {
+    await expect(archiveToBuffer([{ path: "s", type: "file", mode: 0o644, size: 10, stream: async function* () { yield Buffer.from("abc"); } }], { mtime: MTIME, compressor: "none", workers: 0 })).rejects.toThrow(/gave 3 bytes, 10 were declared/);
+  });
+});
