@@ -3,11 +3,12 @@
 # qemu-system-x86 (boots the artifacts), linux-image-amd64 (the kernel they boot),
 # busybox-static (busybox payload, so nothing is fetched from the internet),
 # cpio and libarchive-tools (GNU cpio and bsdtar check the archives), pigz, zstd, lz4 and
-# xz-utils (baselines and cross-checks of the compressors), musl-tools (rebuilds fledge's init).
+# xz-utils (baselines and cross-checks of the compressors), musl-tools (rebuilds fledge's init),
+# time (GNU time: peak RSS in npm run bench).
 # Idempotent: installs only what is missing. Run as root (or with sudo available).
 set -euo pipefail
 
-packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools)
+packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools time)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -62,7 +62,7 @@ export const FilesystemInput = z
 /** `[output]`: fledge's own additions. */
 export const OutputInput = z
   .strictObject({
-    compression: nonEmpty.optional().describe('Compressor: "gzip" (default) or "none"; plugins add more.'),
+    compression: nonEmpty.optional().describe('Compressor: "gzip" (default), "zstd", "xz", "lz4" (legacy frame) or "none"; plugins add more.'),
     level: z.number().int().optional().describe("Compression level."),
     arch: z.enum(["x86_64", "aarch64"]).optional().describe("Target architecture (default x86_64)."),
   })
