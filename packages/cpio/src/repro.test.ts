@@ -30,8 +30,9 @@ describe("reproducible bytes", () => {
 
   it.skipIf(!linuxX64 && !process.env.FLEDGE_NODE22)("Node 20 and Node 22 produce identical artifacts (gzip, zstd, xz, lz4, none) — needs linux-x64 or FLEDGE_NODE22", () => {
     if (!existsSync(node22)) throw new Error(`no Node 22 at ${node22}: run \`bash scripts/install-node22.sh\` (npm test does it first)`);
-    const a = run(hostNode(), [script, "2"]);
-    const b = run(node22, [script, "1"]);
+    // runtime warnings (e.g. NO_COLOR vs FORCE_COLOR from the caller's env) are not output of the script
+    const a = run(hostNode(), ["--no-warnings", script, "2"]);
+    const b = run(node22, ["--no-warnings", script, "1"]);
     expect(a.stderr).toBe("");
     expect(b.stderr).toBe("");
     const ra = JSON.parse(a.stdout.toString());
