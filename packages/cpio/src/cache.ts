@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readFile as readFileCb } from "node:fs";
-import { open, mkdir, rename, rm } from "node:fs/promises";
+import { open, mkdir, readdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { promisify } from "node:util";
 
 const readFile = promisify(readFileCb);
@@ -37,12 +37,21 @@ export class SegmentCache {
       await rm(this.path(key), { force: true }).catch(() => {});
       return undefined;
     }
+    await this.touch(key);
     return payload;
   }
 
   /** Checks an entry's payload hash, streaming; returns the payload size (undefined: absent or damaged, then removed). */
   async verify(key: string): Promise<number | undefined> {
-    return verifySegmentFile(this.path(key), true);
+    const size = await verifySegmentFile(this.path(key), true);
+    if (size !== undefined) await this.touch(key);
+    return size;
+  }
+
+  /** Marks an entry as used now, so `prune --older-than` keeps what builds still use. */
+  async touch(key: string): Promise<void> {
+    const now = new Date();
+    await utimes(this.path(key), now, now).catch(() => {});
   }
 
   async put(key: string, payload: Uint8Array): Promise<void> {
@@ -109,4 +118,36 @@ export async function verifySegmentFile(path: string, removeIfBad = false): Prom
   }
   if (!ok && removeIfBad) await rm(path, { force: true }).catch(() => {});
   return ok ? size : undefined;
+}
+
+export interface SegmentPruneResult {
+  removed: number;
+  freedBytes: number;
+  kept: number;
+}
+
+/**
+ * Removes cached segments not used for `olderThanMs` (all of them when undefined), and temp
+ * files left by interrupted builds (older than an hour).
+ */
+export async function pruneSegments(dir: string, olderThanMs?: number, now = Date.now()): Promise<SegmentPruneResult> {
+  const result: SegmentPruneResult = { removed: 0, freedBytes: 0, kept: 0 };
+  for (const sub of await readdir(dir).catch(() => [] as string[])) {
+    const subdir = join(dir, sub);
+    const temp = sub === "tmp";
+    for (const name of await readdir(subdir).catch(() => [] as string[])) {
+      if (!temp && !name.endsWith(".seg")) continue;
+      const file = join(subdir, name);
+      const st = await stat(file).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      const age = now - st.mtimeMs;
+      const stale = temp ? age > 3_600_000 : olderThanMs === undefined || age >= olderThanMs;
+      if (stale) {
+        await rm(file, { force: true });
+        result.removed++;
+        result.freedBytes += st.size;
+      } else if (!temp) result.kept++;
+    }
+  }
+  return result;
 }

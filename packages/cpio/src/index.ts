@@ -8,3 +8,4 @@ export { writeArchive, archiveToBuffer, resolveCompressor, checkLevel, SEGMENT_M
 export { readArchive, parseNewc, decompressMembers, type ReadEntry, type ReadResult, type ReadOptions } from "./reader.js";
 export { extractEntries, type ExtractResult } from "./extract.js";
 export { lz4CompressBlock, lz4DecompressBlock, lz4LegacyCompress, lz4LegacyDecode } from "./lz4.js";
+export { SegmentCache, pruneSegments, type SegmentPruneResult } from "./cache.js";

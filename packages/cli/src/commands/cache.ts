@@ -1,4 +1,5 @@
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
+import { pruneSegments } from "@fledge/cpio";
 import { ContentCache, defaultCacheDir } from "@fledge/fetch";
 import { ExitError, UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand } from "../args.js";
@@ -8,8 +9,8 @@ export const help = `fledge cache — the download cache
 
 Usage:
   fledge cache ls                         list cached files (sha256, size, last used, URLs)
-  fledge cache prune [--older-than <age>] remove files not used for <age> (e.g. 30d, 12h, 2w);
-                                          without --older-than, remove everything
+  fledge cache prune [--older-than <age>] remove downloads and compressed segments not used for
+                                          <age> (e.g. 30d, 12h, 2w); without --older-than, all
   fledge cache add <file> [--url <url>] [--sha256 <hex>]
                                           seed the cache by hand (air-gapped machines): builds
                                           then find <file> by its sha256; with --url, also an
@@ -81,8 +82,14 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       if (rest.length) throw new UsageError(`"fledge cache prune" takes no arguments (did you mean --older-than ${rest[0]}?)`);
       const age = values["older-than"] !== undefined ? parseAge(values["older-than"]) : undefined;
       const r = await cache.prune(age);
-      if (flags.json) out(JSON.stringify({ ok: true, dir: cache.dir, removed: r.removed.map((e) => e.sha256), freedBytes: r.freedBytes, kept: r.kept }, null, 2) + "\n");
-      else if (!flags.quiet) out(`removed ${r.removed.length} file${r.removed.length === 1 ? "" : "s"} (${human(r.freedBytes)}), kept ${r.kept}\n`);
+      // the archive stage's compressed segments live beside the downloads
+      const seg = await pruneSegments(join(cache.dir, "segments"), age);
+      if (flags.json) out(JSON.stringify({ ok: true, dir: cache.dir, removed: r.removed.map((e) => e.sha256), freedBytes: r.freedBytes, kept: r.kept, segments: seg }, null, 2) + "\n");
+      else if (!flags.quiet)
+        out(
+          `removed ${r.removed.length} file${r.removed.length === 1 ? "" : "s"} (${human(r.freedBytes)}), kept ${r.kept}; ` +
+            `removed ${seg.removed} compressed segment${seg.removed === 1 ? "" : "s"} (${human(seg.freedBytes)}), kept ${seg.kept}\n`,
+        );
       return 0;
     }
     case "add": {
