@@ -117,7 +117,7 @@ export class Builder {
         manifestFile,
         manifestText,
       });
-      for (const w of merged.warnings) ctx.warn(w, "fledge:manifest");
+      for (const w of merged.warningIssues) ctx.warn(formatIssue(w), "fledge:manifest");
       const manifest = await this.hooks.manifest.promise(merged.manifest, ctx);
       const manifestPath = ctx.options.manifestOutput
         ? resolve(ctx.options.manifestOutput)
