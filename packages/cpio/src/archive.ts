@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
-import { readFile as readFileCb } from "node:fs";
+import { close as fsClose, open as fsOpen, read as fsRead } from "node:fs";
 import { mkdir, open, rm } from "node:fs/promises";
-import { promisify } from "node:util";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -10,7 +9,7 @@ import { builtinCompressors, type Compressor } from "./compress.js";
 import type { CpioEntry } from "./entry.js";
 import { CpioError } from "./errors.js";
 import { SEGMENT_FILE_HEADER, runFileJob, type CodecRef, type JobCodec } from "./jobs.js";
-import { encodeHeader, pad4, trailerHeader } from "./newc.js";
+import { HEADER_SIZE, encodeHeader, pad4, sum32, trailerHeader } from "./newc.js";
 import { CodecPool } from "./pool.js";
 import { prepareEntries, type PreparedEntry } from "./prepare.js";
 import { ZERO_PAD, entryData, entryHeader, magicFor, type WriteOptions } from "./writer.js";
@@ -56,10 +55,6 @@ function cutHere(name: Uint8Array): boolean {
   return ((h >>> 0) & 7) === 0;
 }
 
-type Segment =
-  | { kind: "mem"; data: Buffer; entries: number }
-  | { kind: "file"; header: Buffer; entry: PreparedEntry & { source: { kind: "file"; path: string } }; entries: number };
-
 type Result = { kind: "mem"; data: Uint8Array } | { kind: "file"; path: string; size: number; temp: boolean };
 
 export function resolveCompressor(c: Compressor | string | undefined): Compressor {
@@ -81,103 +76,119 @@ export function checkLevel(c: Compressor, level: number | undefined): number {
   return l;
 }
 
-// The callback readFile is markedly faster than fs/promises' for many small files.
-const readFile = promisify(readFileCb);
+/** A planned mem segment: whole entries, laid out before a byte is read. */
+interface MemPlan {
+  kind: "mem";
+  items: { e: PreparedEntry; at: number; headerLength: number }[];
+  size: number;
+  trailer: boolean;
+}
+type FilePlan = { kind: "file"; entry: PreparedEntry & { source: { kind: "file"; path: string } } };
 
-/** Reads small host files ahead of the segmenter, a few MiB at a time, so their I/O overlaps. */
-class ReadAhead {
-  readonly #pending = new Map<number, Promise<Buffer>>();
-  #next = 0;
-  #bytes = 0;
-  constructor(
-    private readonly entries: PreparedEntry[],
-    private readonly max: number,
-    private readonly budget = 8 << 20,
-  ) {}
-  #fill(from: number): void {
-    if (this.#next < from) this.#next = from;
-    while (this.#next < this.entries.length && (this.#bytes < this.budget || this.#pending.size === 0) && this.#pending.size < 64) {
-      const i = this.#next++;
-      const e = this.entries[i]!;
-      if (e.source.kind !== "file" || e.size === 0 || e.size > this.max) continue;
-      this.#bytes += e.size;
-      const p = readFile(e.source.path).catch((err: Error) => {
-        throw new CpioError("ENOENT", `cannot read ${(e.source as { path: string }).path} for ${e.path}: ${err.message}`, e.path);
-      });
-      p.catch(() => {});
-      this.#pending.set(i, p);
-    }
-  }
-  /** The data of entry i if it is read ahead (checked against the size it had when prepared). */
-  async take(i: number): Promise<Buffer | undefined> {
-    this.#fill(i);
-    const p = this.#pending.get(i);
-    if (!p) return undefined;
-    this.#pending.delete(i);
-    const e = this.entries[i]!;
-    const data = await p;
-    this.#bytes -= e.size;
-    this.#fill(i + 1);
-    if (data.length !== e.size)
-      throw new CpioError("ECHANGED", `${(e.source as { path: string }).path} (for ${e.path}) changed size while it was being archived (${e.size} → ${data.length} bytes)`, e.path);
-    return data;
-  }
+function headerLength(e: PreparedEntry): number {
+  const n = HEADER_SIZE + e.name.length + 1;
+  return n + pad4(n);
 }
 
-async function* segments(prepared: PreparedEntry[], format: "newc" | "crc", min: number, max: number): AsyncGenerator<Segment> {
-  let parts: Uint8Array[] = [];
-  let len = 0;
-  let count = 0;
-  const flush = (): Segment => {
-    const s: Segment = { kind: "mem", data: Buffer.concat(parts, len), entries: count };
-    parts = [];
-    len = 0;
-    count = 0;
-    return s;
-  };
-  const ahead = new ReadAhead(prepared, max);
-  for (let i = 0; i < prepared.length; i++) {
-    const e = prepared[i]!;
-    const header = format === "crc" ? await entryHeader(e, format) : encodeHeader(magicFor(format), { ...e, check: 0 }, e.name);
-    const total = header.length + e.size + pad4(e.size);
+/**
+ * Cuts the entries into segments from their names and sizes alone (no data is read), so every
+ * segment's layout — and size — is known before it is filled.
+ */
+function* planSegments(prepared: PreparedEntry[], format: "newc" | "crc", min: number, max: number): Generator<MemPlan | FilePlan> {
+  let cur: MemPlan = { kind: "mem", items: [], size: 0, trailer: false };
+  for (const e of prepared) {
+    const hl = headerLength(e);
+    const total = hl + e.size + pad4(e.size);
     const big = e.source.kind === "file" && total > max;
-    if (len > 0 && (big || len + total > max || (len >= min && cutHere(e.name)))) yield flush();
+    if (cur.size > 0 && (big || cur.size + total > max || (cur.size >= min && cutHere(e.name)))) {
+      yield cur;
+      cur = { kind: "mem", items: [], size: 0, trailer: false };
+    }
     if (big) {
-      yield { kind: "file", header, entry: e as PreparedEntry & { source: { kind: "file"; path: string } }, entries: 1 };
+      yield { kind: "file", entry: e as FilePlan["entry"] };
       continue;
     }
-    parts.push(header);
-    len += header.length;
-    if (e.size > 0) {
-      const pre = await ahead.take(i);
-      if (pre) {
-        parts.push(pre);
-        len += pre.length;
-      } else {
-        for await (const c of entryData(e)) {
-          parts.push(c);
-          len += c.length;
-        }
-      }
-      const p = pad4(e.size);
-      if (p) {
-        parts.push(ZERO_PAD.subarray(0, p));
-        len += p;
-      }
-    }
-    count++;
+    cur.items.push({ e, at: cur.size, headerLength: hl });
+    cur.size += total;
   }
-  const t = trailerHeader(magicFor(format));
-  parts.push(t);
-  len += t.length;
-  yield flush();
+  cur.trailer = true;
+  cur.size += trailerHeader(magicFor(format)).length;
+  yield cur;
 }
 
-async function hashFileSegment(prefix: string, s: Extract<Segment, { kind: "file" }>): Promise<{ key: string; content: string }> {
+/** Reads exactly `size` bytes of a host file into buf at `at`; fails if the file is now shorter or longer. */
+function readInto(path: string, buf: Buffer, at: number, size: number, entryPath: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (err: Error, fd?: number) => (fd === undefined ? reject(err) : fsClose(fd, () => reject(err)));
+    fsOpen(path, "r", (err, fd) => {
+      if (err) return fail(new CpioError("ENOENT", `cannot read ${path} for ${entryPath}: ${err.message}`, entryPath));
+      let got = 0;
+      const step = (): void => {
+        if (got === size) {
+          // One byte past the end must be EOF: a file that grew would otherwise be cut silently.
+          return fsRead(fd, Buffer.alloc(1), 0, 1, size, (err, n) => {
+            if (err) return fail(new CpioError("ENOENT", `cannot read ${path} for ${entryPath}: ${err.message}`, entryPath), fd);
+            if (n !== 0) return fail(new CpioError("ECHANGED", `${path} (for ${entryPath}) changed size while it was being archived (it grew past ${size} bytes)`, entryPath), fd);
+            fsClose(fd, (err) => (err ? reject(err) : resolve()));
+          });
+        }
+        fsRead(fd, buf, at + got, size - got, got, (err, n) => {
+          if (err) return fail(new CpioError("ENOENT", `cannot read ${path} for ${entryPath}: ${err.message}`, entryPath), fd);
+          if (n === 0) return fail(new CpioError("ECHANGED", `${path} (for ${entryPath}) changed size while it was being archived (${size} → ${got} bytes)`, entryPath), fd);
+          got += n;
+          step();
+        });
+      };
+      step();
+    });
+  });
+}
+
+/** Host files read at once per segment; enough to keep the thread pool busy, few enough for any fd limit. */
+const READ_LANES = 16;
+
+/**
+ * The bytes of a planned segment, in one buffer the size of the segment: host files are read
+ * straight into their place (no per-file buffers, no concatenation), several at a time.
+ */
+async function fillSegment(plan: MemPlan, format: "newc" | "crc"): Promise<Buffer> {
+  const buf = Buffer.alloc(plan.size);
+  const files: MemPlan["items"] = [];
+  for (const item of plan.items) {
+    const { e, at, headerLength: hl } = item;
+    const s = e.source;
+    if (s.kind === "file" && e.size > 0) files.push(item);
+    else if (s.kind === "bytes") buf.set(s.data, at + hl);
+    else if (s.kind === "stream") {
+      let pos = at + hl;
+      for await (const c of entryData(e)) {
+        buf.set(c, pos);
+        pos += c.length;
+      }
+    }
+  }
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < files.length) {
+      const { e, at, headerLength: hl } = files[next++]!;
+      await readInto((e.source as { path: string }).path, buf, at + hl, e.size, e.path);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_LANES, files.length) }, lane));
+  // Headers last: a 070702 header carries the sum of the data just read (its length does not depend on it).
+  for (const { e, at, headerLength: hl } of plan.items) {
+    const check = format === "crc" && e.type === "file" && e.size > 0 ? sum32(buf.subarray(at + hl, at + hl + e.size)) : 0;
+    encodeHeader(magicFor(format), { ...e, check }, e.name).copy(buf, at);
+  }
+  if (plan.trailer) trailerHeader(magicFor(format)).copy(buf, plan.size - trailerHeader(magicFor(format)).length);
+  return buf;
+}
+
+async function hashFileSegment(prefix: string, header: Buffer, entry: FilePlan["entry"]): Promise<{ key: string; content: string }> {
   const content = createHash("sha256");
-  content.update(s.header);
-  for await (const c of entryData(s.entry)) content.update(c);
-  content.update(ZERO_PAD.subarray(0, pad4(s.entry.size)));
+  content.update(header);
+  for await (const c of entryData(entry)) content.update(c);
+  content.update(ZERO_PAD.subarray(0, pad4(entry.size)));
   const hex = content.digest("hex");
   return { key: createHash("sha256").update(prefix).update(hex).digest("hex"), content: hex };
 }
@@ -244,10 +255,11 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
   const puts: Promise<void>[] = [];
   const temps = new Set<string>();
 
-  const compressSegment = async (s: Segment): Promise<Result> => {
+  const compressSegment = async (s: MemPlan | FilePlan): Promise<Result> => {
     if (s.kind === "mem") {
-      st.uncompressedSize += s.data.length;
-      const key = createHash("sha256").update(prefix).update(s.data).digest("hex");
+      const data = await fillSegment(s, format);
+      st.uncompressedSize += data.length;
+      const key = createHash("sha256").update(prefix).update(data).digest("hex");
       const hit = await cache?.get(key);
       if (hit) {
         st.cached++;
@@ -255,15 +267,16 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
       }
       let out: Uint8Array;
       if (pool) {
-        const data = s.data.byteOffset === 0 && s.data.byteLength === s.data.buffer.byteLength ? s.data : Buffer.from(s.data);
+        // fillSegment's buffer owns its memory, so it is moved to the worker, not copied.
         out = (await pool.run<{ data: Uint8Array }>({ op: "compress", codec: ref, level, data }, [data.buffer as ArrayBuffer])).data;
-      } else out = await compressor.compress!(s.data, level);
+      } else out = await compressor.compress!(data, level);
       st.compressed++;
       if (cache) puts.push(cache.put(key, out).catch(() => {}));
       return { kind: "mem", data: out };
     }
-    st.uncompressedSize += s.header.length + s.entry.size + pad4(s.entry.size);
-    const { key, content } = await hashFileSegment(prefix, s);
+    const header = await entryHeader(s.entry, format);
+    st.uncompressedSize += header.length + s.entry.size + pad4(s.entry.size);
+    const { key, content } = await hashFileSegment(prefix, header, s.entry);
     if (cache) {
       const size = await cache.verify(key);
       if (size !== undefined) {
@@ -273,7 +286,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
     }
     const out = cache ? cache.tempPath(key) : join(tmpBase, `${key}.${process.pid}.${randomBytes(6).toString("hex")}`);
     temps.add(out);
-    const job = { op: "file" as const, codec: ref, level, header: s.header, entryPath: s.entry.path, file: s.entry.source.path, size: s.entry.size, out, expect: content };
+    const job = { op: "file" as const, codec: ref, level, header, entryPath: s.entry.path, file: s.entry.source.path, size: s.entry.size, out, expect: content };
     const r = pool ? await pool.run<{ size: number }>(job) : await runFileJob(local, { ...job, id: 0 });
     st.compressed++;
     if (cache) {
@@ -317,10 +330,10 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
       done += item.entries;
       opts.onProgress?.(Math.min(done, prepared.length), prepared.length);
     };
-    for await (const s of segments(prepared, format, min, max)) {
+    for (const s of planSegments(prepared, format, min, max)) {
       const p = compressSegment(s);
       p.catch(() => {});
-      queue.push({ p, entries: s.entries });
+      queue.push({ p, entries: s.kind === "mem" ? s.items.length : 1 });
       while (queue.length >= depth) yield* emit(queue.shift()!);
     }
     while (queue.length) yield* emit(queue.shift()!);
