@@ -116,6 +116,9 @@ function* planSegments(prepared: PreparedEntry[], format: "newc" | "crc", min: n
   yield cur;
 }
 
+/** Scratch byte for end-of-file checks; only the count read matters, so concurrent reads may share it. */
+const EOF_PROBE = Buffer.alloc(1);
+
 /** Reads exactly `size` bytes of a host file into buf at `at`; fails if the file is now shorter or longer. */
 function readInto(path: string, buf: Buffer, at: number, size: number, entryPath: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -126,7 +129,7 @@ function readInto(path: string, buf: Buffer, at: number, size: number, entryPath
       const step = (): void => {
         if (got === size) {
           // One byte past the end must be EOF: a file that grew would otherwise be cut silently.
-          return fsRead(fd, Buffer.alloc(1), 0, 1, size, (err, n) => {
+          return fsRead(fd, EOF_PROBE, 0, 1, size, (err, n) => {
             if (err) return fail(new CpioError("ENOENT", `cannot read ${path} for ${entryPath}: ${err.message}`, entryPath), fd);
             if (n !== 0) return fail(new CpioError("ECHANGED", `${path} (for ${entryPath}) changed size while it was being archived (it grew past ${size} bytes)`, entryPath), fd);
             fsClose(fd, (err) => (err ? reject(err) : resolve()));
@@ -152,11 +155,14 @@ const READ_LANES = 16;
  * straight into their place (no per-file buffers, no concatenation), several at a time.
  */
 async function fillSegment(plan: MemPlan, format: "newc" | "crc"): Promise<Buffer> {
-  const buf = Buffer.alloc(plan.size);
+  // Not zero-filled: every byte is written below — headers (with their padding), data of exactly
+  // the planned size (readInto and entryData fail otherwise), the data's padding, the trailer.
+  const buf = Buffer.allocUnsafeSlow(plan.size);
   const files: MemPlan["items"] = [];
   for (const item of plan.items) {
     const { e, at, headerLength: hl } = item;
     const s = e.source;
+    buf.fill(0, at + hl + e.size, at + hl + e.size + pad4(e.size));
     if (s.kind === "file" && e.size > 0) files.push(item);
     else if (s.kind === "bytes") buf.set(s.data, at + hl);
     else if (s.kind === "stream") {

@@ -172,7 +172,8 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
   const inoOf = new Map<CpioEntry, number>();
   let ino = 0;
   for (const e of sorted) {
-    const base = { path: e.path, name: names.get(e.path)!, type: e.type };
+    // Fields spelled out, not spread from a shared object: spreading was a third of this function's time.
+    const name = names.get(e.path)!;
     const uid = e.uid ?? opts.uid ?? 0;
     const gid = e.gid ?? opts.gid ?? 0;
     const mtime = e.mtime ?? opts.mtime;
@@ -191,7 +192,9 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
             ? { kind: "file", path: root.file }
             : { kind: "stream", open: root.stream! };
       out.push({
-        ...base,
+        path: e.path,
+        name,
+        type: e.type,
         // Every name of a hardlink group carries the root's metadata: the kernel links by (ino, mode).
         mode: TYPE_BITS.file | (root.mode & 0o7777),
         uid: root.uid ?? opts.uid ?? 0,
@@ -208,7 +211,9 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
     }
     const data = e.type === "symlink" ? Buffer.from(e.target!, "utf8") : undefined;
     out.push({
-      ...base,
+      path: e.path,
+      name,
+      type: e.type,
       mode: TYPE_BITS[e.type] | (e.mode & 0o7777),
       uid,
       gid,
