@@ -19,7 +19,7 @@ export interface ArchiveOptions extends Omit<WriteOptions, "trailer"> {
   compressor?: Compressor | string;
   /** Compression level; default the compressor's. */
   level?: number;
-  /** Worker threads; default the number of CPUs (at most 16). 0 compresses on this thread. The bytes never depend on it. */
+  /** Worker threads at most; default the number of CPUs (at most 16). 0 compresses on this thread. Started when there is work for them, never more than there are segments (one segment: none). The bytes never depend on it. */
   workers?: number;
   /** Directory of the content-keyed segment cache; none when undefined. */
   cacheDir?: string;
@@ -239,7 +239,12 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
   const isBuiltin = builtinCompressors[compressor.name] === compressor;
   const ref: CodecRef = { name: compressor.name, builtin: isBuiltin, module: compressor.workerModule };
   const useWorkers = isBuiltin || compressor.workerModule !== undefined;
-  const workers = useWorkers ? Math.max(0, Math.min(opts.workers ?? availableParallelism(), 16)) : 0;
+  const min = opts.segment?.min ?? SEGMENT_MIN;
+  const max = Math.max(opts.segment?.max ?? SEGMENT_MAX, min);
+  const plan = [...planSegments(prepared, format, min, max)];
+  // More workers than segments would only cost start-up; one segment is compressed on this thread.
+  const requested = useWorkers ? Math.max(0, Math.min(opts.workers ?? availableParallelism(), 16)) : 0;
+  const workers = plan.length > 1 ? Math.min(requested, plan.length) : 0;
   st.workers = workers;
   const pool = workers > 0 ? new CodecPool(workers) : undefined;
   let cache = opts.cacheDir ? new SegmentCache(opts.cacheDir) : undefined;
@@ -255,8 +260,6 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
   }
   await mkdir(tmpBase, { recursive: true });
   const prefix = `${SEGMENT_VERSION}\0${compressor.id ?? compressor.name}\0${level}\0`;
-  const min = opts.segment?.min ?? SEGMENT_MIN;
-  const max = Math.max(opts.segment?.max ?? SEGMENT_MAX, min);
   const local: JobCodec = { compress: (d, l) => compressor.compress!(d, l), createStream: compressor.createStream?.bind(compressor) };
   const puts: Promise<void>[] = [];
   const temps = new Set<string>();
@@ -336,7 +339,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
       done += item.entries;
       opts.onProgress?.(Math.min(done, prepared.length), prepared.length);
     };
-    for (const s of planSegments(prepared, format, min, max)) {
+    for (const s of plan) {
       const p = compressSegment(s);
       p.catch(() => {});
       queue.push({ p, entries: s.kind === "mem" ? s.items.length : 1 });

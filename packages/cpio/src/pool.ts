@@ -16,32 +16,38 @@ function workerUrl(): URL {
   throw new CpioError("EWORKER", `cannot find codec-worker.js next to ${fileURLToPath(import.meta.url)}; build @fledge/cpio first`);
 }
 
-/** A fixed set of worker threads; jobs go to the least busy one. */
+/**
+ * Up to `size` worker threads, started on demand: a new one only when every running one is busy,
+ * so a build whose segments all come from the cache starts none. Jobs go to the least busy one.
+ */
 export class CodecPool {
   readonly #workers: { w: Worker; busy: number }[] = [];
   readonly #pending = new Map<number, Pending>();
+  readonly #url: URL;
   #next = 1;
   #failed: Error | undefined;
 
-  constructor(size: number) {
-    const url = workerUrl();
-    for (let i = 0; i < size; i++) {
-      const w = new Worker(url);
-      const slot = { w, busy: 0 };
-      w.on("message", (m: { id: number; ok: boolean; error?: { message: string; code?: string; path?: string } } & Record<string, unknown>) => {
-        const p = this.#pending.get(m.id);
-        if (!p) return;
-        this.#pending.delete(m.id);
-        slot.busy--;
-        if (m.ok) p.resolve(m);
-        else p.reject(new CpioError(m.error!.code ?? "ECOMPRESS", m.error!.message, m.error!.path));
-      });
-      w.on("error", (err) => this.#fail(err));
-      w.on("exit", (code) => {
-        if (code !== 0) this.#fail(new CpioError("EWORKER", `a compression worker exited with code ${code}`));
-      });
-      this.#workers.push(slot);
-    }
+  constructor(private readonly size: number) {
+    this.#url = workerUrl();
+  }
+
+  #start(): { w: Worker; busy: number } {
+    const w = new Worker(this.#url);
+    const slot = { w, busy: 0 };
+    w.on("message", (m: { id: number; ok: boolean; error?: { message: string; code?: string; path?: string } } & Record<string, unknown>) => {
+      const p = this.#pending.get(m.id);
+      if (!p) return;
+      this.#pending.delete(m.id);
+      slot.busy--;
+      if (m.ok) p.resolve(m);
+      else p.reject(new CpioError(m.error!.code ?? "ECOMPRESS", m.error!.message, m.error!.path));
+    });
+    w.on("error", (err) => this.#fail(err));
+    w.on("exit", (code) => {
+      if (code !== 0) this.#fail(new CpioError("EWORKER", `a compression worker exited with code ${code}`));
+    });
+    this.#workers.push(slot);
+    return slot;
   }
 
   #fail(err: Error): void {
@@ -53,14 +59,16 @@ export class CodecPool {
   run<T>(job: WithoutId<WorkerRequest>, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.#failed) return Promise.reject(this.#failed);
     const id = this.#next++;
-    const slot = this.#workers.reduce((a, b) => (b.busy < a.busy ? b : a));
-    slot.busy++;
+    let slot = this.#workers.reduce<{ w: Worker; busy: number } | undefined>((a, b) => (a && a.busy <= b.busy ? a : b), undefined);
+    if (!slot || (slot.busy > 0 && this.#workers.length < this.size)) slot = this.#start();
+    const chosen = slot;
+    chosen.busy++;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       try {
-        slot.w.postMessage({ ...job, id }, transfer);
+        chosen.w.postMessage({ ...job, id }, transfer);
       } catch {
-        slot.w.postMessage({ ...job, id });
+        chosen.w.postMessage({ ...job, id });
       }
     });
   }
