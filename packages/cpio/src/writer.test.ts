@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { writeNewc } from "./writer.js";
 import { archiveToBuffer } from "./archive.js";
@@ -126,5 +129,25 @@ describe("newc writer", () => {
 
   it("fails a stream that gives fewer bytes than declared", async () => {
     await expect(archiveToBuffer([{ path: "s", type: "file", mode: 0o644, size: 10, stream: async function* () { yield Buffer.from("abc"); } }], { mtime: MTIME, compressor: "none", workers: 0 })).rejects.toThrow(/gave 3 bytes, 10 were declared/);
+  });
+
+  it("fails a host file that is shorter or longer than when it was listed, in a segment or on its own", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fledge-changed-"));
+    try {
+      const file = join(dir, "f");
+      await writeFile(file, "0123456789");
+      for (const workers of [0, 2]) {
+        for (const max of [1 << 20, 100]) {
+          const opts = { mtime: MTIME, compressor: "zstd", workers, segment: { min: 64, max } };
+          // Small files are read into their segment, larger ones compressed from disk: both check the size.
+          const grew = archiveToBuffer([{ path: "f", type: "file", mode: 0o644, file, size: 8 }, { path: "g", type: "file", mode: 0o644, data: Buffer.alloc(300) }], opts);
+          await expect(grew).rejects.toMatchObject({ code: "ECHANGED" });
+          const shrank = archiveToBuffer([{ path: "f", type: "file", mode: 0o644, file, size: 12 }, { path: "g", type: "file", mode: 0o644, data: Buffer.alloc(300) }], opts);
+          await expect(shrank).rejects.toMatchObject({ code: "ECHANGED" });
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
