@@ -268,7 +268,8 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
     if (s.kind === "mem") {
       const data = await fillSegment(s, format);
       st.uncompressedSize += data.length;
-      const key = createHash("sha256").update(prefix).update(data).digest("hex");
+      // The key is only needed to use the cache: without one, the bytes are not hashed at all.
+      const key = cache ? createHash("sha256").update(prefix).update(data).digest("hex") : "";
       const hit = await cache?.get(key);
       if (hit) {
         st.cached++;
