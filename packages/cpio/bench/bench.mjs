@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { rng32 } from "../src/test/rng.mjs";
 
 const args = new Set(process.argv.slice(2));
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -22,16 +23,6 @@ const NODE = hostNode();
 const NODE_VERSION = spawnSync(NODE, ["--version"], { encoding: "utf8" }).stdout.trim();
 
 // ---- deterministic reference tree ----------------------------------------------------------
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 const WORDS = "the of and to in is for on that with as are be this by from at or an it not which have has config init mount kernel device driver plugin volant fledge busybox agent module static const return if else while struct int char void unsigned long size_t null true false error warning debug http https server client request response buffer stream".split(" ");
 
 function textFile(r, size) {
@@ -76,7 +67,7 @@ function randomFile(r, size) {
 }
 
 function generate(root, totalMb) {
-  const r = prng(20241125);
+  const r = rng32(20241125);
   const snippets = Array.from({ length: 512 }, () => randomFile(r, 3 + (r() % 10)));
   const target = totalMb * 1e6;
   let bytes = 0;

@@ -2,17 +2,8 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import type { CpioEntry } from "../entry.js";
 
-/** mulberry32: a small seeded PRNG so random trees are reproducible from their seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from "./rng.mjs";
+import { rng } from "./rng.mjs";
 
 const NAMES = ["bin", "etc", "usr", "lib", "a", "b-c", "Z", "x.y", "ünï", "long_name_here", "sp ace", "0", "9"];
 

@@ -1,16 +1,7 @@
 // Run under different Node binaries: prints the sha256 of one artifact per compressor.
 import { createHash } from "node:crypto";
+import { rng } from "./rng.mjs";
 const { archiveToBuffer } = await import(new URL("../../dist/index.js", import.meta.url).href);
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const r = rng(2024);
 const entries = [];
 const words = ["kernel", "init", "plugin", "volant", "fledge", "busybox", "\n", " ", "0x1f", "mount"];
