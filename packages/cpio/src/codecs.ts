@@ -6,7 +6,7 @@
  */
 import { Transform, type TransformCallback } from "node:stream";
 import { createRequire } from "node:module";
-import pako from "pako";
+import { GzipStream, gzipMember } from "./deflate.js";
 import { lz4CompressBlock, lz4LegacyCompress, LZ4_LEGACY_BLOCK, LZ4_LEGACY_MAGIC } from "./lz4.js";
 
 export interface SegmentCodec {
@@ -23,31 +23,6 @@ function versionOf(pkg: string): string {
     return (require(`${pkg}/package.json`) as { version: string }).version;
   } catch {
     return "unknown";
-  }
-}
-
-class PakoGzipStream extends Transform {
-  readonly #d: pako.Deflate;
-  readonly #out: Uint8Array[] = [];
-  constructor(level: number) {
-    super();
-    this.#d = new pako.Deflate({ level: level as pako.DeflateFunctionOptions["level"], gzip: true });
-    this.#d.onData = (c: Uint8Array) => this.#out.push(c);
-  }
-  #drain(): void {
-    for (const c of this.#out.splice(0)) this.push(c);
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.#d.push(chunk, false);
-    if (this.#d.err) return cb(new Error(`gzip: ${this.#d.msg}`));
-    this.#drain();
-    cb();
-  }
-  override _flush(cb: TransformCallback): void {
-    this.#d.push(new Uint8Array(0), true);
-    if (this.#d.err) return cb(new Error(`gzip: ${this.#d.msg}`));
-    this.#drain();
-    cb();
   }
 }
 
@@ -86,6 +61,9 @@ class Lz4LegacyStream extends Transform {
   }
 }
 
+/** First 16 hex digits of each committed module's sha256 (wasm/*.wasm.buildinfo). */
+export const WASM_SHA256 = { deflate: "6e23639684d4e3a1" } as const;
+
 let zstdMod: typeof import("@toondepauw/node-zstd") | undefined;
 let lzmaMod: typeof import("node-liblzma") | undefined;
 
@@ -98,10 +76,10 @@ async function lzma() {
 
 export const codecs: Record<string, SegmentCodec> = {
   gzip: {
-    id: `gzip/pako@${versionOf("pako")}`,
-    // pako is a faithful port of zlib's deflate; its gzip header has mtime 0 and no name.
-    compress: (data, level) => pako.gzip(data, { level: level as pako.DeflateFunctionOptions["level"] }),
-    createStream: (level) => new PakoGzipStream(level),
+    // The module's sha256 prefix is part of the id (so of every cache key); a test keeps them in step.
+    id: `gzip/libdeflate@1.23+chunks-4MiB/wasm-${WASM_SHA256.deflate}`,
+    compress: (data, level) => gzipMember(data, level),
+    createStream: (level) => new GzipStream(level),
   },
   zstd: {
     id: `zstd/node-zstd@${versionOf("@toondepauw/node-zstd")}`,

@@ -1,0 +1,89 @@
+/**
+ * Loads fledge's WebAssembly compressors (`wasm/*.wasm`, built by `wasm-src/build.sh` from pinned
+ * sources). One loader for every way fledge runs:
+ *
+ * 1. a compiled module handed to this worker thread by the thread that started it
+ *    (`workerData.fledgeWasm[name]`, see {@link wasmModulesForWorker});
+ * 2. inside a single executable application (`node:sea`), the asset `@fledge/cpio/wasm/<name>`;
+ * 3. otherwise the file `wasm/<name>` of this package, next to `dist/` (and to `src/` in tests).
+ *
+ * Modules are compiled once per thread and cached; the bytes they compute depend on the module
+ * only (WebAssembly, SIMD included, is deterministic), never on the CPU or the Node version.
+ */
+import { readFileSync } from "node:fs";
+import { workerData } from "node:worker_threads";
+import { CpioError } from "./errors.js";
+
+export type WasmName = "deflate.wasm" | "zstd.wasm" | "xz.wasm";
+
+/** The asset key of a module in a single executable application's `sea-config.json`. */
+export function seaAssetKey(name: WasmName): string {
+  return `@fledge/cpio/wasm/${name}`;
+}
+
+const compiled = new Map<WasmName, WebAssembly.Module>();
+
+interface SeaModule {
+  isSea(): boolean;
+  getAsset(key: string): ArrayBuffer;
+}
+
+function seaModule(): SeaModule | undefined {
+  // process.getBuiltinModule exists from Node 20.16 (fledge needs 20.18.1); node:sea from 20.12.
+  const get = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+  try {
+    const sea = get?.("node:sea") as SeaModule | undefined;
+    return sea?.isSea() ? sea : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The bytes of a module: from the single executable's assets when running as one, else from disk. */
+export function loadWasm(name: WasmName): Uint8Array {
+  const sea = seaModule();
+  if (sea) {
+    try {
+      return new Uint8Array(sea.getAsset(seaAssetKey(name)));
+    } catch (err) {
+      throw new CpioError(
+        "EWASM",
+        `this single executable has no asset "${seaAssetKey(name)}" (${(err as Error).message}); add it to sea-config.json's "assets" (packages/cpio/wasm/${name})`,
+      );
+    }
+  }
+  const url = new URL(`../wasm/${name}`, import.meta.url);
+  try {
+    return readFileSync(url);
+  } catch (err) {
+    throw new CpioError("EWASM", `cannot load the compressor module ${url.pathname}: ${(err as Error).message}; reinstall @fledge/cpio`);
+  }
+}
+
+/** The compiled module (cached per thread). */
+export function wasmModule(name: WasmName): WebAssembly.Module {
+  let m = compiled.get(name);
+  if (!m) {
+    const given = (workerData as { fledgeWasm?: Partial<Record<WasmName, WebAssembly.Module>> } | null)?.fledgeWasm?.[name];
+    m = given instanceof WebAssembly.Module ? given : new WebAssembly.Module(loadWasm(name));
+    compiled.set(name, m);
+  }
+  return m;
+}
+
+/**
+ * The modules this thread has compiled, for a worker it starts: pass as `workerData: { fledgeWasm:
+ * wasmModulesForWorker() }` and the worker neither reads nor compiles them again (WebAssembly
+ * modules are cloned to workers without copying their code). Inside a single executable this is
+ * what lets a worker started from an embedded script find the modules at all.
+ */
+export function wasmModulesForWorker(names: WasmName[] = ["deflate.wasm", "zstd.wasm", "xz.wasm"]): Partial<Record<WasmName, WebAssembly.Module>> {
+  const out: Partial<Record<WasmName, WebAssembly.Module>> = {};
+  for (const n of names) out[n] = wasmModule(n);
+  return out;
+}
+
+/** A fresh instance (its own memory) of a module that imports nothing. */
+export function instantiate<T extends WebAssembly.Exports>(name: WasmName): T & { memory: WebAssembly.Memory } {
+  return new WebAssembly.Instance(wasmModule(name), {}).exports as T & { memory: WebAssembly.Memory };
+}
