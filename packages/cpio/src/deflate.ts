@@ -11,7 +11,7 @@
  */
 import { Transform, type TransformCallback } from "node:stream";
 import { CpioError } from "./errors.js";
-import { instantiate } from "./wasm.js";
+import { concatBytes, instantiate } from "./wasm.js";
 
 /** Uncompressed bytes per independently compressed chunk of a gzip member. */
 export const GZIP_CHUNK = 4 << 20;
@@ -133,24 +133,16 @@ export function gzipTrailer(crc: number, length: number): Uint8Array {
 export function gzipMember(data: Uint8Array, level: number): Uint8Array {
   const parts: Uint8Array[] = [GZIP_HEADER];
   let crc = 0;
-  let size = GZIP_HEADER.length + 8;
   for (let i = 0; ; i += GZIP_CHUNK) {
     const chunk = data.subarray(i, i + GZIP_CHUNK);
     const final = i + GZIP_CHUNK >= data.length;
     const r = deflateChunk(chunk, level, final);
     crc = crc32Combine(crc, r.crc, chunk.length);
     parts.push(r.deflated);
-    size += r.deflated.length;
     if (final) break;
   }
   parts.push(gzipTrailer(crc, data.length));
-  const out = new Uint8Array(size);
-  let p = 0;
-  for (const part of parts) {
-    out.set(part, p);
-    p += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /**

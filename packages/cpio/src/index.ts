@@ -9,3 +9,7 @@ export { readArchive, parseNewc, decompressMembers, type ReadEntry, type ReadRes
 export { extractEntries, type ExtractResult } from "./extract.js";
 export { lz4CompressBlock, lz4DecompressBlock, lz4LegacyCompress, lz4LegacyDecode } from "./lz4.js";
 export { SegmentCache, pruneSegments, type SegmentPruneResult } from "./cache.js";
+export { GZIP_CHUNK, GZIP_HEADER, GzipStream, crc32, crc32Combine, deflateChunk, gzipMember, gzipTrailer } from "./deflate.js";
+export { ZstdStream, ZstdDecompressStream, zstdFrame, zstdDecodeFrame, zstdVersion } from "./zstd.js";
+export { XzStream, xzStream, xzDecodeStream, xzVersion } from "./xz.js";
+export { loadWasm, seaAssetKey, wasmModule, wasmModulesForWorker, type WasmName } from "./wasm.js";

@@ -2,6 +2,8 @@ import { crc32, inflateRawSync } from "node:zlib";
 import { CpioError } from "./errors.js";
 import { typeFromMode, type CpioEntryType } from "./entry.js";
 import { lz4LegacyDecode, LZ4_LEGACY_MAGIC } from "./lz4.js";
+import { xzDecodeStream } from "./xz.js";
+import { zstdDecodeFrame } from "./zstd.js";
 import { HEADER_SIZE, MAGIC_CRC, MAGIC_NEWC, MAGIC_ODC, TRAILER, pad4, sum32 } from "./newc.js";
 
 export interface ReadEntry {
@@ -127,8 +129,7 @@ function zstdFrameLength(buf: Uint8Array, start: number): { length: number; skip
 }
 
 /** One zstd frame (plus any skippable frames around it): the unit the kernel's unzstd decodes. */
-async function unzstdMember(buf: Uint8Array, start: number): Promise<{ data: Uint8Array; consumed: number }> {
-  const { Decoder } = await import("@toondepauw/node-zstd");
+async function unzstdMember(buf: Uint8Array, start: number, maxOutput: number): Promise<{ data: Uint8Array; consumed: number }> {
   const out: Uint8Array[] = [];
   let p = start;
   let frames = 0;
@@ -136,8 +137,9 @@ async function unzstdMember(buf: Uint8Array, start: number): Promise<{ data: Uin
   if (p + 4 <= buf.length && le32(buf, p) === ZSTD_MAGIC) {
     const { length } = zstdFrameLength(buf, p);
     try {
-      out.push(new Decoder().decodeSync(Buffer.from(buf.buffer, buf.byteOffset + p, length)));
+      out.push(zstdDecodeFrame(buf.subarray(p, p + length), maxOutput));
     } catch (err) {
+      if (err instanceof CpioError) throw err;
       throw new CpioError("ECORRUPT", `zstd frame at offset ${p} is corrupt: ${(err as Error).message}`);
     }
     p += length;
@@ -147,7 +149,7 @@ async function unzstdMember(buf: Uint8Array, start: number): Promise<{ data: Uin
   return { data: Buffer.concat(out), consumed: p - start };
 }
 
-async function unxzMember(buf: Uint8Array, start: number): Promise<{ data: Uint8Array; consumed: number }> {
+async function unxzMember(buf: Uint8Array, start: number, maxOutput: number): Promise<{ data: Uint8Array; consumed: number }> {
   if (start + 24 > buf.length) throw new CpioError("ETRUNC", `xz stream at offset ${start} is truncated`);
   const flags0 = buf[start + 6]!;
   const flags1 = buf[start + 7]!;
@@ -155,11 +157,11 @@ async function unxzMember(buf: Uint8Array, start: number): Promise<{ data: Uint8
   for (let q = start + 12; q + 12 <= buf.length; q += 4) {
     if (buf[q + 10] !== 0x59 || buf[q + 11] !== 0x5a || buf[q + 8] !== flags0 || buf[q + 9] !== flags1) continue;
     if ((crc32(buf.subarray(q + 4, q + 10)) >>> 0) !== le32(buf, q)) continue;
-    const l = await import("node-liblzma");
     try {
-      const data = l.unxzSync(Buffer.from(buf.buffer, buf.byteOffset + start, q + 12 - start));
+      const data = xzDecodeStream(buf.subarray(start, q + 12), maxOutput);
       return { data, consumed: q + 12 - start };
     } catch (err) {
+      if (err instanceof CpioError) throw err;
       throw new CpioError("ECORRUPT", `xz stream at offset ${start} is corrupt: ${(err as Error).message}`);
     }
   }
@@ -188,10 +190,10 @@ export async function decompressMembers(buf: Uint8Array, opts: ReadOptions = {})
       r = gunzipMember(buf, p, max - total);
       kind = "gzip";
     } else if (p + 4 <= buf.length && (le32(buf, p) === ZSTD_MAGIC || (le32(buf, p) & 0xfffffff0) === 0x184d2a50)) {
-      r = await unzstdMember(buf, p);
+      r = await unzstdMember(buf, p, max - total);
       kind = "zstd";
     } else if (startsWith(buf, p, XZ)) {
-      r = await unxzMember(buf, p);
+      r = await unxzMember(buf, p, max - total);
       kind = "xz";
     } else if (p + 4 <= buf.length && le32(buf, p) === LZ4_LEGACY_MAGIC) {
       r = lz4LegacyDecode(buf, p);

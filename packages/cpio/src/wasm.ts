@@ -87,3 +87,65 @@ export function wasmModulesForWorker(names: WasmName[] = ["deflate.wasm", "zstd.
 export function instantiate<T extends WebAssembly.Exports>(name: WasmName): T & { memory: WebAssembly.Memory } {
   return new WebAssembly.Instance(wasmModule(name), {}).exports as T & { memory: WebAssembly.Memory };
 }
+
+/** Buffers of one streaming coder inside a module's memory: input, output, and two positions. */
+export interface StreamBuffers {
+  in: number;
+  inSize: number;
+  out: number;
+  outSize: number;
+  /** Two `size_t`s: input position, output position (read and written by the C side). */
+  pos: number;
+}
+
+export function allocBuffers(e: { alloc(n: number): number }, inSize: number, outSize: number, what: string): StreamBuffers {
+  const b = { in: e.alloc(inSize), inSize, out: e.alloc(outSize), outSize, pos: e.alloc(8) };
+  if (!b.in || !b.out || !b.pos) throw new CpioError("ECOMPRESS", `${what}: out of WebAssembly memory`);
+  return b;
+}
+
+export function freeBuffers(e: { free(p: number): void }, b: StreamBuffers): void {
+  e.free(b.in);
+  e.free(b.out);
+  e.free(b.pos);
+}
+
+/**
+ * Drives one streaming library call (`call()`, over the first `inLen` bytes of `b.in`) until
+ * the input is consumed and the output drained, or, when `finishing`, until `done(ret)` (which
+ * throws on an error code): each time output is there, it is copied out to `sink` and the output position rewound.
+ * The sequence of calls depends only on `inLen` and `finishing`, so the bytes do too.
+ */
+export function pump(mem: WebAssembly.Memory, b: StreamBuffers, inLen: number, finishing: boolean, call: () => number, done: (ret: number) => boolean, sink: (out: Uint8Array) => void, what: string): void {
+  let pos = new Uint32Array(mem.buffer, b.pos, 2);
+  pos[0] = 0;
+  pos[1] = 0;
+  for (;;) {
+    const before = pos[0]!;
+    const ret = call();
+    pos = new Uint32Array(mem.buffer, b.pos, 2);
+    const produced = pos[1]!;
+    if (produced > 0) {
+      sink(new Uint8Array(mem.buffer, b.out, produced).slice());
+      pos[1] = 0;
+    }
+    const finished = done(ret); // throws on an error
+    // Not finishing: done once the input is consumed and the output buffer was not filled (a
+    // full one may mean more output is waiting).
+    if (finishing ? finished : pos[0] === inLen && produced < b.outSize) return;
+    if (pos[0] === before && produced === 0) throw new CpioError("ECOMPRESS", `${what}: the coder made no progress`);
+  }
+}
+
+/** The parts, concatenated into one new array. */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  n = 0;
+  for (const p of parts) {
+    out.set(p, n);
+    n += p.length;
+  }
+  return out;
+}

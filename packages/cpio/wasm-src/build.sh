@@ -91,7 +91,8 @@ build_zstd() {
 	src=$(source_of zstd)
 	Z=zstd/lib
 	# No ZSTD_MULTITHREAD: zstdmt_compress.c, pool.c and threading.c compile to single-threaded stubs.
-	(cd "$work" && clang $CFLAGS $LDFLAGS -DZSTD_DISABLE_ASM -DDEBUGLEVEL=0 -I$Z -I$Z/common -o "$1" "$here/zstd.c" $Z/common/*.c $Z/compress/*.c)
+	(cd "$work" && clang $CFLAGS $LDFLAGS -DZSTD_DISABLE_ASM -DDEBUGLEVEL=0 -DZSTD_LEGACY_SUPPORT=0 -I$Z -I$Z/common -o "$1" \
+		"$here/zstd.c" $Z/common/*.c $Z/compress/*.c $Z/decompress/*.c)
 	echo "source $src"
 }
 
@@ -105,7 +106,12 @@ common/block_util.c common/block_header_encoder.c common/filter_common.c common/
 common/index.c common/index_encoder.c common/stream_flags_common.c common/stream_flags_encoder.c common/vli_encoder.c
 common/vli_size.c check/check.c check/crc32_fast.c lz/lz_encoder.c lz/lz_encoder_mf.c lzma/lzma_encoder.c
 lzma/lzma_encoder_presets.c lzma/lzma_encoder_optimum_fast.c lzma/lzma_encoder_optimum_normal.c lzma/lzma2_encoder.c
-lzma/fastpos_table.c rangecoder/price_table.c"
+lzma/fastpos_table.c rangecoder/price_table.c
+common/stream_decoder.c common/block_decoder.c common/block_header_decoder.c common/filter_decoder.c
+common/filter_flags_decoder.c common/index_hash.c common/stream_flags_decoder.c common/vli_decoder.c
+check/crc64_fast.c check/sha256.c lz/lz_decoder.c lzma/lzma_decoder.c lzma/lzma2_decoder.c
+delta/delta_common.c delta/delta_decoder.c simple/simple_coder.c simple/simple_decoder.c simple/x86.c
+simple/powerpc.c simple/ia64.c simple/arm.c simple/armthumb.c simple/arm64.c simple/sparc.c simple/riscv.c"
 	(cd "$work" && clang $CFLAGS $LDFLAGS -DHAVE_CONFIG_H -Ixzconfig -I$L/api -I$L/common -I$L/check -I$L/lz -I$L/rangecoder \
 		-I$L/lzma -I$L/delta -I$L/simple -Ixz/src/common -o "$1" "$here/xz.c" $(for f in $files; do echo "$L/$f"; done))
 	echo "source $src"

@@ -1,6 +1,7 @@
 /*
  * fledge's xz module: liblzma's single-threaded stream encoder (pinned, see build.sh) with
- * --check=crc32, as the kernel's xz decoder requires. Encoder only. No imports.
+ * --check=crc32, as the kernel's xz decoder requires; and liblzma's stream decoder (LZMA1/2, the
+ * BCJ and delta filters, CRC32/CRC64/SHA-256 checks) for fledge's reader. No imports.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,4 +44,16 @@ EXPORT(xz_code) int fl_xz_code(lzma_stream *s, const uint8_t *in, size_t in_size
   pos[1] = out_size - s->avail_out;
   return (int)r;
 }
+/* An .xz stream decoder using at most memlimit bytes (a larger dictionary is an error); 0 on error. */
+EXPORT(xz_dnew) lzma_stream *fl_xz_dnew(uint32_t memlimit) {
+  lzma_stream *s = malloc(sizeof *s);
+  if (!s) return 0;
+  *s = (lzma_stream)LZMA_STREAM_INIT;
+  if (lzma_stream_decoder(s, memlimit, 0) != LZMA_OK) {
+    free(s);
+    return 0;
+  }
+  return s;
+}
+/* Decoding goes through xz_code as well (finish = 1 once all input is given); xz_free frees it. */
 EXPORT(xz_version) uint32_t fl_xz_version(void) { return lzma_version_number(); }

@@ -1,7 +1,8 @@
 /*
  * fledge's zstd module: zstd's streaming compressor (pinned, see build.sh), built without
  * ZSTD_MULTITHREAD: one frame per call sequence, single-threaded, so the bytes never depend on
- * the number of cores. Checksummed frames, like the zstd CLI. No imports.
+ * the number of cores. Checksummed frames, like the zstd CLI. Also the decoder, for fledge's reader.
+ * No imports.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,3 +47,18 @@ EXPORT(zstd_stream) size_t fl_zstd_stream(ZSTD_CCtx *c, const void *in, size_t i
 EXPORT(zstd_is_error) int fl_zstd_is_error(size_t r) { return ZSTD_isError(r); }
 EXPORT(zstd_error_name) const char *fl_zstd_error_name(size_t r) { return ZSTD_getErrorName(r); }
 EXPORT(zstd_version) unsigned fl_zstd_version(void) { return ZSTD_versionNumber(); }
+
+/* A decompression context (window up to 2^27 = 128 MiB, the kernel's limit too). */
+EXPORT(zstd_dnew) ZSTD_DCtx *fl_zstd_dnew(void) { return ZSTD_createDCtx(); }
+EXPORT(zstd_dfree) void fl_zstd_dfree(ZSTD_DCtx *d) { ZSTD_freeDCtx(d); }
+EXPORT(zstd_dreset) size_t fl_zstd_dreset(ZSTD_DCtx *d) { return ZSTD_DCtx_reset(d, ZSTD_reset_session_only); }
+/* One ZSTD_decompressStream call (positions as in zstd_stream). Returns 0 once a frame is complete. */
+EXPORT(zstd_dstream) size_t fl_zstd_dstream(ZSTD_DCtx *d, const void *in, size_t in_size, void *out, size_t out_size,
+                                            size_t *pos) {
+  ZSTD_inBuffer i = {in, in_size, pos[0]};
+  ZSTD_outBuffer o = {out, out_size, pos[1]};
+  size_t r = ZSTD_decompressStream(d, &o, &i);
+  pos[0] = i.pos;
+  pos[1] = o.pos;
+  return r;
+}
