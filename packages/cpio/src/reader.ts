@@ -1,7 +1,7 @@
 import { createHash, type Hash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import type { Transform } from "node:stream";
-import { createInflateRaw, crc32 } from "node:zlib";
+import { createInflateRaw, crc32, inflateRawSync } from "node:zlib";
 import { CpioError } from "./errors.js";
 import { typeFromMode, type CpioEntryType } from "./entry.js";
 import { lz4Bound, lz4DecompressBlock, LZ4_LEGACY_BLOCK, LZ4_LEGACY_MAGIC } from "./lz4.js";
@@ -74,6 +74,9 @@ export const DEFAULT_MAX_OUTPUT = 4 * 2 ** 30;
 /** The kernel's PATH_MAX: a symlink target longer than this cannot be created. */
 const MAX_SYMLINK = 4096;
 const CHUNK = 1 << 20;
+/** gzip members up to this size (in and out) are decoded in one call. */
+const FAST_IN = 4 << 20;
+const FAST_OUT = 16 << 20;
 
 const GZIP = [0x1f, 0x8b];
 const ZSTD_MAGIC = 0xfd2fb528;
@@ -396,6 +399,24 @@ async function gunzipMember(src: ByteSource, start: number, sink: Sink): Promise
   }
   if (flags & 2) p += 2;
   if (p >= head.length) throw new CpioError(head.length < 64 * 1024 ? "ETRUNC" : "ECORRUPT", `gzip member at offset ${start} is ${head.length < 64 * 1024 ? "truncated (header)" : "corrupt: its header is longer than 64 KiB"}`);
+  // Fast path, for members like fledge's own segments: the whole member in one small window,
+  // decoded in one call. Anything larger (or cut by the window) is streamed below.
+  const win = await src.read(start + p, FAST_IN);
+  let fast: { buffer: Buffer; engine: { bytesWritten: number } } | undefined;
+  try {
+    fast = inflateRawSync(win, { info: true, maxOutputLength: FAST_OUT }) as unknown as typeof fast;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const cut = /unexpected end/i.test(e.message) && win.length === FAST_IN;
+    if (!cut && e.code !== "ERR_BUFFER_TOO_LARGE" && !(err instanceof RangeError)) {
+      const trunc = /unexpected end/i.test(e.message);
+      throw new CpioError(trunc ? "ETRUNC" : "ECORRUPT", `gzip member at offset ${start} is ${trunc ? "truncated" : "corrupt"}: ${e.message}`);
+    }
+  }
+  if (fast) {
+    await sink(fast.buffer);
+    return gzipTrailer(src, start, start + p + fast.engine.bytesWritten, crc32(fast.buffer), fast.buffer.length);
+  }
   const inflate = createInflateRaw({ chunkSize: 256 * 1024 });
   let crc = 0;
   let size = 0;
@@ -411,7 +432,10 @@ async function gunzipMember(src: ByteSource, start: number, sink: Sink): Promise
     const trunc = /unexpected end/i.test(m);
     throw new CpioError(trunc ? "ETRUNC" : "ECORRUPT", `gzip member at offset ${start} is ${trunc ? "truncated" : "corrupt"}: ${m}`);
   }
-  const q = start + p + inflate.bytesWritten;
+  return gzipTrailer(src, start, start + p + inflate.bytesWritten, crc, size);
+}
+
+async function gzipTrailer(src: ByteSource, start: number, q: number, crc: number, size: number): Promise<number> {
   const trailer = await src.read(q, 8);
   if (trailer.length < 8) throw new CpioError("ETRUNC", `gzip member at offset ${start} is truncated (no CRC trailer)`);
   if (le32(trailer, 0) !== crc >>> 0) throw new CpioError("ECORRUPT", `gzip member at offset ${start} fails its CRC check`);
