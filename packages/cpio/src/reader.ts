@@ -314,7 +314,7 @@ class NewcParser {
     if (!this.cur) return;
     this.hash?.update(b);
     if (this.cur.format === "crc" && this.cur.type === "file") this.sum = (this.sum + sum32(b)) >>> 0;
-    if (this.keep) this.chunks.push(Buffer.from(b)); // the caller may reuse its buffer
+    if (this.keep) this.chunks.push(b); // sources hand out fresh buffers (or slices of the caller's input), never reused
   }
 
   private finishEntry(): void {
@@ -532,7 +532,20 @@ async function unxzMember(src: ByteSource, start: number, sink: Sink): Promise<n
     }
   }
   if (end < 0) throw new CpioError("ETRUNC", `xz stream at offset ${start} is truncated (no stream footer)`);
-  const { createUnxz } = await import("node-liblzma");
+  const l = await import("node-liblzma");
+  if (end - start <= FAST_IN) {
+    // small (fledge's own segments): one call; the content is bounded by xz's own block sizes only,
+    // so the output is still checked against the cap by the sink
+    let out: Buffer;
+    try {
+      out = l.unxzSync(Buffer.from(await src.read(start, end - start)));
+    } catch (err) {
+      throw new CpioError("ECORRUPT", `xz stream at offset ${start} is corrupt: ${(err as Error).message}`);
+    }
+    for (let i = 0; i < out.length; i += CHUNK) await sink(out.subarray(i, i + CHUNK));
+    return end - start;
+  }
+  const { createUnxz } = l;
   try {
     await throughTransform(createUnxz() as unknown as Transform, src, start, end, sink);
   } catch (err) {
