@@ -80,3 +80,21 @@ describe("removeOwnTempsSync", () => {
     expect((await readdir(dir)).sort()).toEqual([other, "user.txt"].sort());
   });
 });
+
+describe("removeOwnTempsAfterExit", () => {
+  it("removes the temps a process creates after its last scan, once it has exited", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reap-"));
+    await writeFile(join(dir, "user.txt"), "keep");
+    const mod = new URL("../dist/index.js", import.meta.url).pathname; // built before the tests (nx)
+    // the child registers the janitor, then (like a late worker) creates a temp, and exits
+    const code = `
+      const { removeOwnTempsAfterExit, tempName } = await import(${JSON.stringify(mod)});
+      const { writeFileSync } = await import("node:fs");
+      removeOwnTempsAfterExit([${JSON.stringify(dir)}]);
+      writeFileSync(${JSON.stringify(dir)} + "/" + tempName("late"), "x");`;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", code], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    for (let i = 0; i < 60 && (await readdir(dir)).length > 1; i++) await new Promise((res) => setTimeout(res, 50));
+    expect(await readdir(dir)).toEqual(["user.txt"]);
+  });
+});

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { lstatSync, readdirSync, rmSync } from "node:fs";
 import { lstat, readdir, rm } from "node:fs/promises";
@@ -139,4 +140,25 @@ export function removeOwnTempsSync(dirs: Iterable<string>): number {
     }
   }
   return n;
+}
+
+/**
+ * For a signal handler, after `removeOwnTempsSync`: compression workers and downloads still in
+ * flight may create a temp between that scan and the process's exit. This starts a tiny detached
+ * shell that waits for this process to be gone, then removes this process's temps (regular files
+ * named `.fledge-tmp-<this pid>-<this host>-…`) from `dirs`, and exits. POSIX only; a no-op where
+ * there is no /bin/sh.
+ */
+export function removeOwnTempsAfterExit(dirs: Iterable<string>): void {
+  const list = [...new Set(dirs)];
+  if (!list.length || process.platform === "win32") return;
+  const prefix = `${TEMP_PREFIX}${process.pid}-${hostTag()}-`;
+  const script =
+    'p=$1; pre=$2; shift 2; n=0; while kill -0 "$p" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done; ' +
+    'for d in "$@"; do for f in "$d/$pre"*; do if [ -f "$f" ] && [ ! -L "$f" ]; then rm -f -- "$f"; fi; done; done';
+  try {
+    spawn("/bin/sh", ["-c", script, "fledge-janitor", String(process.pid), prefix, ...list], { detached: true, stdio: "ignore" }).unref();
+  } catch {
+    // best effort: the next build or `fledge cache prune` removes what is left
+  }
 }

@@ -2,7 +2,7 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { build, resolveMtime, type Builder, type BuildResult } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
-import { removeOwnTempsSync } from "@fledge/safe-fs";
+import { removeOwnTempsAfterExit, removeOwnTempsSync } from "@fledge/safe-fs";
 import { UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand, checkBaseUrl } from "../args.js";
 import { attachReporter } from "../progress.js";
@@ -75,7 +75,9 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     builder?.cleanupSync();
     builder?.context.fetcher.cleanupSync?.();
     // temps of work still in flight (compression workers, downloads): ours by name and pid
-    removeOwnTempsSync([join(cacheDir, "tmp"), join(cacheDir, "segments", "tmp"), join(tmpdir(), "fledge-segments")]);
+    const tempDirs = [join(cacheDir, "tmp"), join(cacheDir, "segments", "tmp"), join(tmpdir(), "fledge-segments")];
+    removeOwnTempsSync(tempDirs);
+    removeOwnTempsAfterExit(tempDirs); // a worker may create one more before the process is gone
     io.stderr.write("\ninterrupted: nothing was written\n");
     process.exit(130);
   };
