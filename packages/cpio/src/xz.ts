@@ -214,3 +214,73 @@ export function xzDecodeStream(stream: Uint8Array, maxOutput: number): Uint8Arra
   }
   return concatBytes(parts);
 }
+
+/**
+ * Decodes one or more concatenated .xz streams as a Node stream, in bounded memory (the
+ * dictionary, at most {@link DECODER_MEMLIMIT}). Corrupt data fails with liblzma's reason.
+ */
+export class XzDecompressStream extends Transform {
+  readonly #s: number;
+  readonly #b: StreamBuffers;
+  #freed = false;
+
+  constructor() {
+    super();
+    const x = e();
+    this.#s = x.xz_dnew(DECODER_MEMLIMIT);
+    if (!this.#s) throw new CpioError("ECOMPRESS", "xz: cannot create a decoder");
+    this.#b = allocBuffers(x, XZ_FEED, 1 << 20, "xz");
+  }
+
+  #free(): void {
+    if (this.#freed) return;
+    this.#freed = true;
+    const x = e();
+    x.xz_free(this.#s);
+    freeBuffers(x, this.#b);
+  }
+
+  #code(piece: Uint8Array, finish: boolean): void {
+    const x = e();
+    new Uint8Array(x.memory.buffer, this.#b.in, piece.length).set(piece);
+    pump(
+      x.memory,
+      this.#b,
+      piece.length,
+      finish,
+      () => x.xz_code(this.#s, this.#b.in, piece.length, this.#b.out, this.#b.outSize, this.#b.pos, finish ? 1 : 0),
+      (r) => {
+        if (r > LZMA_STREAM_END) throw new Error(ERRORS[r] ?? `liblzma error ${r}`);
+        return r === LZMA_STREAM_END;
+      },
+      (c) => this.push(c),
+      "xz",
+    );
+  }
+
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    try {
+      for (let p = 0; p < chunk.length; p += XZ_FEED) this.#code(chunk.subarray(p, p + XZ_FEED), false);
+      cb();
+    } catch (err) {
+      this.#free();
+      cb(err as Error);
+    }
+  }
+
+  override _flush(cb: TransformCallback): void {
+    try {
+      this.#code(new Uint8Array(0), true);
+      this.#free();
+      cb();
+    } catch (err) {
+      this.#free();
+      cb((err as CpioError).code === "ECOMPRESS" ? new Error("unexpected end of input") : (err as Error));
+    }
+  }
+
+  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+    this.#free();
+    cb(err);
+  }
+}
