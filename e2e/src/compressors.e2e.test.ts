@@ -42,9 +42,9 @@ beforeAll(() => {
       writeFileSync(join(data, `d${d}`, `f${f}`), buf);
     }
   }
-  // One large file (over 2 chunks of a gzip member, several zstd/xz input buffers): a member of
+  // One large file (two 4 MiB chunks of a gzip member, several 1 MiB zstd/xz feeds): a member of
   // its own, compressed streaming from disk in chunks.
-  const big = Buffer.alloc(9 * 1024 * 1024 + 4321);
+  const big = Buffer.alloc(5 * 1024 * 1024 + 4321);
   for (let i = 0; i < big.length; i++) big[i] = i % 4096 < 1024 ? next() >>> 24 : 97 + ((i >> 3) % 26);
   writeFileSync(join(data, "big"), big);
   spawnSync("ln", ["-s", "d1/f1", join(data, "link")]);
