@@ -136,11 +136,15 @@ describe("issue 11: stale temps and a safe prune", () => {
     const dead = deadPid();
     await writeFile(join(cache, "tmp", `.fledge-tmp-${dead}-${HOST8}-0123456789ab-busybox`), "partial");
     await writeFile(join(cache, "segments", "tmp", `.fledge-tmp-${dead}-${HOST8}-0123456789ac-${"a".repeat(64)}`), "partial");
+    await mkdir(join(cache, "kernels"), { recursive: true });
+    await writeFile(join(cache, "kernels", `${"c".repeat(64)}.vmlinux`), "kernel");
+    await writeFile(join(cache, "kernels", "my-kernel.vmlinux"), "mine");
     const r = await fledge(["cache", "prune", "--cache-dir", cache], root);
     expect(r.code, r.stderr).toBe(0);
     for (const [p, c] of Object.entries(precious)) expect(await readFile(join(cache, p), "utf8"), p).toBe(c);
     expect(await readdir(join(cache, "tmp"))).toEqual(["1234-0123456789ab", "thesis.tex"]);
     expect(await readdir(join(cache, "segments", "tmp"))).toEqual(["draft.txt"]);
+    expect(await readdir(join(cache, "kernels"))).toEqual(["my-kernel.vmlinux"]);
     expect(r.stdout).toMatch(/removed 1 temp file/);
   });
 
