@@ -12,7 +12,9 @@ export const help = `fledge cache — the download cache
 Usage:
   fledge cache ls                         list cached files (sha256, size, last used, URLs)
   fledge cache prune [--older-than <age>] remove downloads and compressed segments not used for
-                                          <age> (e.g. 30d, 12h, 2w); without --older-than, all
+                                          <age> (e.g. 30d, 12h, 2w); without --older-than, all;
+                                          also temp files of builds that are gone. Only files
+                                          fledge made are removed, never anything else in <dir>
   fledge cache add <file> [--url <url>] [--sha256 <hex>]
                                           seed the cache by hand (air-gapped machines): builds
                                           then find <file> by its sha256; with --url, also an
