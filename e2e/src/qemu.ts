@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
+import { chooseAccel } from "@fledge/vm";
 
 export const INSTALL_HINT = "run `bash scripts/install-e2e-deps.sh` (as root) to install qemu-system-x86, linux-image-amd64 and busybox-static";
 
@@ -30,6 +31,16 @@ export function qemuBinary(): string {
 export function hostBusybox(): string {
   for (const p of ["/bin/busybox", "/usr/bin/busybox"]) if (existsSync(p)) return p;
   throw new Error(`busybox-static is not installed: ${INSTALL_HINT}`);
+}
+
+/**
+ * KVM by the rule `fledge run` uses (/dev/kvm opens read-write and the CPU advertises vmx/svm:
+ * some sandboxes expose a /dev/kvm that qemu cannot use); FLEDGE_E2E_KVM=0|1 forces it.
+ */
+export function useKvm(): boolean {
+  const forced = process.env.FLEDGE_E2E_KVM;
+  if (forced === "0" || forced === "1") return forced === "1";
+  return chooseAccel("x86_64").accel === "kvm";
 }
 
 export interface BootOptions {
@@ -73,7 +84,7 @@ export async function bootInitramfs(initrd: string, opts: BootOptions = {}): Pro
     "-serial", "stdio",
     "-monitor", "none",
   ];
-  if (existsSync("/dev/kvm") && process.env.FLEDGE_E2E_KVM !== "0") args.unshift("-enable-kvm", "-cpu", "host");
+  if (useKvm()) args.unshift("-enable-kvm", "-cpu", "host");
   const started = performance.now();
   return new Promise<BootResult>((resolve, reject) => {
     const child = spawn(qemu, args, { stdio: ["ignore", "pipe", "pipe"] });
