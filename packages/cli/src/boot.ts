@@ -92,6 +92,8 @@ export interface SessionOptions {
   /** Extra kernel arguments. */
   append?: string;
   memoryMb?: number;
+  /** fledge's cache (unpacked kernels). */
+  cacheDir?: string;
   /** Serial console input (a terminal). */
   input?: NodeJS.ReadableStream;
   /** host port for the workload's port (0: any free one). */
@@ -119,6 +121,7 @@ export async function startSession(io: CliIO, o: SessionOptions): Promise<Vm> {
     forwards: guestPort ? [{ host: o.hostPort ?? 0, guest: guestPort }] : [],
     env: io.env,
     input: o.input,
+    cacheDir: o.cacheDir,
   });
   vm.on("serial", (d: string) => io.stdout.write(d));
   if (kernel.notice) say(io, kernel.notice, "warn");

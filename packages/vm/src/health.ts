@@ -53,7 +53,7 @@ export async function waitHealthy(url: string, opts: WaitOptions): Promise<Probe
   const deadline = performance.now() + opts.timeoutMs;
   let last = "no answer yet";
   for (;;) {
-    if (opts.signal?.aborted) throw new Error(`${url}: stopped waiting (${String(opts.signal.reason ?? "aborted")}); last: ${last}`);
+    if (opts.signal?.aborted) throw new Error(`${url}: stopped waiting, ${String(opts.signal.reason ?? "aborted")} (last: ${last})`);
     try {
       const r = await get(url, Math.max(100, Math.min(5000, deadline - performance.now())));
       if (r.status >= 200 && r.status < 300) return r;

@@ -8,6 +8,8 @@ import { chooseAccel, findQemu, VmError, type AccelChoice, type GuestArch, type 
 import { NET_MODULES, kernelConfigValue, resolveModules, type KernelInfo, type ModuleFile } from "./kernel.js";
 import { GUEST_INIT, guestPiece, writeInitrd } from "./guest.js";
 import { volantCmdline, type ManifestJson } from "./volant.js";
+import { pvhKernel } from "./pvh.js";
+import { defaultCacheDir } from "@fledge/fetch";
 
 export interface PortForward {
   /** Port on 127.0.0.1 (0: pick a free one). */
@@ -38,6 +40,10 @@ export interface VmOptions {
   /** Sample the guest RAM the VM has touched (Linux hosts). Default true. */
   measureMemory?: boolean;
   env?: NodeJS.ProcessEnv;
+  /** fledge's cache (default $FLEDGE_CACHE_DIR, …): unpacked kernels are kept in <cache>/kernels. */
+  cacheDir?: string;
+  /** Boot an x86 bzImage's vmlinux through its PVH entry when it has one (much faster under emulation). Default true. */
+  pvh?: boolean;
   /** Serial console input (e.g. process.stdin); default none. */
   input?: NodeJS.ReadableStream;
 }
@@ -80,6 +86,8 @@ export class Vm extends EventEmitter {
   accel!: AccelChoice;
   /** The kernel command line given to the guest. */
   cmdline = "";
+  /** The kernel file qemu loads (an unpacked vmlinux for PVH, or the kernel as given). */
+  kernelPath = "";
   /** The argv qemu was started with. */
   argv: string[] = [];
   /** Forwards with the host ports actually used. */
@@ -88,6 +96,8 @@ export class Vm extends EventEmitter {
   modules: ModuleFile[] = [];
   /** Notes for the user (no network driver, …). */
   readonly notes: string[] = [];
+  /** Guest memory (MiB), once started. */
+  memoryMb = 0;
   /** Peak guest RAM the VM touched, in KiB (0 until measured). */
   peakGuestKb = 0;
   /** The serial output so far (kept to 1 MiB). */
@@ -128,6 +138,7 @@ export class Vm extends EventEmitter {
     this.qemu = findQemu(this.arch, env);
     this.accel = chooseAccel(this.arch, env);
     const memoryMb = Math.max(64, Math.trunc(o.memoryMb ?? Number(o.manifest.resources?.memory_mb ?? 0)) || 256);
+    this.memoryMb = memoryMb;
     const cpus = Math.max(1, Math.trunc(o.cpus ?? Number(o.manifest.resources?.cpu_cores ?? 1)) || 1);
     this.#tmp = mkdtempSync(join(tmpdir(), "fledge-vm-"));
 
@@ -142,7 +153,11 @@ export class Vm extends EventEmitter {
     const helper = o.guestHelper !== false;
     if (helper && wantNet) this.modules = this.#netModules();
     const console = this.arch === "aarch64" ? "ttyAMA0" : "ttyS0";
-    this.cmdline = volantCmdline({ manifest: o.manifest, console, extra: [o.append, helper && o.initramfs ? `rdinit=${GUEST_INIT}` : ""].filter(Boolean).join(" ") });
+    // Under software emulation a loaded host can make the kernel's IO-APIC timer check fail and
+    // panic ("IO-APIC + timer doesn't work!"); Volant runs on KVM, where the check passes. So
+    // with TCG the check is skipped.
+    const tcgOnly = this.accel.accel === "tcg" && this.arch === "x86_64" ? "no_timer_check" : "";
+    this.cmdline = volantCmdline({ manifest: o.manifest, console, extra: [o.append, tcgOnly, helper && o.initramfs ? `rdinit=${GUEST_INIT}` : ""].filter(Boolean).join(" ") });
     if (this.cmdline.length > 2047) this.notes.push(`the kernel command line is ${this.cmdline.length} bytes; x86 kernels keep only 2047`);
 
     const args: string[] = [];
@@ -151,7 +166,10 @@ export class Vm extends EventEmitter {
     args.push("-object", `memory-backend-memfd,id=ram,size=${memoryMb}M`, "-m", `${memoryMb}M`, "-smp", String(cpus));
     if (this.accel.accel === "kvm") args.push("-cpu", "host");
     else if (this.arch === "aarch64") args.push("-cpu", "cortex-a57");
-    args.push("-kernel", o.kernel.path);
+    // x86: the bzImage's vmlinux through its PVH entry when it has one (no in-guest decompression)
+    const kernelPath = (this.arch === "x86_64" && o.pvh !== false && pvhKernel(o.kernel.path, o.cacheDir ?? defaultCacheDir(env))) || o.kernel.path;
+    this.kernelPath = kernelPath;
+    args.push("-kernel", kernelPath);
     if (o.initramfs) {
       let initrd = o.initramfs;
       if (helper) {

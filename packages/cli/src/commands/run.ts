@@ -101,7 +101,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     env: io.env,
     volantVersion: prepared.volantVersion,
   });
-  return bootInteractive(io, { target: prepared.target, kernel, append: values.append, memoryMb: memory, hostPort: port, quiet: flags.quiet });
+  return bootInteractive(io, { target: prepared.target, kernel, append: values.append, memoryMb: memory, hostPort: port, quiet: flags.quiet, cacheDir });
 }
 
 export interface TargetRequest {
