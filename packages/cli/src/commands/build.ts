@@ -43,6 +43,12 @@ Exit codes: 0 built, 1 build or config error (nothing is left under the output n
 2 usage error, 130 interrupted.
 `;
 
+/** The origins record beside the artifact, for fledge diff and inspect --sizes (issue 15). */
+async function originsPlugin() {
+  const { OriginsPlugin } = await import("@fledge/plugin-origins");
+  return new OriginsPlugin();
+}
+
 /** The boot check plugin, loaded only when asked for (minimal change for issue 15). */
 async function bootCheckPlugin(kernel: string | undefined) {
   const { BootCheckPlugin } = await import("@fledge/plugin-bootcheck");
@@ -103,7 +109,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       offline: values.offline,
       locked: values.locked,
       env: io.env,
-      plugins: values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : undefined,
+      plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, io, flags);

@@ -14,6 +14,10 @@ Reads the artifact as the kernel would: newc (070701/070702) members, uncompress
 xz or lz4 (legacy frame), concatenated. Lists every entry like "cpio -tv".
 
 Options:
+      --sizes               where the bytes go: a du-like tree (each directory with the bytes
+                            under it) and the bytes of each origin (busybox, init, kestrel,
+                            each mapping, each layer) from the origins record of the build
+      --depth <n>           with --sizes: show directories down to this depth (default 2)
       --json                entries and members as JSON on stdout
   -h, --help                show this help
 
@@ -44,7 +48,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   let values;
   let positionals: string[];
   try {
-    ({ values, positionals } = parseArgs({ args: argv, options: { help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true }));
+    ({ values, positionals } = parseArgs({ args: argv, options: { help: { type: "boolean", short: "h" }, sizes: { type: "boolean" }, depth: { type: "string" } }, allowPositionals: true, strict: true }));
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\nRun "fledge inspect --help" for usage.`);
   }
@@ -54,6 +58,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   }
   if (positionals.length !== 1) throw new UsageError(`expected one artifact, got ${positionals.length}\nRun "fledge inspect --help" for usage.`);
   const path = resolve(io.cwd, positionals[0]!);
+  if (values.sizes || values.depth !== undefined) return (await import("../sizes-command.js")).runSizes(path, values.depth, io, flags);
   let buf: Buffer;
   try {
     buf = await readFile(path);

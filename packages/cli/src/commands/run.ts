@@ -177,6 +177,7 @@ export async function buildQuietly(io: CliIO, flags: GlobalFlags, req: { config:
       cacheDir: req.cacheDir,
       offline: req.offline,
       env: io.env,
+      plugins: [new (await import("@fledge/plugin-origins")).OriginsPlugin()],
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, { ...io, stdout: io.stderr }, { ...flags, json: false });
