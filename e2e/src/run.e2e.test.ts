@@ -97,4 +97,38 @@ describe("fledge run", () => {
     expect(r.stderr).toMatch(/error: .*no-such-qemu is not installed/);
     expect(r.stderr).toMatch(/apt-get install qemu-system-x86.*dnf install qemu-system-x86.*brew install qemu/);
   });
+
+  it("fledge dev rebuilds and reboots when a mapped file changes, on the same port; Ctrl-C leaves no qemu", async () => {
+    const dir = join(work, "dev");
+    cpSync(join(examples, "hello"), dir, { recursive: true });
+    const dev = spawnFledge(["dev", "--kernel", findKernel(), "--cache-dir", join(work, "cache")], { cwd: dir, env: { FLEDGE_MIRRORS: mirror() } });
+    try {
+      const url = (await dev.waitFor(/curl (http:\/\/127\.0\.0\.1:\d+\/)/, "stderr", 120_000))[1]!;
+      await dev.waitFor(/watching \d+ paths for changes/, "stderr", 30_000);
+      expect((await httpGet(url, 150_000)).body).toContain("hello from fledge");
+      const first = childPids(dev.pid).filter((p) => /qemu-system/.test(readFileSync(`/proc/${p}/cmdline`, "utf8")));
+      expect(first).toHaveLength(1);
+
+      writeFileSync(join(dir, "www", "index.html"), "<h1>edited while fledge dev ran</h1>\n");
+      await dev.waitFor(/rebuilt in \d+ ms \(\d+ ms after the save\)/, "stderr", 60_000);
+      await dev.waitFor(/restarting the VM/, "stderr", 30_000);
+      // the old VM is gone, a new one serves the edited page on the same URL
+      const deadline = Date.now() + 150_000;
+      let body = "";
+      while (Date.now() < deadline && !body.includes("edited while fledge dev ran")) {
+        body = await httpGet(url, 150_000).then((r) => r.body).catch(() => "");
+        if (!body.includes("edited")) await new Promise((r) => setTimeout(r, 500));
+      }
+      expect(body).toContain("edited while fledge dev ran");
+      expect(alive(first[0]!)).toBe(false);
+      const second = childPids(dev.pid).filter((p) => /qemu-system/.test(readFileSync(`/proc/${p}/cmdline`, "utf8")));
+      expect(second).toHaveLength(1);
+
+      dev.kill("SIGINT");
+      expect(await dev.exited).toBe(130);
+      expect(alive(second[0]!)).toBe(false);
+    } finally {
+      dev.kill("SIGKILL");
+    }
+  });
 });
