@@ -49,6 +49,7 @@ describe("fledge run", () => {
   it("builds and boots the hello example with Volant's release kernel; curl gets its page; Ctrl-C leaves no qemu", async () => {
     const dir = join(work, "hello");
     cpSync(join(examples, "hello"), dir, { recursive: true });
+    rmSync(join(dir, "fledge.lock"), { force: true }); // another test may have built examples/hello in place
     const run = spawnFledge(["run", "--cache-dir", join(work, "cache")], { cwd: dir, env: { FLEDGE_MIRRORS: mirror(), FLEDGE_GITHUB_API: `${base}/api` } });
     try {
       const m = await run.waitFor(/curl (http:\/\/127\.0\.0\.1:\d+\/)/, "stderr", 120_000);
@@ -101,6 +102,7 @@ describe("fledge run", () => {
   it("fledge dev rebuilds and reboots when a mapped file changes, on the same port; Ctrl-C leaves no qemu", async () => {
     const dir = join(work, "dev");
     cpSync(join(examples, "hello"), dir, { recursive: true });
+    rmSync(join(dir, "fledge.lock"), { force: true }); // another test may have built examples/hello in place
     const dev = spawnFledge(["dev", "--kernel", findKernel(), "--cache-dir", join(work, "cache")], { cwd: dir, env: { FLEDGE_MIRRORS: mirror() } });
     try {
       const url = (await dev.waitFor(/curl (http:\/\/127\.0\.0\.1:\d+\/)/, "stderr", 120_000))[1]!;

@@ -72,7 +72,7 @@ export function chooseAccel(arch: GuestArch, env: NodeJS.ProcessEnv = process.en
   const forced = env.FLEDGE_ACCEL;
   if (forced === "kvm" || forced === "tcg") return { accel: forced, reason: `FLEDGE_ACCEL=${forced}` };
   if (forced) throw new VmError("FLEDGE_ACCEL", `FLEDGE_ACCEL=${forced} is not "kvm" or "tcg"`);
-  if (hostGuestArch() !== arch) return { accel: "tcg", reason: `TCG: a ${arch} guest on a ${hostArch()} host is emulated` };
+  if (hostGuestArch() !== arch) return { accel: "tcg", reason: `TCG (software emulation): an ${arch} guest on an ${hostArch()} host` };
   const problem = probe();
   return problem ? { accel: "tcg", reason: `TCG (software emulation): ${problem}` } : { accel: "kvm", reason: "KVM" };
 }
