@@ -3,10 +3,10 @@ import { duTree, human, originOf, readArtifact } from "./sizes.js";
 import type { GlobalFlags } from "./index.js";
 
 /** `fledge inspect --sizes`: a du-like tree of one artifact and its bytes by origin. */
-export async function runSizes(path: string, depthArg: string | undefined, io: CliIO, flags: GlobalFlags): Promise<number> {
+export async function runSizes(path: string, depthArg: string | undefined, io: CliIO, flags: GlobalFlags, maxOutput?: number): Promise<number> {
   if (depthArg !== undefined && !/^\d+$/.test(depthArg)) throw new UsageError(`--depth must be a whole number, got "${depthArg}"`);
   const depth = depthArg === undefined ? 2 : Number(depthArg);
-  const v = await readArtifact(path);
+  const v = await readArtifact(path, maxOutput);
   const tree = duTree(v.entries);
   const byOrigin = new Map<string, { origin: string; entries: number; size: number }>();
   for (const e of v.entries) {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
-import { readArchive } from "@fledge/cpio";
+import { constants } from "node:fs";
+import { open, readFile, type FileHandle } from "node:fs/promises";
+import { scanArchive } from "@fledge/cpio";
 import { ExitError } from "./io.js";
 
 /** One entry of an artifact, as diff and sizes see it. */
@@ -28,35 +29,56 @@ export interface ArtifactView {
   originsNote: string;
 }
 
-/** Reads an artifact and the origins record beside it. */
-export async function readArtifact(path: string): Promise<ArtifactView> {
-  let buf: Buffer;
+/**
+ * Reads an artifact (streamed: memory does not grow with its size; only regular files, never a
+ * FIFO or device) and the origins record beside it.
+ */
+export async function readArtifact(path: string, maxOutput?: number): Promise<ArtifactView> {
+  let fh: FileHandle;
   try {
-    buf = await readFile(path);
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (err) {
     throw new ExitError(1, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  let result;
-  try {
-    result = await readArchive(buf);
-  } catch (err) {
-    throw new ExitError(1, `${path}: ${(err as Error).message}`);
-  }
-  const sha256 = createHash("sha256").update(buf).digest("hex");
-  const entries: SizedEntry[] = [];
-  // a later entry at the same path replaces an earlier one, as the kernel unpacks them
   const byPath = new Map<string, SizedEntry>();
-  for (const e of result.entries) {
-    const p = "/" + e.path.replace(/^\.?\/+/, "").replace(/\/+$/, "");
-    if (p === "/" || e.path === "TRAILER!!!") continue;
-    const size = e.type === "file" ? e.size : e.type === "symlink" ? Buffer.byteLength(e.target ?? "") : 0;
-    const digest =
-      e.type === "file" ? (e.data ? createHash("sha256").update(e.data).digest("hex") : `link:${e.linkTo ?? ""}`) : e.type === "symlink" ? `-> ${e.target}` : e.type === "char" || e.type === "block" ? `${e.rdevmajor},${e.rdevminor}` : "";
-    byPath.set(p, { path: p, type: e.type, mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, size, digest });
+  let size = 0;
+  const hash = createHash("sha256");
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new ExitError(1, `${path} is not a regular file`);
+    size = st.size;
+    try {
+      await scanArchive(fh, {
+        hash: true,
+        ...(maxOutput ? { maxOutput } : {}),
+        onEntry: (e) => {
+          const p = "/" + e.path.replace(/^\.?\/+/, "").replace(/\/+$/, "");
+          if (p === "/") return;
+          const sz = e.type === "file" ? e.size : e.type === "symlink" ? Buffer.byteLength(e.target ?? "") : 0;
+          const digest =
+            e.type === "file" ? (e.linkTo ? `link:${e.linkTo}` : (e.sha256 ?? "")) : e.type === "symlink" ? `-> ${e.target}` : e.type === "char" || e.type === "block" ? `${e.rdevmajor},${e.rdevminor}` : "";
+          // a later entry at the same path replaces an earlier one, as the kernel unpacks them
+          byPath.set(p, { path: p, type: e.type, mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, size: sz, digest });
+        },
+      });
+    } catch (err) {
+      if ((err as Error).name === "ExitError") throw err;
+      throw new ExitError(1, `${path}: ${(err as Error).message}`);
+    }
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let pos = 0; pos < size; ) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (!bytesRead) break;
+      hash.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+  } finally {
+    await fh.close();
   }
-  entries.push(...[...byPath.values()].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path))));
+  const sha256 = hash.digest("hex");
+  const entries = [...byPath.values()].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
   const { origins, note } = await readOrigins(path, sha256);
-  return { path, size: buf.length, sha256, entries, origins, originsNote: note };
+  return { path, size, sha256, entries, origins, originsNote: note };
 }
 
 async function readOrigins(artifact: string, sha256: string): Promise<{ origins?: Map<string, string>; note: string }> {
