@@ -4,23 +4,9 @@ import { describe, expect, it } from "vitest";
 import { codecs } from "./codecs.js";
 import { GZIP_CHUNK } from "./deflate.js";
 import { decompressMembers } from "./reader.js";
-import { rng, run } from "./test/helpers.js";
+import { mixedBytes as mixed, rng, run } from "./test/helpers.js";
 import { XZ_FEED, xzDecodeStream, xzVersion } from "./xz.js";
 import { ZSTD_FEED, zstdDecodeFrame, zstdVersion } from "./zstd.js";
-
-/** Data that compresses somewhat: text-like runs, random bytes, zeros, in random lengths. */
-function mixed(seed: number, size: number): Uint8Array {
-  const r = rng(seed);
-  const out = new Uint8Array(size);
-  let p = 0;
-  while (p < size) {
-    const n = Math.min(size - p, 1 + Math.floor(r() * 5000));
-    const k = r();
-    for (let i = 0; i < n; i++) out[p + i] = k < 0.5 ? 97 + ((i * 7 + n) % 26) : k < 0.8 ? Math.floor(r() * 256) : 0;
-    p += n;
-  }
-  return out;
-}
 
 function random(seed: number, size: number): Uint8Array {
   const r = rng(seed);

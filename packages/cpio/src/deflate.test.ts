@@ -5,21 +5,7 @@ import { crc32 as zlibCrc32, gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { WASM_SHA256, codecs } from "./codecs.js";
 import { GZIP_CHUNK, GZIP_HEADER, GzipStream, crc32, crc32Combine, deflateChunk, gzipMember, gzipTrailer } from "./deflate.js";
-import { rng, run } from "./test/helpers.js";
-
-/** Data that compresses somewhat: text-like runs, random bytes, zeros, in random lengths. */
-function mixed(seed: number, size: number): Uint8Array {
-  const r = rng(seed);
-  const out = new Uint8Array(size);
-  let p = 0;
-  while (p < size) {
-    const n = Math.min(size - p, 1 + Math.floor(r() * 5000));
-    const k = r();
-    for (let i = 0; i < n; i++) out[p + i] = k < 0.5 ? 97 + ((i * 7 + n) % 26) : k < 0.8 ? Math.floor(r() * 256) : 0;
-    p += n;
-  }
-  return out;
-}
+import { mixedBytes as mixed, rng, run } from "./test/helpers.js";
 
 async function streamed(data: Uint8Array, level: number, pieces: number[]): Promise<Buffer> {
   const parts: Buffer[] = [];

@@ -11,6 +11,7 @@
  * only (WebAssembly, SIMD included, is deterministic), never on the CPU or the Node version.
  */
 import { readFileSync } from "node:fs";
+import { Transform, type TransformCallback } from "node:stream";
 import { workerData } from "node:worker_threads";
 import { CpioError } from "./errors.js";
 
@@ -148,4 +149,100 @@ export function concatBytes(parts: Uint8Array[]): Uint8Array {
     n += p.length;
   }
   return out;
+}
+
+/** A streaming encoder over a module's memory: any pieces in, one member out. */
+export interface StreamingEncoder {
+  write(data: Uint8Array, sink: (out: Uint8Array) => void): void;
+  /** Ends the member (the encoder can then start another one, see each codec). */
+  end(sink: (out: Uint8Array) => void): void;
+  /** Frees its memory in the module; the encoder is unusable afterwards. */
+  free(): void;
+}
+
+/** One whole member of `data` from `enc`. */
+export function encodeWhole(enc: StreamingEncoder, data: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  enc.write(data, (c) => parts.push(c));
+  enc.end((c) => parts.push(c));
+  return concatBytes(parts);
+}
+
+/** A Node stream around a StreamingEncoder: one member, the encoder freed at the end or on error. */
+export class EncoderTransform extends Transform {
+  readonly #enc: StreamingEncoder;
+  #freed = false;
+  constructor(enc: StreamingEncoder) {
+    super();
+    this.#enc = enc;
+  }
+  #free(): void {
+    if (!this.#freed) this.#enc.free();
+    this.#freed = true;
+  }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.#enc.write(chunk, (c) => this.push(c));
+      cb();
+    } catch (err) {
+      this.#free();
+      cb(err as Error);
+    }
+  }
+  override _flush(cb: TransformCallback): void {
+    try {
+      this.#enc.end((c) => this.push(c));
+      this.#free();
+      cb();
+    } catch (err) {
+      this.#free();
+      cb(err as Error);
+    }
+  }
+  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+    this.#free();
+    cb(err);
+  }
+}
+
+/**
+ * The input side shared by the zstd and xz encoders: input is copied into the module's buffer
+ * and handed to the library in full `b.inSize` steps (the last one shorter), whatever pieces it
+ * arrives in, so the library sees the same calls — and makes the same bytes — for the same input.
+ */
+export abstract class FeedingEncoder implements StreamingEncoder {
+  #fill = 0;
+  constructor(
+    protected readonly memory: () => WebAssembly.Memory,
+    protected readonly b: StreamBuffers,
+  ) {}
+
+  /** Hands the first `n` bytes of `b.in` to the library; `end` finishes the member. */
+  protected abstract run(n: number, end: boolean, sink: (out: Uint8Array) => void): void;
+  abstract free(): void;
+
+  write(data: Uint8Array, sink: (out: Uint8Array) => void): void {
+    let p = 0;
+    while (p < data.length) {
+      const n = Math.min(this.b.inSize - this.#fill, data.length - p);
+      new Uint8Array(this.memory().buffer, this.b.in + this.#fill, n).set(data.subarray(p, p + n));
+      this.#fill += n;
+      p += n;
+      if (this.#fill === this.b.inSize) {
+        this.#fill = 0;
+        this.run(this.b.inSize, false, sink);
+      }
+    }
+  }
+
+  end(sink: (out: Uint8Array) => void): void {
+    const n = this.#fill;
+    this.#fill = 0;
+    this.run(n, true, sink);
+  }
+
+  /** Drops buffered input (after an error). */
+  protected discard(): void {
+    this.#fill = 0;
+  }
 }

@@ -9,7 +9,7 @@
  */
 import { Transform, type TransformCallback } from "node:stream";
 import { CpioError } from "./errors.js";
-import { allocBuffers, concatBytes, freeBuffers, instantiate, pump, type StreamBuffers } from "./wasm.js";
+import { EncoderTransform, FeedingEncoder, allocBuffers, concatBytes, encodeWhole, freeBuffers, instantiate, pump, type StreamBuffers } from "./wasm.js";
 
 /** Input handed to the encoder per call. */
 export const XZ_FEED = 1 << 20;
@@ -55,29 +55,27 @@ export function xzVersion(): string {
 const idle = new Map<number, XzEncoder[]>();
 
 /** One .xz stream at a time; write() any pieces, end() once, reset() for the next one. */
-export class XzEncoder {
+export class XzEncoder extends FeedingEncoder {
   readonly #s: number;
-  readonly #b: StreamBuffers;
-  #fill = 0;
 
   constructor(readonly preset: number) {
     if (!Number.isInteger(preset) || preset < 0 || preset > 9) throw new CpioError("ELEVEL", `xz level ${preset} is out of range 0–9`);
     const x = e();
-    this.#s = x.xz_new(preset);
-    if (!this.#s) throw new CpioError("ECOMPRESS", `xz: cannot create an encoder for preset ${preset} (out of WebAssembly memory?)`);
-    this.#b = allocBuffers(x, XZ_FEED, OUT, "xz");
+    const s = x.xz_new(preset);
+    if (!s) throw new CpioError("ECOMPRESS", `xz: cannot create an encoder for preset ${preset} (out of WebAssembly memory?)`);
+    super(() => x.memory, allocBuffers(x, XZ_FEED, OUT, "xz"));
+    this.#s = s;
   }
 
-  #run(finish: boolean, sink: (c: Uint8Array) => void): void {
+  protected run(n: number, finish: boolean, sink: (c: Uint8Array) => void): void {
     const x = e();
-    const n = this.#fill;
-    this.#fill = 0;
+    const b = this.b;
     pump(
       x.memory,
-      this.#b,
+      b,
       n,
       finish,
-      () => x.xz_code(this.#s, this.#b.in, n, this.#b.out, this.#b.outSize, this.#b.pos, finish ? 1 : 0),
+      () => x.xz_code(this.#s, b.in, n, b.out, b.outSize, b.pos, finish ? 1 : 0),
       (r) => {
         if (r > LZMA_STREAM_END) throw new CpioError("ECOMPRESS", `xz: ${ERRORS[r] ?? `liblzma error ${r}`}`);
         return r === LZMA_STREAM_END;
@@ -87,31 +85,16 @@ export class XzEncoder {
     );
   }
 
-  write(data: Uint8Array, sink: (c: Uint8Array) => void): void {
-    let p = 0;
-    while (p < data.length) {
-      const n = Math.min(XZ_FEED - this.#fill, data.length - p);
-      new Uint8Array(e().memory.buffer, this.#b.in + this.#fill, n).set(data.subarray(p, p + n));
-      this.#fill += n;
-      p += n;
-      if (this.#fill === XZ_FEED) this.#run(false, sink);
-    }
-  }
-
-  end(sink: (c: Uint8Array) => void): void {
-    this.#run(true, sink);
-  }
-
   /** Ready for a new stream with the same preset (after end(), or after an error). */
   reset(): void {
-    this.#fill = 0;
+    this.discard();
     if (e().xz_reset(this.#s, this.preset) !== 0) throw new CpioError("ECOMPRESS", "xz: cannot restart the encoder");
   }
 
   free(): void {
     const x = e();
     x.xz_free(this.#s);
-    freeBuffers(x, this.#b);
+    freeBuffers(x, this.b);
   }
 }
 
@@ -120,53 +103,22 @@ export function xzStream(data: Uint8Array, preset: number): Uint8Array {
   const list = idle.get(preset) ?? [];
   idle.set(preset, list);
   const enc = list.pop() ?? new XzEncoder(preset);
-  const parts: Uint8Array[] = [];
+  let out: Uint8Array;
   try {
-    enc.write(data, (c) => parts.push(c));
-    enc.end((c) => parts.push(c));
+    out = encodeWhole(enc, data);
     enc.reset();
   } catch (err) {
     enc.free();
     throw err;
   }
   list.push(enc);
-  return concatBytes(parts);
+  return out;
 }
 
 /** The same stream as {@link xzStream}, as a Node stream with bounded memory. */
-export class XzStream extends Transform {
-  readonly #enc: XzEncoder;
-  #freed = false;
+export class XzStream extends EncoderTransform {
   constructor(preset: number) {
-    super();
-    this.#enc = new XzEncoder(preset);
-  }
-  #free(): void {
-    if (!this.#freed) this.#enc.free();
-    this.#freed = true;
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    try {
-      this.#enc.write(chunk, (c) => this.push(c));
-      cb();
-    } catch (err) {
-      this.#free();
-      cb(err as Error);
-    }
-  }
-  override _flush(cb: TransformCallback): void {
-    try {
-      this.#enc.end((c) => this.push(c));
-      this.#free();
-      cb();
-    } catch (err) {
-      this.#free();
-      cb(err as Error);
-    }
-  }
-  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
-    this.#free();
-    cb(err);
+    super(new XzEncoder(preset));
   }
 }
 

@@ -9,7 +9,7 @@
  */
 import { Transform, type TransformCallback } from "node:stream";
 import { CpioError } from "./errors.js";
-import { allocBuffers, concatBytes, freeBuffers, instantiate, pump, type StreamBuffers } from "./wasm.js";
+import { EncoderTransform, FeedingEncoder, allocBuffers, concatBytes, encodeWhole, freeBuffers, instantiate, pump, type StreamBuffers } from "./wasm.js";
 
 /** Input handed to the encoder per call. */
 export const ZSTD_FEED = 1 << 20;
@@ -51,34 +51,33 @@ export function zstdVersion(): string {
 /** Idle encoders per level (compress() reuses them; a frame end leaves one ready for the next). */
 const idle = new Map<number, ZstdEncoder[]>();
 
-/** One frame at a time; write() any pieces, end() once. */
-export class ZstdEncoder {
+/** One frame at a time; write() any pieces, end() once; then it is ready for the next frame. */
+export class ZstdEncoder extends FeedingEncoder {
   readonly #cctx: number;
-  readonly #b: StreamBuffers;
-  #fill = 0;
 
   constructor(readonly level: number) {
     if (!Number.isInteger(level) || level < 1 || level > 22) throw new CpioError("ELEVEL", `zstd level ${level} is out of range 1–22`);
     const x = e();
-    this.#cctx = x.zstd_new(level);
-    if (!this.#cctx) throw new CpioError("ECOMPRESS", "zstd: cannot create a compression context (out of WebAssembly memory?)");
-    this.#b = allocBuffers(x, ZSTD_FEED, OUT, "zstd");
+    const cctx = x.zstd_new(level);
+    if (!cctx) throw new CpioError("ECOMPRESS", "zstd: cannot create a compression context (out of WebAssembly memory?)");
+    super(() => x.memory, allocBuffers(x, ZSTD_FEED, OUT, "zstd"));
+    this.#cctx = cctx;
   }
 
-  #run(end: boolean, sink: (c: Uint8Array) => void): void {
+  protected run(n: number, end: boolean, sink: (c: Uint8Array) => void): void {
     const x = e();
-    const n = this.#fill;
-    this.#fill = 0;
+    const b = this.b;
     pump(
       x.memory,
-      this.#b,
+      b,
       n,
       end,
-      () => x.zstd_stream(this.#cctx, this.#b.in, n, this.#b.out, this.#b.outSize, this.#b.pos, end ? 1 : 0),
+      () => x.zstd_stream(this.#cctx, b.in, n, b.out, b.outSize, b.pos, end ? 1 : 0),
       (r) => {
         if (x.zstd_is_error(r)) {
           const msg = errorName(r);
           x.zstd_reset(this.#cctx);
+          this.discard();
           throw new CpioError("ECOMPRESS", `zstd: ${msg}`);
         }
         return r === 0;
@@ -88,26 +87,10 @@ export class ZstdEncoder {
     );
   }
 
-  write(data: Uint8Array, sink: (c: Uint8Array) => void): void {
-    let p = 0;
-    while (p < data.length) {
-      const n = Math.min(ZSTD_FEED - this.#fill, data.length - p);
-      new Uint8Array(e().memory.buffer, this.#b.in + this.#fill, n).set(data.subarray(p, p + n));
-      this.#fill += n;
-      p += n;
-      if (this.#fill === ZSTD_FEED) this.#run(false, sink);
-    }
-  }
-
-  /** Ends the frame; the encoder is then ready for another one. */
-  end(sink: (c: Uint8Array) => void): void {
-    this.#run(true, sink);
-  }
-
   free(): void {
     const x = e();
     x.zstd_free(this.#cctx);
-    freeBuffers(x, this.#b);
+    freeBuffers(x, this.b);
   }
 }
 
@@ -116,52 +99,21 @@ export function zstdFrame(data: Uint8Array, level: number): Uint8Array {
   const list = idle.get(level) ?? [];
   idle.set(level, list);
   const enc = list.pop() ?? new ZstdEncoder(level);
-  const parts: Uint8Array[] = [];
+  let out: Uint8Array;
   try {
-    enc.write(data, (c) => parts.push(c));
-    enc.end((c) => parts.push(c));
+    out = encodeWhole(enc, data);
   } catch (err) {
     enc.free();
     throw err;
   }
   list.push(enc);
-  return concatBytes(parts);
+  return out;
 }
 
 /** The same frame as {@link zstdFrame}, as a stream with bounded memory. */
-export class ZstdStream extends Transform {
-  readonly #enc: ZstdEncoder;
-  #freed = false;
+export class ZstdStream extends EncoderTransform {
   constructor(level: number) {
-    super();
-    this.#enc = new ZstdEncoder(level);
-  }
-  #free(): void {
-    if (!this.#freed) this.#enc.free();
-    this.#freed = true;
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    try {
-      this.#enc.write(chunk, (c) => this.push(c));
-      cb();
-    } catch (err) {
-      this.#free();
-      cb(err as Error);
-    }
-  }
-  override _flush(cb: TransformCallback): void {
-    try {
-      this.#enc.end((c) => this.push(c));
-      this.#free();
-      cb();
-    } catch (err) {
-      this.#free();
-      cb(err as Error);
-    }
-  }
-  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
-    this.#free();
-    cb(err);
+    super(new ZstdEncoder(level));
   }
 }
 
