@@ -119,16 +119,17 @@ export class Fetcher {
       const rec = await this.cache.lookupUrl(req.url);
       if (rec) return this.hit(req.url, rec.sha256, label);
     }
+    const from = this.mirrored(req.url, label);
+    if (!isRemote(from)) {
+      // A mirror on the local filesystem (`https://busybox.net/=file:///srv/mirror/`): no
+      // network involved, so it serves --offline builds too.
+      const got = await this.readLocal({ ...req, url: from }, label, expected);
+      return { ...got, url: req.url };
+    }
     if (this.offline) {
       throw new FetchError("EOFFLINE", req.url, `${label}: ${req.url}${expected ? ` (sha256:${expected})` : ""} is not in the cache and the network is off (--offline)`, {
         hint: `run once with the network, or seed the cache: fledge cache add <file>${expected ? "" : ` --url ${req.url}`}`,
       });
-    }
-    const from = this.mirrored(req.url, label);
-    if (!isRemote(from)) {
-      // A mirror on the local filesystem (`https://busybox.net/=file:///srv/mirror/`).
-      const got = await this.readLocal({ ...req, url: from }, label, expected);
-      return { ...got, url: req.url };
     }
     const temp = await this.cache.tempPath();
     this.#temps.add(temp);
