@@ -7,7 +7,7 @@ import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { ContentCache, defaultCacheDir } from "./cache.js";
 import { FetchError } from "./errors.js";
-import { HttpClient, type HttpOptions } from "./http.js";
+import { HttpClient, httpOptionsFromEnv, type HttpOptions } from "./http.js";
 import { applyMirrors, parseMirrors, type Mirror } from "./mirrors.js";
 import { normalizeSha256 } from "./sha.js";
 
@@ -59,7 +59,11 @@ export interface FetcherOptions {
   offline?: boolean;
   /** Prefix rewrites from configuration; `FLEDGE_MIRRORS` (from `env`) is tried first. */
   mirrors?: Mirror[];
-  /** Environment for `FLEDGE_MIRRORS`, `FLEDGE_CACHE_DIR`, `FLEDGE_GITHUB_API`, `GITHUB_TOKEN` (default `process.env`). */
+  /**
+   * Environment for `FLEDGE_MIRRORS`, `FLEDGE_CACHE_DIR`, `FLEDGE_GITHUB_API`, `GITHUB_TOKEN` and the
+   * timeouts `FLEDGE_DOWNLOAD_TIMEOUT`, `FLEDGE_DOWNLOAD_IDLE_TIMEOUT`, `FLEDGE_CONNECT_TIMEOUT`
+   * (default `process.env`). `http` wins over the environment.
+   */
   env?: NodeJS.ProcessEnv;
   http?: HttpOptions;
   onProgress?: (e: ProgressEvent) => void;
@@ -89,7 +93,7 @@ export class Fetcher {
     this.configMirrors = opts.mirrors ?? [];
     this.onProgress = opts.onProgress;
     this.log = opts.onLog ?? (() => {});
-    this.http = new HttpClient(opts.http, this.log);
+    this.http = new HttpClient({ ...httpOptionsFromEnv(this.env), ...opts.http }, this.log);
   }
 
   /** The URL really fetched for `url` after mirror rewrites (logged when it changes). */
