@@ -251,6 +251,7 @@ describe("Fetcher.fetch over HTTP", () => {
     expect(e.status).toBe(404);
     expect(e.message).toBe(`busybox: ${srv.url}/nope/busybox answered HTTP 404 Not Found: not found`);
     expect(srv.hits("/nope/busybox")).toBe(1);
+    expect(e.headers?.["content-length"]).toBe("9");
   });
 
   it("enforces the size limit, with and without Content-Length", async () => {
