@@ -4,11 +4,13 @@
 # busybox-static (busybox payload, so nothing is fetched from the internet),
 # cpio and libarchive-tools (GNU cpio and bsdtar check the archives), pigz, zstd, lz4 and
 # xz-utils (baselines and cross-checks of the compressors), musl-tools (rebuilds fledge's init),
-# time (GNU time: peak RSS in npm run bench).
+# time (GNU time: peak RSS in npm run bench), binutils and binutils-aarch64-linux-gnu (strip for
+# npm run package's one-file executables), qemu-user-static and the arm64 C and C++ runtime
+# (libc6-arm64-cross, libstdc++6-arm64-cross, libgcc-s1-arm64-cross) to run the arm64 executable here.
 # Idempotent: installs only what is missing. Run as root (or with sudo available).
 set -euo pipefail
 
-packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools time)
+packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools time binutils binutils-aarch64-linux-gnu qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)
 
 missing=()
 for p in "${packages[@]}"; do

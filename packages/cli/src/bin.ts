@@ -31,5 +31,7 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-const { main } = await import("./index.js");
-process.exitCode = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
+// No top-level await: the one-file executable runs this as a CommonJS bundle.
+void import("./index.js").then(async ({ main }) => {
+  process.exitCode = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
+});
