@@ -5,6 +5,10 @@ import { unsupportedNode } from "./node-check.js";
 function internalError(err: unknown): never {
   const text = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err);
   try {
+    if (process.argv.includes("--json")) {
+      const e = err as { name?: string; message?: string };
+      process.stdout.write(JSON.stringify({ ok: false, error: { name: e?.name ?? "Error", code: "FLEDGE_INTERNAL", message: e?.message ?? String(err), stack: text } }, null, 2) + "\n");
+    }
     process.stderr.write(
       `fledge: internal error (a bug in fledge or a dependency, not in your configuration):\n${text}\n` +
         `  Please report it, with the command you ran and the output above.\n`,

@@ -111,6 +111,8 @@ describe("exceptions nothing caught", () => {
     expect(r.code, r.stderr).toBe(70);
     expect(r.stderr).toContain("fledge: internal error");
     expect(r.stderr).toContain("RangeError: nobody awaited me");
+    // --json: the same on stdout, for machines
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, error: { name: "RangeError", code: "FLEDGE_INTERNAL", message: "nobody awaited me", stack: expect.stringContaining("RangeError: nobody awaited me") } });
   });
 
   it("a bug caught by main (an error with no code) exits 70 with its stack; user errors stay 1", async () => {
