@@ -37,5 +37,5 @@ for (const stream of [process.stdout, process.stderr]) {
 
 // No top-level await: the one-file executable runs this as a CommonJS bundle.
 void import("./index.js").then(async ({ main }) => {
-  process.exitCode = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
+  process.exitCode = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: () => process.stdin, env: process.env, cwd: process.cwd() });
 });
