@@ -12,23 +12,15 @@ export class MappingsPlugin {
   readonly name = PLUGIN.mappings;
   apply(builder: Builder): void {
     const { hooks } = builder;
-    hooks.beforeBuild.tapPromise(this.name, async (ctx) => {
-      const missing: string[] = [];
+    hooks.check.tapPromise(this.name, async (check, ctx) => {
       for (const m of ctx.config.mappings) {
-        try {
-          await stat(m.source);
-        } catch {
-          missing.push(`  "${m.written}" = "${m.dest}"  (${m.source} does not exist)`);
-        }
-      }
-      if (missing.length) {
-        throw new FledgeError("FLEDGE_MAPPING", `${missing.length === 1 ? "a mapping source is" : `${missing.length} mapping sources are`} missing in ${ctx.config.file}:\n${missing.join("\n")}`, {
-          hint: "host paths are relative to the directory of fledge.toml",
-        });
+        const st = await stat(m.source).catch(() => undefined);
+        if (!st) check.problem(`mappings.${JSON.stringify(m.written)}`, `${m.source} does not exist`, "host paths are relative to the directory of fledge.toml");
       }
     });
-    hooks.mappings.tapPromise(this.name, async (tree, ctx) => {
+    hooks.mappings.tapPromise(this.name, async (t, ctx) => {
       for (const m of ctx.config.mappings) {
+        const tree = t.withOrigin(`mapping:${m.written}`);
         const st = await stat(m.source); // follows a top-level link: the user named this file
         if (st.isDirectory()) await copyDir(tree, m.source, m.dest, ctx, this.name);
         else if (st.isFile()) tree.addHostFile(m.dest, m.source, mappedFileMode(st.mode, m.dest), st.size);

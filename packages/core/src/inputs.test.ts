@@ -4,14 +4,14 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, chmod } from "node:fs
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initBinaryPath } from "@fledge/cinit";
-import { loadFledgeConfig } from "@fledge/config";
 import { Fetcher } from "@fledge/fetch";
 import { bytes, checksumLine, startFakeGitHub, startServer, type FakeGitHub, type TestServer } from "@fledge/fetch/testing";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { build } from "../build.js";
-import type { FledgePlugin } from "../builder.js";
-import type { LogEvent } from "../context.js";
-import { configInputs, formatLock, readLock, resolveInputs, updateLock, type Lockfile } from "./lock.js";
+import { build, updateLock } from "./build.js";
+import type { FledgePlugin } from "./builder.js";
+import type { LogEvent } from "./context.js";
+import { InputSet, type InputRequest, type LockMode } from "./inputs.js";
+import { formatLock, readLock, type Lockfile } from "./lockfile.js";
 
 const BUSYBOX = await readFile("/bin/busybox");
 const BB_SHA = createHash("sha256").update(BUSYBOX).digest("hex");
@@ -139,7 +139,7 @@ describe("builds and the download cache", () => {
     expect(await ls(join(root, "cache", "tmp"))).toEqual([]);
   });
 
-  it("several builds at once share the cache safely", async () => {
+  it("several builds at once share the cache safely", { timeout: 60_000 }, async () => {
     const dir = await project(`${srv.url}/busybox`);
     const results = await Promise.all([0, 1, 2, 3].map((i) => run(dir, { out: `c${i}.cpio.gz` })));
     expect(new Set(results.map((r) => r.result.artifact.sha256)).size).toBe(1);
@@ -167,6 +167,7 @@ describe("fledge.lock in builds", () => {
   it("is not written when the build fails after the inputs resolved", async () => {
     const dir = await project(`${srv.url}/busybox`);
     const late: FledgePlugin = {
+      name: "test:late-failure",
       apply(b) {
         b.hooks.beforeArchive.tap("test:late-failure", () => {
           throw new Error("late failure");
@@ -183,7 +184,8 @@ describe("fledge.lock in builds", () => {
       version: 1,
       inputs: {
         zeta: { source: "url", url: 'https://x/"quoted"\\back\u00e9\n', sha256: "0".repeat(64) },
-        agent: { source: "release", version: "latest", tag: "v1", url: "https://y/k", sha256: "1".repeat(64) },
+        agent: { source: "release", repo: "o/r", asset: "k", version: "latest", tag: "v1", url: "https://y/k", sha256: "1".repeat(64) },
+        "image:docker.io/library/x:1": { source: "oci", reference: "docker.io/library/x:1", digest: "sha256:" + "2".repeat(64), platform: "linux/amd64" },
       },
     };
     const text = formatLock(lock);
@@ -202,7 +204,7 @@ describe("fledge.lock in builds", () => {
   it("--locked fails on a missing lock and on a stale one, and writes nothing", async () => {
     const dir = await project(`${srv.url}/busybox`);
     const e = await failure(run(dir, { locked: true }));
-    expect(e.code).toBe("FLEDGE_PLUGIN");
+    expect(e.code).toBe("FLEDGE_LOCKED");
     expect(e.message).toBe(`--locked: ${join(dir, "fledge.lock")} is missing, so busybox would be resolved afresh`);
     expect(e.hint).toContain("fledge update");
     expect(existsSync(join(dir, "fledge.lock"))).toBe(false);
@@ -236,7 +238,7 @@ describe("fledge.lock in builds", () => {
     const dir = await project(`${srv.url}/busybox`);
     await writeFile(join(dir, "fledge.lock"), "version = 1\n[busybox]\nurl = 3\n");
     const e = await failure(run(dir));
-    expect(e.message).toContain("[busybox] needs source, url and a sha256");
+    expect(e.message).toContain("[busybox] url is not a string");
     expect(e.hint).toContain("fledge update");
   });
 });
@@ -246,34 +248,50 @@ describe("the kestrel agent through fledge.lock (resolver layer, default mode)",
     const dir = join(root, `a${++n}`);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, "fledge.toml"), `version = "1"\n${agent}\n[source]\nbusybox_url = "${srv.url}/busybox"\n`);
+    agents.set(dir, agent);
     return dir;
   }
   const env = () => ({ FLEDGE_GITHUB_API: gh.api });
-  async function resolveWith(dir: string, opts: { lock?: Lockfile; mode?: "auto" | "locked" | "update"; offline?: boolean; cache?: string } = {}) {
-    const config = await loadFledgeConfig(join(dir, "fledge.toml"));
+  /** The agent's and busybox's requests, as the built-in plugins declare them for this config. */
+  function requests(agentToml: string): InputRequest[] {
+    const out: InputRequest[] = [{ name: "busybox", url: `${srv.url}/busybox`, checksumKey: "busybox_sha256" }];
+    const version = /version = "([^"]+)"/.exec(agentToml)?.[1];
+    const url = /url = "([^"]+)"/.exec(agentToml)?.[1];
+    if (agentToml.includes('"release"')) out.unshift({ name: "agent", label: "kestrel", release: { repo: "volantvm/volant", version: version!, asset: "kestrel" } });
+    else if (url) out.unshift({ name: "agent", label: "kestrel", url, checksumKey: "[agent] checksum" });
+    return out;
+  }
+  const agents = new Map<string, string>();
+  async function resolveWith(dir: string, opts: { lock?: Lockfile; mode?: LockMode; offline?: boolean; cache?: string } = {}) {
     const fetcher = new Fetcher({ cacheDir: opts.cache ?? join(root, "cache"), env: env(), offline: opts.offline, http: HTTP });
     const warnings: string[] = [];
+    const lockFile = join(dir, "fledge.lock");
+    if (opts.lock) await writeFile(lockFile, formatLock(opts.lock));
+    else await rm(lockFile, { force: true });
     try {
-      const r = resolveInputs(configInputs(config), fetcher, opts.lock, opts.mode ?? "auto", { warn: (m) => warnings.push(m), info: () => {} }, join(dir, "fledge.lock"));
-      const lock = await r.lock;
-      const agent = await r.inputs.get("agent")!;
-      return { lock, agent, bytes: await readFile(agent.fetched.path), warnings };
+      const set = new InputSet({ lockFile, baseDir: dir, fetcher, mode: opts.mode ?? "auto", log: { warn: (m) => warnings.push(m), info: () => {} } });
+      for (const r of requests(agents.get(dir)!)) set.add(r as never);
+      await set.resolve();
+      const agent = await set.file("agent");
+      return { lock: await set.lock(), agent, bytes: await readFile(agent.path), warnings };
     } finally {
       await fetcher.close();
     }
   }
+  const update = (dir: string) =>
+    updateLock({ config: join(dir, "fledge.toml"), cacheDir: join(root, "cache"), env: env(), fetcher: new Fetcher({ cacheDir: join(root, "cache"), env: env(), http: HTTP }) });
 
   it("release latest resolves through the API, verified by checksums.txt", async () => {
     const dir = await agentProject();
     const r = await resolveWith(dir);
     expect(r.bytes.equals(K1)).toBe(true);
-    expect(r.lock.inputs.agent).toEqual({ source: "release", version: "latest", tag: "v0.1.0", url: `${gh.url}/download/v0.1.0/kestrel`, sha256: sha(K1) });
+    expect(r.lock.inputs.agent).toEqual({ source: "release", repo: "volantvm/volant", asset: "kestrel", version: "latest", tag: "v0.1.0", url: `${gh.url}/download/v0.1.0/kestrel`, sha256: sha(K1) });
     expect(gh.apiHits()).toBe(1);
   });
 
   it("the lock pins latest: a newer release is ignored until fledge update moves it; --locked catches a stale lock", async () => {
     const dir = await agentProject();
-    const first = await updateLock({ config: join(dir, "fledge.toml"), cacheDir: join(root, "cache"), env: env(), http: HTTP });
+    const first = await update(dir);
     expect(first.written).toBe(true);
     expect(first.lock.inputs.agent!.tag).toBe("v0.1.0");
     const lock = (await readLock(join(dir, "fledge.lock")))!;
@@ -285,7 +303,7 @@ describe("the kestrel agent through fledge.lock (resolver layer, default mode)",
     expect(pinned.bytes.equals(K1)).toBe(true);
     expect(gh.log).toEqual([]); // same bytes from the cache, and no API call
 
-    const moved = await updateLock({ config: join(dir, "fledge.toml"), cacheDir: join(root, "cache"), env: env(), http: HTTP });
+    const moved = await update(dir);
     expect(moved.changes).toEqual([{ key: "agent", from: lock.inputs.agent, to: expect.objectContaining({ tag: "v0.2.0", sha256: sha(K2) }) }]);
     const after = (await readLock(join(dir, "fledge.lock")))!;
     expect((await resolveWith(dir, { lock: after, mode: "locked" })).bytes.equals(K2)).toBe(true);
@@ -320,7 +338,7 @@ describe("the kestrel agent through fledge.lock (resolver layer, default mode)",
       const dir = await agentProject(`[agent]\nsource_strategy = "http"\nurl = "${kserver.url}/kestrel"\n`);
       const r = await resolveWith(dir);
       expect(r.warnings[0]).toContain(`kestrel from ${kserver.url}/kestrel has no [agent] checksum`);
-      expect(r.lock.inputs.agent).toEqual({ source: "http", url: `${kserver.url}/kestrel`, sha256: sha(K2) });
+      expect(r.lock.inputs.agent).toEqual({ source: "url", url: `${kserver.url}/kestrel`, sha256: sha(K2) });
     } finally {
       await kserver.close();
     }
