@@ -366,3 +366,117 @@ describe("a default-mode build with the agent from a release", () => {
     expect(srv.log).toEqual([]);
   });
 });
+
+describe("inputs declared by plugins (the inputs API)", () => {
+  /** A plugin with (a) a plain URL input and (c) a resolver of its own, as an OCI plugin would have. */
+  function imagePlugin(server: TestServer, ref: string, seen: string[] = []): FledgePlugin {
+    return {
+      name: "acme-image",
+      apply(b) {
+        b.hooks.inputs.tap("acme-image", (inputs) => {
+          inputs.add({ name: "extra", url: `${server.url}/extra.bin` });
+          inputs.add<{ digest: string; layer: string }>({
+            name: `image:${ref}`,
+            request: `${ref} for linux/amd64`,
+            matches: (e) => e.source === "oci" && e.reference === ref && e.platform === "linux/amd64",
+            async resolve(entry, io) {
+              let digest = entry?.digest;
+              if (!digest) {
+                if (io.offline) throw Object.assign(new Error(`${ref} is not in fledge.lock`), { code: "FLEDGE_OFFLINE" });
+                const { text } = await io.getText(`${server.url}/v2/${ref}/manifest`, { label: ref });
+                digest = JSON.parse(text).layer as string;
+              }
+              const blob = await io.fetchBlob({ url: `${server.url}/v2/blobs/${digest}`, digest, headers: { authorization: "Bearer t0ken" } });
+              seen.push(`${entry ? "locked" : "resolved"} ${blob.fromCache ? "cached" : "fetched"}`);
+              return {
+                entry: { source: "oci", reference: ref, digest, platform: "linux/amd64", index_digest: `sha256:${"9".repeat(64)}` },
+                value: { digest, layer: (await readFile(blob.path, "utf8")) },
+              };
+            },
+          });
+        });
+        b.hooks.overlay.tapPromise("acme-image", async (tree, ctx) => {
+          const img = await ctx.inputs.get<{ digest: string; layer: string }>(`image:${ref}`);
+          tree.addFile("/etc/layer", img.value.layer, { origin: `layer:${img.value.digest}` });
+          const extra = await ctx.inputs.file("extra");
+          tree.addHostFile("/etc/extra", extra.path, 0o644, extra.size);
+        });
+      },
+    };
+  }
+
+  const LAYER1 = Buffer.from("layer one\n");
+  const LAYER2 = Buffer.from("layer two\n");
+  const d = (b: Buffer) => `sha256:${sha(b)}`;
+
+  it("go through the cache, land in fledge.lock with their own fields, rebuild offline, and fledge update moves them", async () => {
+    const reg = await startServer({
+      "/extra.bin": bytes("extra bytes"),
+      "/v2/app:1/manifest": bytes(JSON.stringify({ layer: d(LAYER1) })),
+      [`/v2/blobs/${d(LAYER1)}`]: bytes(LAYER1),
+      [`/v2/blobs/${d(LAYER2)}`]: bytes(LAYER2),
+    });
+    try {
+      const dir = await project(`${srv.url}/busybox`);
+      const seen: string[] = [];
+      const a = await run(dir, { plugins: [imagePlugin(reg, "app:1", seen)] });
+      expect(a.result.tree?.get("/etc/layer")).toMatchObject({ origin: `layer:${d(LAYER1)}` });
+      expect(reg.log.sort()).toEqual([`/v2/app:1/manifest`, `/v2/blobs/${d(LAYER1)}`, "/extra.bin"].sort());
+      expect(reg.headers.find((h, i) => reg.log[i]?.startsWith("/v2/blobs"))?.authorization).toBe("Bearer t0ken");
+      const text = await readFile(join(dir, "fledge.lock"), "utf8");
+      // fields in a fixed order: source, then the resolver's own fields sorted
+      expect(text).toContain(`\n["image:app:1"]\nsource = "oci"\ndigest = "${d(LAYER1)}"\nindex_digest = "sha256:${"9".repeat(64)}"\nplatform = "linux/amd64"\nreference = "app:1"\n`);
+      expect((await readLock(join(dir, "fledge.lock")))!.inputs["image:app:1"]).toEqual({ source: "oci", reference: "app:1", digest: d(LAYER1), platform: "linux/amd64", index_digest: `sha256:${"9".repeat(64)}` });
+      expect((await readLock(join(dir, "fledge.lock")))!.inputs.extra).toEqual({ source: "url", url: `${reg.url}/extra.bin`, sha256: sha(Buffer.from("extra bytes")) });
+
+      // pinned by the lock: no manifest lookup, the blob from the cache by digest, even --offline --locked
+      reg.log.length = 0;
+      reg.route("/v2/app:1/manifest", bytes(JSON.stringify({ layer: d(LAYER2) })));
+      const b = await run(dir, { plugins: [imagePlugin(reg, "app:1", seen)], out: "b.cpio.gz", offline: true, locked: true });
+      expect(reg.log).toEqual([]);
+      expect(b.result.artifact.sha256).toBe(a.result.artifact.sha256);
+      expect(seen).toEqual(["resolved fetched", "locked cached"]);
+
+      // fledge update resolves the plugin's input again (the tag moved), and the lock follows
+      const up = await updateLock({ config: join(dir, "fledge.toml"), cacheDir: join(root, "cache"), env: {}, plugins: [imagePlugin(reg, "app:1", seen)] });
+      expect(up.changes.map((c) => [c.key, c.from?.digest, c.to?.digest])).toEqual([["image:app:1", d(LAYER1), d(LAYER2)]]);
+      const c = await run(dir, { plugins: [imagePlugin(reg, "app:1", seen)], out: "c.cpio.gz", locked: true });
+      expect(c.result.artifact.sha256).not.toBe(a.result.artifact.sha256);
+
+      // --locked: a changed request is stale, and so is an entry nothing declares any more
+      const e = await failure(run(dir, { plugins: [imagePlugin(reg, "app:2")], out: "d.cpio.gz", locked: true }));
+      expect(e.message).toContain("image:app:2: no [image:app:2] entry for app:2 for linux/amd64");
+      expect(e.message).toContain("[image:app:1] is no longer an input of fledge.toml");
+    } finally {
+      await reg.close();
+    }
+  });
+
+  it("another command's inputs (its own scope) stay in fledge.lock through builds and --locked", async () => {
+    const dir = await project(`${srv.url}/busybox`);
+    await run(dir);
+    const fetcher = new Fetcher({ cacheDir: join(root, "cache"), env: {} });
+    try {
+      const runSet = new InputSet({ lockFile: join(dir, "fledge.lock"), baseDir: dir, fetcher, mode: "auto", scope: "run" });
+      runSet.add({ name: "kernel", scope: "run", url: `${srv.url}/dl/busybox` });
+      await runSet.resolve();
+      expect((await runSet.writeLock()).written).toBe(true);
+    } finally {
+      await fetcher.close();
+    }
+    expect((await readLock(join(dir, "fledge.lock")))!.inputs.kernel).toEqual({ source: "url", scope: "run", url: `${srv.url}/dl/busybox`, sha256: BB_SHA });
+    await run(dir, { locked: true, out: "l.cpio.gz" });
+    await writeFile(join(dir, "fledge.toml"), (await readFile(join(dir, "fledge.toml"), "utf8")).replace(`${srv.url}/busybox`, `${srv.url}/dl/busybox`));
+    await run(dir, { out: "m.cpio.gz" });
+    const lock = (await readLock(join(dir, "fledge.lock")))!;
+    expect(Object.keys(lock.inputs).sort()).toEqual(["busybox", "kernel"]);
+  });
+
+  it("a bad declaration is an error naming the input", async () => {
+    const dir = await project(`${srv.url}/busybox`);
+    const dup: FledgePlugin = { name: "dup", apply: (b) => b.hooks.inputs.tap("dup", (i) => void i.add({ name: "busybox", url: "http://x/y" })) };
+    expect((await failure(run(dir, { plugins: [dup] }))).message).toBe('plugin "dup" failed in hooks.inputs: input "busybox" is declared twice (first by fledge:busybox)');
+    const bad: FledgePlugin = { name: "bad", apply: (b) => b.hooks.inputs.tap("bad", (i) => void i.add({ name: "has space", url: "http://x/y" })) };
+    expect((await failure(run(dir, { plugins: [bad], out: "x.cpio.gz" }))).message).toContain('input name "has space" is not usable as a fledge.lock table');
+  });
+});

@@ -178,7 +178,7 @@ export async function loadPlugin(spec: PluginSpec, opts: LoadOptions): Promise<L
   const exp = mod.default;
   const expected = "export default a plugin class (constructed with the options), a factory function (called with them), or a plugin object { name, apply(builder) }";
   if (exp === undefined)
-    throw new PluginLoadError([at(`plugin "${spec.use}" has no default export${Object.keys(mod).length ? ` (it exports ${Object.keys(mod).join(", ")})` : ""}`, expected)]);
+    throw new PluginLoadError([at(`plugin "${spec.use}" has no default export${Object.keys(mod).length ? ` (it exports ${Object.keys(mod).sort().join(", ")})` : ""}`, expected)]);
   let plugin: unknown;
   if (typeof exp === "function") {
     const schema = (exp as { optionsSchema?: OptionsSchema }).optionsSchema;

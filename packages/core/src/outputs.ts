@@ -281,8 +281,12 @@ export class OutputTransaction implements Outputs {
     } catch (err) {
       const failed = moved[moved.length - 1]!.o;
       for (const { o, backup } of moved.reverse()) {
-        if (backup) await fs.rename(backup, o.path).catch(() => {});
-        else if (o !== failed) await fs.rm(o.path, { force: true }).catch(() => {});
+        // The failed one was not moved: its destination still is the old file (the backup is a
+        // second name of it, and renaming a link over its twin does nothing), so drop the backup.
+        if (o === failed) {
+          if (backup) await fs.rm(backup, { force: true }).catch(() => {});
+        } else if (backup) await fs.rename(backup, o.path).catch(() => {});
+        else await fs.rm(o.path, { force: true }).catch(() => {});
       }
       throw new FledgeError("FLEDGE_OUTPUT", `could not move the ${failed.label} into place at ${failed.path}: ${(err as Error).message}; what was there before is back`, { cause: err });
     }

@@ -128,11 +128,15 @@ export async function testBuild(opts: TestBuildOptions = {}): Promise<TestBuild>
     const treeOnly: FledgePlugin = {
       name: "fledge-testing:tree",
       apply(builder: Builder) {
-        builder.hooks.strategy.for(builder.context.config.strategy).tapPromise({ name: "fledge-testing:tree", stage: Stage.PRE - 1 }, async (ctx) => {
-          tree = await runTreeStages(builder, ctx, { stages: opts.stages ?? TREE_STAGES });
-          const out = ctx.outputs.artifact;
-          await out.write("");
-          return { kind: "initramfs", path: out.path, stagedPath: out.stagedPath, sha256: createHash("sha256").digest("hex"), size: 0, tree };
+        // Tapped once pre-flight has checked the strategy against the plugins: the strategy
+        // must still be one a plugin provides, but only its tree stages run.
+        builder.hooks.check.tap("fledge-testing:tree", (_check, ctx) => {
+          builder.hooks.strategy.for(ctx.config.strategy).tapPromise({ name: "fledge-testing:tree", stage: Stage.PRE - 1 }, async (c) => {
+            tree = await runTreeStages(builder, c, { stages: opts.stages ?? TREE_STAGES });
+            const out = c.outputs.artifact;
+            await out.write("");
+            return { kind: "initramfs", path: out.path, stagedPath: out.stagedPath, sha256: createHash("sha256").digest("hex"), size: 0, tree };
+          });
         });
       },
     };
