@@ -160,7 +160,7 @@ describe("defaults", () => {
 });
 
 /**
- * Every rule of DESIGN.md §4 (and §3's init modes), with exactly what the user reads:
+ * Every rule of docs/architecture.md ("fledge.toml", and its init modes), with exactly what the user reads:
  * `line:column key.path: message (hint: …)`.
  */
 const RULES: [rule: string, toml: string, expected: string[], hostFiles?: string[]][] = [
@@ -284,7 +284,7 @@ const RULES: [rule: string, toml: string, expected: string[], hostFiles?: string
   ["a table where a value belongs", 'version = "1"\n[init.path]\nx = "y"\n', ["2:1 init.path: expected a string, got a table"]],
 ];
 
-describe("DESIGN.md §4 rules, as the user reads them", () => {
+describe("the fledge.toml rules of docs/architecture.md, as the user reads them", () => {
   it.each(RULES)("%s", (_rule, toml, expected, hostFiles) => {
     const r = check(toml, hostFiles);
     expect(seen(r)).toEqual(expected);

@@ -14,7 +14,7 @@ export type AgentConfig =
   | { source: "local"; path: string }
   | { source: "http"; url: string; checksum?: string };
 
-/** The init mode, resolved as DESIGN.md §3 says. */
+/** The init mode, resolved as docs/architecture.md ("Init modes") says. */
 export type InitConfig =
   | { mode: "default" }
   | { mode: "custom-host"; hostPath: string }
@@ -210,7 +210,7 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
   const hostPath = (p: string) => (isAbsolute(p) ? p : resolve(rootDir, p));
   const strategy = c.strategy;
 
-  // --- init mode (DESIGN.md §3)
+  // --- init mode (docs/architecture.md, "Init modes")
   let init: InitConfig = { mode: "default" };
   const initPath = c.init?.path;
   const none = c.init?.none === true;

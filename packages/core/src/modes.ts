@@ -6,7 +6,7 @@ const LIB_DIRS = ["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", 
 const under = (dest: string, dirs: string[]) => dirs.some((d) => dest.startsWith(d + "/"));
 
 /**
- * The mode a mapped regular file gets in the image (DESIGN.md §3, "File modes for mappings"):
+ * The mode a mapped regular file gets in the image (docs/architecture.md, "File modes for mappings"):
  * executables keep their bits and gain x wherever r is set; files in bin directories and shared
  * libraries in lib directories become 0755; everything else 0644. `/init` is what the kernel
  * executes, so a file mapped there is always executable.
