@@ -13,9 +13,10 @@ export function fledgeCode(code: string): string {
  *
  * Codes: `FLEDGE_NETWORK` (connection failed or dropped), `FLEDGE_TIMEOUT`, `FLEDGE_HTTP` (an
  * HTTP status that is not retried), `FLEDGE_RATELIMIT`, `FLEDGE_REDIRECT` (loop, too many, bad
- * target), `FLEDGE_TOOBIG`, `FLEDGE_CHECKSUM`, `FLEDGE_OFFLINE` (not in the cache and the
- * network is off), `FLEDGE_NOENT`, `FLEDGE_NOTFILE`, `FLEDGE_RELEASE` (a GitHub release cannot
- * be resolved), `FLEDGE_INPUT` (a malformed request).
+ * target), `FLEDGE_TOOBIG`, `FLEDGE_CHECKSUM`, `FLEDGE_CACHE` (a cache entry no longer matches
+ * its sha256, offline), `FLEDGE_OFFLINE` (not in the cache and the network is off),
+ * `FLEDGE_NOENT`, `FLEDGE_NOTFILE`, `FLEDGE_RELEASE` (a GitHub release cannot be resolved),
+ * `FLEDGE_INPUT` (a malformed request).
  */
 export class FetchError extends Error {
   override name = "FetchError";

@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import type { Builder } from "../builder.js";
 import { PLUGIN } from "./names.js";
+import { describeKind } from "@fledge/safe-fs";
 
 /** Where kestrel releases come from. */
 export const AGENT_REPO = "volantvm/volant";
@@ -16,7 +17,7 @@ export class AgentPlugin {
       if (ctx.config.init.mode !== "default" || agent?.source !== "local") return;
       const st = await stat(agent.path).catch(() => undefined);
       if (!st) check.problem("agent.path", `${agent.path} does not exist`, "point path at the kestrel binary, relative to fledge.toml");
-      else if (!st.isFile()) check.problem("agent.path", `${agent.path} is ${st.isDirectory() ? "a directory" : "not a regular file"}, expected the kestrel binary`);
+      else if (!st.isFile()) check.problem("agent.path", `${agent.path} is ${describeKind(st)}, expected the kestrel binary`);
     });
     hooks.inputs.tap(this.name, (inputs, ctx) => {
       const agent = ctx.config.agent;
