@@ -28,6 +28,9 @@ Options:
       --offline             never touch the network: use the cache and fledge.lock, or fail
                             listing every input that is missing
       --locked              fail if fledge.lock is missing or would change (for CI)
+      --boot-check          boot the artifact headless before it is kept: wait for its health
+                            check, record boot times and peak memory, fail past [check] budgets
+      --kernel <path>       kernel for --boot-check (default: as "fledge run" chooses)
       --json                print the result as JSON on stdout
   -v, --verbose             more detail: stage timings, fetched URLs, stacks
   -q, --quiet               only warnings and errors
@@ -50,6 +53,18 @@ failing upload or report step after the outputs were written says that they are 
 /** Where the CLI is installed: first-party plugins installed with it are found from here. */
 const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
+/** The origins record beside the artifact, for fledge diff and inspect --sizes (issue 15). */
+async function originsPlugin() {
+  const { OriginsPlugin } = await import("@fledge/plugin-origins");
+  return new OriginsPlugin();
+}
+
+/** The boot check plugin, loaded only when asked for (minimal change for issue 15). */
+async function bootCheckPlugin(kernel: string | undefined) {
+  const { BootCheckPlugin } = await import("@fledge/plugin-bootcheck");
+  return new BootCheckPlugin(kernel ? { kernel } : {});
+}
+
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
   const { values } = parseCommand("build", argv, {
     dir: { type: "string", short: "C" },
@@ -63,6 +78,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     "cache-dir": { type: "string" },
     offline: { type: "boolean" },
     locked: { type: "boolean" },
+    "boot-check": { type: "boolean" },
+    kernel: { type: "string" },
   });
   if (values.help) {
     io.stdout.write(help);
@@ -74,6 +91,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     level = Number(values.level);
   }
   checkBaseUrl(values["base-url"]);
+  if (values.kernel !== undefined && !values["boot-check"]) throw new UsageError("--kernel is for --boot-check (fledge run takes --kernel too)");
 
   const cwd = resolve(io.cwd, values.dir ?? ".");
   const at = (p: string | undefined) => (p === undefined ? undefined : resolve(cwd, p));
@@ -107,6 +125,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       locked: values.locked,
       env: io.env,
       pluginSearchPaths: [CLI_DIR],
+      plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, io, flags);
@@ -117,8 +136,10 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     process.off("SIGTERM", onSignal);
   }
   if (flags.json) {
-    const { stagedPath: _s, ...artifact } = result.artifact;
-    const json = { ok: true, artifact, manifestPath: result.manifestPath, manifest: result.manifest, outputs: result.outputs, warnings: result.warnings, durationMs: result.durationMs };
+    // Everything the result holds (a boot check's record too), but not the staged path (gone
+    // once the outputs are in place) or the commit flag.
+    const { artifact: { stagedPath: _s, ...artifact }, committed: _c, ...rest } = result;
+    const json = { ok: true, artifact, ...rest };
     io.stdout.write(JSON.stringify(json, null, 2) + "\n");
     return 0;
   }
