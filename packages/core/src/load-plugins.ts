@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { ConfigIssue, PluginSpec } from "@fledge/config";
+import { assertRegularFile } from "@fledge/safe-fs";
 import type { FledgePlugin } from "./builder.js";
 
 /**
@@ -171,6 +172,7 @@ export async function loadPlugin(spec: PluginSpec, opts: LoadOptions): Promise<L
     ]);
   let mod: Record<string, unknown>;
   try {
+    await assertRegularFile(file); // import() of a FIFO would hang the process
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
     throw new PluginLoadError([at(`plugin "${spec.use}" failed to load: ${(err as Error).message}`)]);
