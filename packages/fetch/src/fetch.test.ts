@@ -436,8 +436,8 @@ describe("mirrors", () => {
   it("a file:// mirror serves --offline builds (no network involved), still verified", async () => {
     const off = fetcher({ offline: true, env: { FLEDGE_MIRRORS: "https://example.org/bin/=file:///bin/" } });
     expect(await off.fetch({ url: "https://example.org/bin/busybox" })).toMatchObject({ path: "/bin/busybox", sha256: SHA, local: true });
-    expect((await failure(off.fetch({ url: "https://example.org/bin/busybox", sha256: "c".repeat(64) }))).code).toBe("ECHECKSUM");
-    expect((await failure(off.fetch({ url: "https://example.org/other/busybox" }))).code).toBe("EOFFLINE");
+    expect((await failure(off.fetch({ url: "https://example.org/bin/busybox", sha256: "c".repeat(64) }))).code).toBe("FLEDGE_CHECKSUM");
+    expect((await failure(off.fetch({ url: "https://example.org/other/busybox" }))).code).toBe("FLEDGE_OFFLINE");
   });
 });
 
