@@ -169,7 +169,7 @@ export class Builder {
       debug: (m, s) => log("debug", m, s),
       fetchBlob: async (r: BlobRequest): Promise<FetchedFile> => {
         const got = await fetcher.fetch({ url: r.url, sha256: r.digest, label: r.label ?? r.url, ...(r.headers ? { headers: r.headers } : {}) });
-        return { path: got.path, sha256: got.sha256, size: got.size, url: got.url, fromCache: got.fromCache, local: got.local };
+        return { path: got.path, sha256: got.sha256, size: got.size, url: got.url, fromCache: got.fromCache, local: got.local, ...(got.data ? { data: got.data } : {}) };
       },
       configError: (keyPath, message, hint) => new CheckError(placed([{ file: config.file, keyPath, message, ...(hint ? { hint } : {}) }], config.text)),
       trackTemp: (p) => this.#temps.add(p),
