@@ -494,7 +494,7 @@ function oneCall(decode: () => Uint8Array): Uint8Array | undefined {
   try {
     return decode();
   } catch (err) {
-    if (err instanceof CpioError && err.code === "E2BIG") return undefined;
+    if (err instanceof CpioError && err.code === "FLEDGE_TOOBIG") return undefined;
     throw err;
   }
 }
@@ -515,7 +515,7 @@ async function unzstdMember(src: ByteSource, start: number, room: number, sink: 
       if (out) for (let i = 0; i < out.length; i += CHUNK) await sink(out.subarray(i, i + CHUNK));
       else await throughTransform(new ZstdDecompressStream(), src, p, p + length, sink);
     } catch (err) {
-      if (err instanceof CpioError && err.code !== "ECORRUPT") throw err;
+      if (err instanceof CpioError && err.code !== "FLEDGE_CORRUPT") throw err;
       throw new CpioError("ECORRUPT", `zstd frame at offset ${p} is corrupt: ${(err as Error).message.replace(/^zstd data at byte \d+ is corrupt: /, "")}`);
     }
     p += length;

@@ -134,7 +134,12 @@ export function pump(mem: WebAssembly.Memory, b: StreamBuffers, inLen: number, f
     // Not finishing: done once the input is consumed and the output buffer was not filled (a
     // full one may mean more output is waiting).
     if (finishing ? finished : pos[0] === inLen && produced < b.outSize) return;
-    if (pos[0] === before && produced === 0) throw new CpioError("ECOMPRESS", `${what}: the coder made no progress`);
+    if (pos[0] === before && produced === 0) {
+      // All input consumed, the stream asked to finish, and nothing more comes out: the input
+      // ended before the stream did (a decoder's view of a truncated member).
+      if (finishing && pos[0] === inLen) throw new CpioError("ETRUNC", `${what}: unexpected end of input (the data is truncated)`);
+      throw new CpioError("ECOMPRESS", `${what}: the coder made no progress`);
+    }
   }
 }
 
