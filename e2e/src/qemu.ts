@@ -40,6 +40,8 @@ export interface BootOptions {
   /** Stop the VM as soon as the serial output matches. */
   until?: RegExp;
   memoryMb?: number;
+  /** Raw disk images attached as virtio block devices (vda, vdb, …), as Volant attaches a root disk. */
+  drives?: string[];
 }
 
 export interface BootResult {
@@ -58,7 +60,22 @@ export interface BootResult {
  * `qemu-system-x86_64 -kernel … -initrd … -append "console=ttyS0 panic=-1" -nographic -no-reboot`.
  * With panic=-1 and -no-reboot a panic ends the VM at once, as does a power-off.
  */
+/** Set once KVM failed to start a VM here (nested virtualisation may refuse `-cpu host`): later boots use TCG. */
+let kvmFailed = false;
+
 export async function bootInitramfs(initrd: string, opts: BootOptions = {}): Promise<BootResult> {
+  const useKvm = existsSync("/dev/kvm") && process.env.FLEDGE_E2E_KVM !== "0" && !kvmFailed;
+  try {
+    return await boot(initrd, opts, useKvm);
+  } catch (err) {
+    // e.g. "failed to set MSR 0x10a" / kvm_buf_set_msrs assertion: the host's KVM cannot run this CPU model
+    if (!useKvm || !/kvm|MSR/i.test((err as Error).message)) throw err;
+    kvmFailed = true;
+    return boot(initrd, opts, false);
+  }
+}
+
+async function boot(initrd: string, opts: BootOptions, useKvm: boolean): Promise<BootResult> {
   const qemu = qemuBinary();
   const kernel = findKernel();
   const append = ["console=ttyS0", "panic=-1", opts.append].filter(Boolean).join(" ");
@@ -73,7 +90,8 @@ export async function bootInitramfs(initrd: string, opts: BootOptions = {}): Pro
     "-serial", "stdio",
     "-monitor", "none",
   ];
-  if (existsSync("/dev/kvm") && process.env.FLEDGE_E2E_KVM !== "0") args.unshift("-enable-kvm", "-cpu", "host");
+  for (const d of opts.drives ?? []) args.push("-drive", `file=${d.replace(/,/g, ",,")},if=virtio,format=raw`);
+  if (useKvm) args.unshift("-enable-kvm", "-cpu", "host");
   const started = performance.now();
   return new Promise<BootResult>((resolve, reject) => {
     const child = spawn(qemu, args, { stdio: ["ignore", "pipe", "pipe"] });

@@ -53,8 +53,11 @@ const RO_COMPAT_METADATA_CSUM = 0x400;
 export interface Ext4Options {
   /** Time of every inode (and of the superblock), in seconds: `SOURCE_DATE_EPOCH` or a fixed epoch. */
   mtime: number;
-  /** Free space to leave in the image, in bytes (rounded up to blocks). Default 0. */
-  freeBytes?: number;
+  /**
+   * Free space to leave in the image, in bytes (rounded up to blocks), or a function of the bytes
+   * of regular file data in the image (e.g. "25% of the content"). Default 0.
+   */
+  freeBytes?: number | ((dataBytes: number) => number);
   /** Free inodes to leave. Default: one per 16 KiB of free space (mke2fs's ratio), at least 64. */
   freeInodes?: number;
   /** A jbd2 journal, sized as mke2fs sizes it (default true). */
@@ -284,10 +287,8 @@ export async function writeExt4(entries: Iterable<Ext4Entry>, out: string, opts:
   const defaultTime = checkTime(opts.mtime, "");
   const csum = opts.metadataCsum ?? true;
   const withJournal = opts.journal ?? true;
-  const freeBytes = opts.freeBytes ?? 0;
   const maxRun = opts.maxExtentBlocks ?? MAX_EXTENT_LEN;
   if (!Number.isInteger(maxRun) || maxRun < 1 || maxRun > MAX_EXTENT_LEN) fail("EOPTION", `maxExtentBlocks must be 1–${MAX_EXTENT_LEN}, got ${opts.maxExtentBlocks}`);
-  if (!Number.isFinite(freeBytes) || freeBytes < 0) fail("EOPTION", `freeBytes must be 0 or more, got ${freeBytes}`);
   const label = Buffer.from(opts.label ?? "", "utf8");
   if (label.length > 16) fail("EOPTION", `the volume label is at most 16 bytes, got ${label.length}: ${opts.label}`);
 
@@ -437,6 +438,9 @@ export async function writeExt4(entries: Iterable<Ext4Entry>, out: string, opts:
   // Directory contents, laid out now (the tails' checksums come last).
   const usable = csum ? B - DIR_TAIL : B;
   for (const n of [root, ...order]) if (n.type === "dir") layoutDir(n, usable, csum, n === lostFound ? LOST_FOUND_BLOCKS : 1);
+
+  const freeBytes = typeof opts.freeBytes === "function" ? opts.freeBytes(dataBytes) : (opts.freeBytes ?? 0);
+  if (!Number.isFinite(freeBytes) || freeBytes < 0) fail("EOPTION", `freeBytes must be 0 or more, got ${freeBytes}`);
 
   // --- 2. geometry: groups, inodes per group, journal, reserved ranges, to a fixed point
   let dataBlocks = 0;
