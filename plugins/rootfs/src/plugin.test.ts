@@ -149,5 +149,5 @@ describe("oci_rootfs strategy", () => {
     expect(w).toContain("volant.rootfs_fstype=squashfs volant.rootfs_device=vda");
     const again = await run(config({ filesystem: { type: "squashfs", compression_level: 19 } }), { output: join(root, "again", "rootfs.squashfs") });
     expect(again.result.artifact.sha256).toBe(result.artifact.sha256);
-  });
+  }, 60_000);
 });
