@@ -5,11 +5,12 @@
 # cpio and libarchive-tools (GNU cpio and bsdtar check the archives), pigz, zstd, lz4 and
 # xz-utils (baselines and cross-checks of the compressors), musl-tools (rebuilds fledge's init),
 # time (GNU time: peak RSS in npm run bench), e2fsprogs (e2fsck and debugfs check the ext4 images), squashfs-tools
-# (the squashfs option of oci_rootfs, and unsquashfs checks it).
+# (the squashfs option of oci_rootfs, and unsquashfs checks it), buildah (a container engine
+# without a daemon: the Dockerfile-source tests build with it, vfs storage, chroot isolation).
 # Idempotent: installs only what is missing. Run as root (or with sudo available).
 set -euo pipefail
 
-packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools time e2fsprogs squashfs-tools)
+packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools time e2fsprogs squashfs-tools buildah)
 
 missing=()
 for p in "${packages[@]}"; do
