@@ -19,6 +19,8 @@ export interface Ext4Entry {
   mtime?: number;
   data?: Uint8Array;
   file?: string;
+  /** Where the data starts in `file` (a byte range of a larger file, e.g. a layer tar); default 0. `size` is then required. */
+  offset?: number;
   stream?: () => AsyncIterable<Uint8Array>;
   /** Size of `file`/`stream` in bytes; checked while reading. */
   size?: number;

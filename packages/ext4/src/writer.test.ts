@@ -184,6 +184,16 @@ describe("writeExt4", () => {
     expect(err2.message).toContain("4 → 2 bytes");
   });
 
+  it("reads a byte range of a host file (offset + size), as layer tars are read in place", async () => {
+    const layer = join(dir, "layer.tar");
+    writeFileSync(layer, "HEADER....payload-bytes....TRAILER");
+    const out = img();
+    await writeExt4([{ path: "p", type: "file", mode: 0o644, file: layer, offset: 10, size: 13 }], out, { mtime: T });
+    expect(dumpFile(out, "/p").toString()).toBe("payload-bytes");
+    const err = await writeExt4([{ path: "p", type: "file", mode: 0o644, file: layer, offset: 30, size: 13 }], img(), { mtime: T }).catch((e) => e);
+    expect(err.code).toBe("ECHANGED");
+  });
+
   it("never overwrites an existing file", async () => {
     const out = img();
     writeFileSync(out, "precious");

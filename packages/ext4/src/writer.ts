@@ -410,6 +410,7 @@ export async function writeExt4(entries: Iterable<Ext4Entry>, out: string, opts:
       if (sources !== 1) fail("EDATA", `/${n.path}: a regular file needs exactly one of data, file and stream`, n.path);
       if (e.data) n.size = e.data.length;
       else if (e.size !== undefined) n.size = e.size;
+      else if (e.offset) fail("EDATA", `/${n.path}: a byte range of a host file (offset) needs a size`, n.path);
       else if (e.file) {
         let st;
         try {
@@ -421,6 +422,7 @@ export async function writeExt4(entries: Iterable<Ext4Entry>, out: string, opts:
         n.size = st.size;
       } else fail("EDATA", `/${n.path}: a stream needs a size`, n.path);
       if (!Number.isSafeInteger(n.size) || n.size < 0) fail("EDATA", `/${n.path}: size ${n.size} is not a byte count`, n.path);
+      if (e.offset !== undefined && (!Number.isSafeInteger(e.offset) || e.offset < 0)) fail("EDATA", `/${n.path}: offset ${e.offset} is not a byte position`, n.path);
       n.blocks = Math.ceil(n.size / B);
       dataBytes += n.size;
     } else if (n.type === "symlink") {
@@ -838,7 +840,7 @@ async function writeFileData(n: Node, w: BlockWriter, readBuf: Buffer): Promise<
   };
   if (e.data) await feed(e.data);
   else if (e.stream) for await (const c of e.stream()) await feed(c);
-  else await readHostFile(e.file!, n.size, feed, n.path, readBuf);
+  else await readHostFile(e.file!, e.offset ?? 0, n.size, feed, n.path, readBuf);
   if (total !== n.size) throw new Ext4Error("ECHANGED", `${describe(e)} changed size while the image was written (${n.size} → ${total} bytes)`, n.path);
   // Zero the rest of the last block, so adjacent files coalesce into one write.
   const tail = (B - (n.size % B)) % B;
@@ -850,7 +852,7 @@ function describe(e: Ext4Entry): string {
   return e.file ? `${e.file} (for /${normPath(e.path)})` : `/${normPath(e.path)}`;
 }
 
-async function readHostFile(path: string, size: number, feed: (c: Uint8Array) => Promise<void>, entryPath: string, buf: Buffer): Promise<void> {
+async function readHostFile(path: string, offset: number, size: number, feed: (c: Uint8Array) => Promise<void>, entryPath: string, buf: Buffer): Promise<void> {
   let fh: FileHandle;
   try {
     fh = await open(path, "r");
@@ -860,9 +862,11 @@ async function readHostFile(path: string, size: number, feed: (c: Uint8Array) =>
   try {
     let pos = 0;
     for (;;) {
-      // Read one byte past the expected end: a file that grew must not be cut silently.
-      const want = Math.min(buf.length, size - pos + 1);
-      const { bytesRead } = await fh.read(buf, 0, want, pos);
+      // Read one byte past the expected end: a file that grew must not be cut silently. A byte
+      // range (offset) of a larger file ends where the range ends, not at the file's end.
+      const want = Math.min(buf.length, size - pos + (offset ? 0 : 1));
+      if (want === 0) break;
+      const { bytesRead } = await fh.read(buf, 0, want, offset + pos);
       if (bytesRead === 0) break;
       // The writer copies (or writes) the bytes before this resolves, so the buffer can be reused.
       await feed(buf.subarray(0, bytesRead));

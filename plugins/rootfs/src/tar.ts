@@ -91,13 +91,13 @@ export async function* tarStream(entries: Ext4Entry[], mtime: number): AsyncGene
           let pos = 0;
           while (pos < size) {
             const buf = Buffer.alloc(Math.min(1 << 20, size - pos));
-            const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+            const { bytesRead } = await fh.read(buf, 0, buf.length, (e.offset ?? 0) + pos);
             if (bytesRead === 0) throw new Error(`${e.file} (for /${e.path}) changed size while the image was written (${size} → ${pos} bytes)`);
             pos += bytesRead;
             yield buf.subarray(0, bytesRead);
           }
           const probe = Buffer.alloc(1);
-          if ((await fh.read(probe, 0, 1, size)).bytesRead !== 0) throw new Error(`${e.file} (for /${e.path}) changed size while the image was written (it grew past ${size} bytes)`);
+          if (!e.offset && (await fh.read(probe, 0, 1, size)).bytesRead !== 0) throw new Error(`${e.file} (for /${e.path}) changed size while the image was written (it grew past ${size} bytes)`);
         } finally {
           await fh.close();
         }
