@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { closeSync, openSync, readSync } from "node:fs";
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { crc32c } from "./crc32c.js";
 import { DIRENT_TYPE, TYPE_BITS, type Ext4Entry, type Ext4EntryType } from "./entry.js";
@@ -509,11 +510,18 @@ export async function writeExt4(entries: Iterable<Ext4Entry>, out: string, opts:
     const readBuf = Buffer.alloc(1 << 20);
     let written = 0;
     opts.onProgress?.(0, dataBytes);
+    let sinceYield = 0;
     for (const n of order) {
       if (n.type !== "file") continue;
       n.contentHash = await writeFileData(n, w, readBuf);
       written += n.size;
       opts.onProgress?.(written, dataBytes);
+      // Let signals, timers and progress through now and then (host files are read synchronously).
+      sinceYield += n.size + 4096;
+      if (sinceYield > 8 << 20) {
+        sinceYield = 0;
+        await new Promise<void>((r) => setImmediate(r));
+      }
     }
 
     // --- 5. identity: derived from everything that went in
@@ -852,10 +860,15 @@ function describe(e: Ext4Entry): string {
   return e.file ? `${e.file} (for /${normPath(e.path)})` : `/${normPath(e.path)}`;
 }
 
+/**
+ * Reads `size` bytes of a host file from `offset` and feeds them on. Synchronous reads: with many
+ * small files, a thread-pool round trip per open/read/close costs more than the reads themselves
+ * (mke2fs reads synchronously too); the caller yields to the event loop between files.
+ */
 async function readHostFile(path: string, offset: number, size: number, feed: (c: Uint8Array) => Promise<void>, entryPath: string, buf: Buffer): Promise<void> {
-  let fh: FileHandle;
+  let fd: number;
   try {
-    fh = await open(path, "r");
+    fd = openSync(path, "r");
   } catch (err) {
     throw new Ext4Error("EREAD", `/${entryPath}: cannot read ${path}: ${(err as Error).message}`, entryPath);
   }
@@ -866,14 +879,14 @@ async function readHostFile(path: string, offset: number, size: number, feed: (c
       // range (offset) of a larger file ends where the range ends, not at the file's end.
       const want = Math.min(buf.length, size - pos + (offset ? 0 : 1));
       if (want === 0) break;
-      const { bytesRead } = await fh.read(buf, 0, want, offset + pos);
+      const bytesRead = readSync(fd, buf, 0, want, offset + pos);
       if (bytesRead === 0) break;
       // The writer copies (or writes) the bytes before this resolves, so the buffer can be reused.
       await feed(buf.subarray(0, bytesRead));
       pos += bytesRead;
     }
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 

@@ -9,7 +9,7 @@
 //   node plugins/rootfs/bench/rootfs-bench.mjs [--runs 3] [--tree DIR ...]
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, statSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { writeExt4 } from "../../../packages/ext4/dist/index.js";
 
@@ -81,10 +81,12 @@ const routes = {
     }
     sh("e2fsck", ["-f", "-y", img], { ok: true });
     const min = Number(/minimum size of the filesystem: (\d+)/.exec(sh("resize2fs", ["-P", img]).stdout)[1]);
-    const want = min + FREE / 4096;
-    const cur = Number(/Block count:\s+(\d+)/.exec(sh("dumpe2fs", ["-h", img], { stdio: ["ignore", "pipe", "ignore"] }).stdout)[1]);
+    const head = sh("dumpe2fs", ["-h", img], { stdio: ["ignore", "pipe", "ignore"] }).stdout;
+    const bs = Number(/Block size:\s+(\d+)/.exec(head)[1]); // mke2fs.conf's "small" type: 1 KiB blocks below 512 MiB
+    const cur = Number(/Block count:\s+(\d+)/.exec(head)[1]);
+    const want = min + FREE / bs;
     if (want < cur) sh("resize2fs", [img, String(want)]);
-    sh("truncate", ["-s", String(Math.min(want, cur) * 4096), img]);
+    sh("truncate", ["-s", String(Math.min(want, cur) * bs), img]);
   },
 };
 
@@ -111,7 +113,8 @@ for (const [name, fn] of Object.entries(routes)) {
   rows.push({ name, ms: median(times), size, clean });
 }
 const date = new Date().toISOString().slice(0, 10);
-console.log(`${date}, ${cpus().length} × ${cpus()[0]?.model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${execFileSync("mke2fs", ["-V"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }) || "e2fsprogs"}`.trim());
+const e2fs = spawnSync("mke2fs", ["-V"], { encoding: "utf8" }).stderr.split("\n")[0];
+console.log(`${date}, ${cpus().length} × ${cpus()[0]?.model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${e2fs}, load average ${loadavg()[0].toFixed(1)} at the start`);
 console.log(`tree: ${sources.join(" + ")}: ${fileCount} entries, ${(dataBytes / 2 ** 20).toFixed(1)} MiB; free space 64 MiB; median of ${runs}`);
 console.log("| route | build time | image size | e2fsck -fn |");
 console.log("|---|---|---|---|");
