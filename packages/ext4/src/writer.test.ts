@@ -194,6 +194,14 @@ describe("writeExt4", () => {
     expect(err.code).toBe("ECHANGED");
   });
 
+  it("refuses a FIFO where a regular file was listed, without hanging", async () => {
+    const fifo = join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    const err = await writeExt4([{ path: "f", type: "file", mode: 0o644, file: fifo, size: 10 }], img(), { mtime: T }).catch((e) => e);
+    expect(err.code).toBe("EREAD");
+    expect(err.message).toContain("is not a regular file");
+  });
+
   it("never overwrites an existing file", async () => {
     const out = img();
     writeFileSync(out, "precious");

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { crc32c } from "./crc32c.js";
 import { DIRENT_TYPE, TYPE_BITS, type Ext4Entry, type Ext4EntryType } from "./entry.js";
@@ -756,6 +756,8 @@ function geometry(groups: number, inodesNeeded: number, withJournal: boolean, da
 
 function allocNode(n: Node, alloc: Allocator, maxRun?: number): void {
   if (n.blocks === 0) return;
+  // i_blocks counts 512-byte sectors in 32 bits (no huge_file): 2 TiB a file.
+  if ((n.blocks + 5) * (B / 512) > 0xffffffff) fail("EFBIG", `/${n.path}: ${n.size} bytes is more than an ext4 file holds here (2 TiB)`, n.path);
   n.runs = alloc.runs(n.blocks, maxRun);
   if (n.runs.length > 4) {
     const leaves = Math.ceil(n.runs.length / EXTENTS_PER_LEAF);
@@ -868,11 +870,13 @@ function describe(e: Ext4Entry): string {
 async function readHostFile(path: string, offset: number, size: number, feed: (c: Uint8Array) => Promise<void>, entryPath: string, buf: Buffer): Promise<void> {
   let fd: number;
   try {
-    fd = openSync(path, "r");
+    // O_NONBLOCK: a FIFO swapped in for a listed file must fail here, not hang the build.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw new Ext4Error("EREAD", `/${entryPath}: cannot read ${path}: ${(err as Error).message}`, entryPath);
   }
   try {
+    if (!fstatSync(fd).isFile()) throw new Ext4Error("EREAD", `/${entryPath}: ${path} is not a regular file (any more)`, entryPath);
     let pos = 0;
     for (;;) {
       // Read one byte past the expected end: a file that grew must not be cut silently. A byte

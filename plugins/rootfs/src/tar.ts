@@ -1,3 +1,4 @@
+import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import type { Ext4Entry } from "@fledge/ext4";
 
@@ -86,8 +87,10 @@ export async function* tarStream(entries: Ext4Entry[], mtime: number): AsyncGene
         }
         if (got !== size) throw new Error(`/${e.path} changed size while the image was written (${size} → ${got} bytes)`);
       } else {
-        const fh = await open(e.file!, "r");
+        // O_NONBLOCK: a FIFO swapped in for a listed file fails here instead of hanging the build.
+        const fh = await open(e.file!, constants.O_RDONLY | constants.O_NONBLOCK);
         try {
+          if (!(await fh.stat()).isFile()) throw new Error(`${e.file} (for /${e.path}) is not a regular file (any more)`);
           let pos = 0;
           while (pos < size) {
             const buf = Buffer.alloc(Math.min(1 << 20, size - pos));
