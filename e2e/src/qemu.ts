@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
+import { chooseAccel } from "@fledge/vm";
 
 export const INSTALL_HINT = "run `bash scripts/install-e2e-deps.sh` (as root) to install qemu-system-x86, linux-image-amd64 and busybox-static";
 
@@ -32,6 +33,16 @@ export function hostBusybox(): string {
   throw new Error(`busybox-static is not installed: ${INSTALL_HINT}`);
 }
 
+/**
+ * KVM by the rule `fledge run` uses (/dev/kvm opens read-write and the CPU advertises vmx/svm:
+ * some sandboxes expose a /dev/kvm that qemu cannot use); FLEDGE_E2E_KVM=0|1 forces it.
+ */
+export function useKvm(): boolean {
+  const forced = process.env.FLEDGE_E2E_KVM;
+  if (forced === "0" || forced === "1") return forced === "1";
+  return chooseAccel("x86_64").accel === "kvm";
+}
+
 export interface BootOptions {
   /** Extra kernel command line. */
   append?: string;
@@ -60,25 +71,12 @@ export interface BootResult {
  * `qemu-system-x86_64 -kernel … -initrd … -append "console=ttyS0 panic=-1" -nographic -no-reboot`.
  * With panic=-1 and -no-reboot a panic ends the VM at once, as does a power-off.
  */
-/** Set once KVM failed to start a VM here (nested virtualisation may refuse `-cpu host`): later boots use TCG. */
-let kvmFailed = false;
-
 export async function bootInitramfs(initrd: string, opts: BootOptions = {}): Promise<BootResult> {
-  const useKvm = existsSync("/dev/kvm") && process.env.FLEDGE_E2E_KVM !== "0" && !kvmFailed;
-  try {
-    return await boot(initrd, opts, useKvm);
-  } catch (err) {
-    // e.g. "failed to set MSR 0x10a" / kvm_buf_set_msrs assertion: the host's KVM cannot run this CPU model
-    if (!useKvm || !/kvm|MSR/i.test((err as Error).message)) throw err;
-    kvmFailed = true;
-    return boot(initrd, opts, false);
-  }
-}
-
-async function boot(initrd: string, opts: BootOptions, useKvm: boolean): Promise<BootResult> {
   const qemu = qemuBinary();
   const kernel = findKernel();
-  const append = ["console=ttyS0", "panic=-1", opts.append].filter(Boolean).join(" ");
+  // Under TCG a loaded host can fail the kernel's IO-APIC timer check ("IO-APIC + timer doesn't
+  // work!" panic); fledge run skips the check the same way.
+  const append = ["console=ttyS0", "panic=-1", useKvm() ? "" : "no_timer_check", opts.append].filter(Boolean).join(" ");
   const args = [
     "-kernel", kernel,
     "-initrd", initrd,
@@ -91,7 +89,7 @@ async function boot(initrd: string, opts: BootOptions, useKvm: boolean): Promise
     "-monitor", "none",
   ];
   for (const d of opts.drives ?? []) args.push("-drive", `file=${d.replace(/,/g, ",,")},if=virtio,format=raw`);
-  if (useKvm) args.unshift("-enable-kvm", "-cpu", "host");
+  if (useKvm()) args.unshift("-enable-kvm", "-cpu", "host");
   const started = performance.now();
   return new Promise<BootResult>((resolve, reject) => {
     const child = spawn(qemu, args, { stdio: ["ignore", "pipe", "pipe"] });
