@@ -99,8 +99,9 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     io.stderr.write("\ninterrupted: nothing was written\n");
     process.exit(130);
   };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  // SIGHUP too: a closed terminal must not leave temps behind either
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const sig of signals) process.once(sig, onSignal);
   let result: BuildResult;
   try {
     result = await build({
@@ -123,8 +124,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       },
     });
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    for (const sig of signals) process.off(sig, onSignal);
   }
   if (flags.json) {
     io.stdout.write(JSON.stringify({ ok: true, ...result }, null, 2) + "\n");
