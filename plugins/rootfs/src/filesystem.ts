@@ -11,6 +11,13 @@ export interface FilesystemInput {
 
 export type RootfsType = "ext4" | "squashfs";
 
+/** A finding about `[filesystem]`, placed at a key of fledge.toml. */
+export interface FilesystemIssue {
+  keyPath: string;
+  message: string;
+  hint?: string;
+}
+
 export interface FilesystemPlan {
   type: RootfsType;
   /** Free space in bytes for a given amount of file data. */
@@ -22,7 +29,7 @@ export interface FilesystemPlan {
   compressionLevel: number;
   overlaySize?: string;
   /** Things the user should know (not errors). */
-  warnings: string[];
+  warnings: FilesystemIssue[];
 }
 
 const MiB = 1 << 20;
@@ -38,14 +45,18 @@ export const VOLANT_ROOTFS_FSTYPE_KEY = "volant.rootfs_fstype";
 /** Turns `[filesystem]` into what the writer does; refuses what no writer here can make. */
 export function planFilesystem(fs: FilesystemInput | undefined, configFile = "fledge.toml"): FilesystemPlan {
   const f = fs ?? {};
-  const warnings: string[] = [];
+  const warnings: FilesystemIssue[] = [];
+  const warn = (keyPath: string, message: string, hint?: string) => warnings.push({ keyPath, message, hint });
   const type = f.type ?? "ext4";
   if (type === "xfs" || type === "btrfs")
-    throw new FledgeError("FLEDGE_ROOTFS", `[filesystem] type = "${type}" is not supported: fledge writes root disks without root, and only ext4 (or squashfs) that way`, {
-      hint: `use type = "ext4" in ${configFile} — it is also what Volant mounts (${VOLANT_ROOTFS_FSTYPE_KEY}=ext4)`,
-    });
+    throw Object.assign(
+      new FledgeError("FLEDGE_ROOTFS", `type = "${type}" is not supported: fledge writes root disks without root, and only ext4 (or squashfs) that way`, {
+        hint: `use type = "ext4" in ${configFile} — it is also what Volant mounts (${VOLANT_ROOTFS_FSTYPE_KEY}=ext4)`,
+      }),
+      { keyPath: "filesystem.type" },
+    );
   if (type !== "ext4" && type !== "squashfs")
-    throw new FledgeError("FLEDGE_ROOTFS", `[filesystem] type = ${JSON.stringify(type)} is not a filesystem fledge writes`, { hint: 'use type = "ext4" (or "squashfs")' });
+    throw Object.assign(new FledgeError("FLEDGE_ROOTFS", `type = ${JSON.stringify(type)} is not a filesystem fledge writes`, { hint: 'use type = "ext4" (or "squashfs")' }), { keyPath: "filesystem.type" });
 
   let freeBytes: (d: number) => number;
   let freeRule: string;
@@ -59,14 +70,16 @@ export function planFilesystem(fs: FilesystemInput | undefined, configFile = "fl
   }
 
   if (type === "ext4") {
-    if (f.compression_level !== undefined) warnings.push("[filesystem] compression_level is only used with type = \"squashfs\": an ext4 image is not compressed");
-    if (f.overlay_size !== undefined) warnings.push("[filesystem] overlay_size is only used with type = \"squashfs\": an ext4 root disk is writable itself");
+    if (f.compression_level !== undefined) warn("filesystem.compression_level", 'is only used with type = "squashfs": an ext4 image is not compressed', "remove it");
+    if (f.overlay_size !== undefined) warn("filesystem.overlay_size", 'is only used with type = "squashfs": an ext4 root disk is writable itself', "remove it");
   } else {
-    if (f.size_buffer_mb !== undefined) warnings.push("[filesystem] size_buffer_mb is not used with type = \"squashfs\": a squashfs image is read-only and has no free space");
-    if (f.preallocate !== undefined) warnings.push("[filesystem] preallocate is not used with type = \"squashfs\"");
-    warnings.push(
+    if (f.size_buffer_mb !== undefined) warn("filesystem.size_buffer_mb", 'is not used with type = "squashfs": a squashfs image is read-only and has no free space', "remove it");
+    if (f.preallocate !== undefined) warn("filesystem.preallocate", 'is not used with type = "squashfs"', "remove it");
+    warn(
+      "filesystem.type",
       `type = "squashfs" makes a read-only image, and Volant does not boot it as it is: Volant's kestrel mounts the root disk read-write with the filesystem named by ${VOLANT_ROOTFS_FSTYPE_KEY} (ext4 unless the VM's kernel command line says otherwise) and copies itself to /usr/local/bin/kestrel on it before switch_root. ` +
-        `To use it, a VM needs ${VOLANT_ROOTFS_FSTYPE_KEY}=squashfs ${VOLANT_ROOTFS_DEVICE_KEY}=vda on its kernel command line and an init that puts a writable overlay (overlay_size=${f.overlay_size ?? "1G"}) over the image; use type = "ext4" for a disk Volant boots as it is`,
+        `To use it, a VM needs ${VOLANT_ROOTFS_FSTYPE_KEY}=squashfs ${VOLANT_ROOTFS_DEVICE_KEY}=vda on its kernel command line and an init that puts a writable overlay (overlay_size=${f.overlay_size ?? "1G"}) over the image`,
+      'use type = "ext4" for a disk Volant boots as it is',
     );
   }
   const level = f.compression_level === undefined || f.compression_level === 0 ? DEFAULT_SQUASHFS_LEVEL : f.compression_level;

@@ -1,16 +1,14 @@
-import { randomBytes } from "node:crypto";
-import { mkdir } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { FledgeError, RootfsTree, STAGE_HOOKS, type ArtifactInfo, type BuildContext, type Builder } from "@fledge/core";
+import { basename } from "node:path";
+import { FledgeError, runTreeStages, Stage, TREE_STAGES, type ArtifactInfo, type Builder, type FledgePlugin, type RootfsTree } from "@fledge/core";
 import { writeExt4, type Ext4Entry } from "@fledge/ext4";
 import { planFilesystem, type FilesystemPlan } from "./filesystem.js";
-import { writeSquashfs } from "./squashfs.js";
+import { findMksquashfs, MKSQUASHFS_HINT, writeSquashfs } from "./squashfs.js";
 
 export const STRATEGY = "oci_rootfs";
-/** Where kestrel goes on the disk: Volant's kestrel copies itself to the first and execs it after switch_root. */
+/** Where kestrel goes on the disk: Volant's kestrel copies itself to the second and execs it after switch_root. */
 export const KESTREL_PATHS = ["/bin/kestrel", "/usr/local/bin/kestrel"] as const;
-/** The stages this strategy runs, in order: the initramfs stages less `init` (Volant's own initramfs runs kestrel as PID 1). */
-export const ROOTFS_STAGES = STAGE_HOOKS.filter((s) => s !== "init");
+/** The stages this strategy runs, in order: the tree stages less `init` (Volant's own initramfs runs kestrel as PID 1). */
+export const ROOTFS_STAGES = TREE_STAGES.filter((s) => s !== "init");
 
 const PLUGIN_NAME = "@fledge/plugin-rootfs";
 
@@ -19,90 +17,72 @@ const PLUGIN_NAME = "@fledge/plugin-rootfs";
  * busybox, kestrel, the mappings — written as a root disk that Volant attaches as `vda` and
  * kestrel mounts read-write: a raw ext4 image with free space, by default.
  */
-export class RootfsPlugin {
+export class RootfsPlugin implements FledgePlugin {
   readonly name = PLUGIN_NAME;
 
   apply(builder: Builder): void {
     const { hooks } = builder;
-    const plans = new WeakMap<BuildContext, FilesystemPlan>();
+    let plan: FilesystemPlan | undefined;
 
-    hooks.beforeBuild.tapPromise(this.name, async (ctx) => {
+    // Pre-flight (fledge build, validate, update): every finding at its key, before any work.
+    hooks.check.tapPromise(this.name, async (check, ctx) => {
       if (ctx.config.strategy !== STRATEGY) return;
-      const file = basename(ctx.config.file);
       if (ctx.config.init.mode !== "default")
-        throw new FledgeError("FLEDGE_ROOTFS", `[init] is not used by the ${STRATEGY} strategy: Volant boots a root disk from its own initramfs, whose kestrel is PID 1 and runs the workload`, {
-          hint: `remove [init] from ${file} (the workload is manifest.toml's workload.entrypoint)`,
-        });
-      const plan = planFilesystem(ctx.config.filesystem, file);
-      for (const w of plan.warnings) ctx.warn(w, this.name);
-      plans.set(ctx, plan);
+        check.problem(
+          "init",
+          `[init] is not used by the ${STRATEGY} strategy: Volant boots a root disk from its own initramfs, whose kestrel is PID 1 and runs the workload`,
+          "remove [init] (the workload is manifest.toml's workload.entrypoint)",
+        );
+      try {
+        plan = planFilesystem(ctx.config.filesystem, basename(ctx.config.file));
+      } catch (err) {
+        const e = err as FledgeError & { keyPath?: string };
+        check.problem(e.keyPath ?? "filesystem", e.message, e.hint);
+        return;
+      }
+      for (const w of plan.warnings) check.warning(w.keyPath, w.message, w.hint);
+      if (plan.type === "squashfs" && !findMksquashfs(ctx.options.env ?? process.env))
+        check.problem("filesystem.type", 'type = "squashfs" needs mksquashfs, which is not installed', MKSQUASHFS_HINT);
     });
 
     hooks.strategy.for(STRATEGY).tapPromise(this.name, async (ctx) => {
-      const plan = plans.get(ctx) ?? planFilesystem(ctx.config.filesystem);
-      const tree = new RootfsTree();
-      for (const stage of ROOTFS_STAGES) await builder.hooks[stage].promise(tree, ctx);
-      if (!tree.has("/bin/kestrel") && ctx.config.agent)
+      const fs = plan ?? planFilesystem(ctx.config.filesystem);
+      const tree = await runTreeStages(builder, ctx, { stages: ROOTFS_STAGES });
+      if (!tree.has(KESTREL_PATHS[0]) && ctx.config.agent)
         throw new FledgeError("FLEDGE_ROOTFS", "the root disk has no /bin/kestrel: Volant's kestrel execs /usr/local/bin/kestrel on it after switch_root");
 
-      const out = ctx.options.output;
-      await mkdir(dirname(out), { recursive: true });
-      const temp = join(dirname(out), `.fledge-tmp-${randomBytes(6).toString("hex")}-${basename(out)}`);
-      ctx.trackTemp(temp);
+      const out = ctx.outputs.artifact;
       const entries = treeEntries(tree);
-      const label = "rootfs";
-      let artifact: ArtifactInfo;
-      if (plan.type === "ext4") {
-        const r = await writeExt4(entries, temp, {
+      if (fs.type === "ext4") {
+        const r = await writeExt4(entries, out.stagedPath, {
           mtime: ctx.options.mtime,
-          freeBytes: plan.freeBytes,
-          preallocate: plan.preallocate,
-          onProgress: (current, total) => hooks.progress.call({ kind: "archive", label, current, total, done: current === total }),
+          freeBytes: fs.freeBytes,
+          preallocate: fs.preallocate,
+          onProgress: (current, total) => hooks.progress.call({ kind: "archive", label: "rootfs", current, total, done: current === total }),
         });
         ctx.info(
-          `ext4 root disk: ${(r.size / 2 ** 20).toFixed(1)} MiB, ${(r.dataBytes / 2 ** 20).toFixed(1)} MiB of files, ${((r.freeBlocks * 4096) / 2 ** 20).toFixed(1)} MiB free (${plan.freeRule}), ${r.freeInodes} free inodes, UUID ${r.uuid}`,
-          this.name,
+          `ext4 root disk: ${(r.size / 2 ** 20).toFixed(1)} MiB, ${(r.dataBytes / 2 ** 20).toFixed(1)} MiB of files, ${((r.freeBlocks * 4096) / 2 ** 20).toFixed(1)} MiB free (${fs.freeRule}), ${r.freeInodes} free inodes, UUID ${r.uuid}`,
         );
-        artifact = { path: out, tempPath: temp, sha256: r.sha256, size: r.size, compression: "raw ext4", entries: tree.size };
-      } else {
-        const r = await writeSquashfs(entries, temp, { mtime: ctx.options.mtime, level: plan.compressionLevel, env: ctx.options.env ?? process.env });
-        ctx.info(`squashfs image: ${(r.size / 2 ** 20).toFixed(1)} MiB (zstd level ${plan.compressionLevel})`, this.name);
-        artifact = { path: out, tempPath: temp, sha256: r.sha256, size: r.size, compression: "squashfs zstd", entries: tree.size };
+        return artifact(out, r.sha256, r.size, "raw ext4", tree);
       }
-      return artifact;
+      const r = await writeSquashfs(entries, out.stagedPath, { mtime: ctx.options.mtime, level: fs.compressionLevel, env: ctx.options.env ?? process.env });
+      ctx.info(`squashfs image: ${(r.size / 2 ** 20).toFixed(1)} MiB (zstd level ${fs.compressionLevel})`);
+      return artifact(out, r.sha256, r.size, "squashfs zstd", tree);
     });
 
     // kestrel at /usr/local/bin/kestrel too, after the built-in agent stage put it at /bin/kestrel.
-    hooks.agent.tapPromise({ name: this.name, stage: 100 }, async (tree, ctx) => {
+    hooks.agent.tapPromise({ name: this.name, stage: Stage.POST }, async (tree, ctx) => {
       if (ctx.config.strategy !== STRATEGY) return;
-      const k = tree.get(KESTREL_PATHS[0]);
-      if (k?.type === "file") tree.set(KESTREL_PATHS[1], { ...k });
-    });
-
-    // The manifest points at the disk: rootfs { url, checksum, format }, never initramfs.
-    hooks.manifest.tapPromise(this.name, async (manifest, ctx) => {
-      if (ctx.config.strategy !== STRATEGY) return manifest;
-      const plan = plans.get(ctx);
-      const media = manifest.initramfs ?? manifest.rootfs;
-      if (!media) return manifest;
-      const { initramfs: _drop, ...rest } = manifest;
-      return { ...rest, rootfs: { url: media.url, checksum: media.checksum, format: "raw" } };
+      if (tree.get(KESTREL_PATHS[0])?.type === "file") tree.hardlink(KESTREL_PATHS[1], KESTREL_PATHS[0]);
     });
   }
 }
 
-/**
- * The tree as writer entries. kestrel's two paths become one inode (a hardlink) when they hold
- * the same file, as kestrel replaces /usr/local/bin/kestrel by rename at boot.
- */
+function artifact(out: { path: string; stagedPath: string }, sha256: string, size: number, compression: string, tree: RootfsTree): ArtifactInfo {
+  return { kind: "rootfs", format: "raw", path: out.path, stagedPath: out.stagedPath, sha256, size, compression, entries: tree.size, tree };
+}
+
+/** The tree as writer entries (the shape of `@fledge/cpio`'s entries, which `@fledge/ext4` takes too). */
 export function treeEntries(tree: RootfsTree): Ext4Entry[] {
-  const entries = tree.toCpioEntries() as Ext4Entry[];
-  const a = entries.find((e) => e.path === KESTREL_PATHS[0].slice(1));
-  const b = entries.find((e) => e.path === KESTREL_PATHS[1].slice(1));
-  if (a && b && a.type === "file" && b.type === "file" && a.file !== undefined && a.file === b.file && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid) {
-    delete b.file;
-    delete b.size;
-    b.linkTo = a.path;
-  }
-  return entries;
+  return tree.toCpioEntries() as Ext4Entry[];
 }
