@@ -63,6 +63,13 @@ export class DockerfilePlugin implements FledgePlugin {
         const key = (k: string) => (o.keyPath === "source.dockerfile" ? (k === "dockerfile" ? "source.dockerfile" : `source.${k}`) : `${o.keyPath}.${k}`);
         for (const p of problems) check.problem(key(p.key), p.message, p.hint);
       }
+      // The image's config gives the workload (CMD/ENTRYPOINT, EXPOSE) once it is built: a
+      // manifest.toml (or the one `fledge build ./Dockerfile` writes) need not.
+      if (ctx.config.init.mode === "default") {
+        const from = `the image built from ${String(mine[0]!.options.dockerfile)}`;
+        ctx.manifestDefaults.expect("workload.entrypoint", from);
+        ctx.manifestDefaults.expect("workload.base_url", from);
+      }
       try {
         pickEngine(ctx.options.env ?? process.env);
       } catch (err) {
