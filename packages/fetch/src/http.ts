@@ -209,7 +209,7 @@ export class HttpClient {
     throw new FetchError(last!.code, url, `${opts.label}: cannot download ${url}: ${last!.message} (gave up after ${attempts} attempts)`, {
       cause: last!.cause ?? last,
       status: last!.status,
-      hint: last!.code === "ETIMEOUT" ? "check the network or use a closer mirror ([fetch] mirrors or FLEDGE_MIRRORS)" : undefined,
+      hint: last!.code === "FLEDGE_TIMEOUT" ? "check the network or use a closer mirror ([fetch] mirrors or FLEDGE_MIRRORS)" : undefined,
     });
   }
 

@@ -1,5 +1,6 @@
 import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { build, resolveMtime, type Builder, type BuildResult } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
 import { removeOwnTempsAfterExit, removeOwnTempsSync } from "@fledge/safe-fs";
@@ -41,7 +42,11 @@ Environment:
   FLEDGE_GITHUB_API         GitHub API base for [agent] releases (default https://api.github.com)
   GITHUB_TOKEN              sent to the GitHub API as a bearer token (raises the rate limit)
 
-Exit codes: 0 built, 1 build or config error (nothing is left under the output names),
+Outputs are written only as regular files, never over an input of the build or into a
+mapped directory, and all of them are moved into place together once every one is complete.
+
+Exit codes: 0 built, 1 build or config error (nothing is left under the output names; a
+failing upload or report step after the outputs were written says that they are kept),
 2 usage error, 130 interrupted.
 `;
 
@@ -56,6 +61,9 @@ async function bootCheckPlugin(kernel: string | undefined) {
   const { BootCheckPlugin } = await import("@fledge/plugin-bootcheck");
   return new BootCheckPlugin(kernel ? { kernel } : {});
 }
+
+/** Where the CLI is installed: first-party plugins installed with it are found from here. */
+const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
   const { values } = parseCommand("build", argv, {
@@ -117,6 +125,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       locked: values.locked,
       env: io.env,
       plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
+      pluginSearchPaths: [CLI_DIR],
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, io, flags);
@@ -127,7 +136,9 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     process.off("SIGTERM", onSignal);
   }
   if (flags.json) {
-    io.stdout.write(JSON.stringify({ ok: true, ...result }, null, 2) + "\n");
+    const { stagedPath: _s, ...artifact } = result.artifact;
+    const json = { ok: true, artifact, manifestPath: result.manifestPath, manifest: result.manifest, outputs: result.outputs, warnings: result.warnings, durationMs: result.durationMs };
+    io.stdout.write(JSON.stringify(json, null, 2) + "\n");
     return 0;
   }
   if (!flags.quiet) {
@@ -137,9 +148,12 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       return r.startsWith("..") ? p : r || ".";
     };
     const a = result.artifact;
+    const what = [a.entries !== undefined ? `${a.entries} entries` : a.kind, `${(a.size / 1024).toFixed(1)} KiB${a.compression ? ` ${a.compression}` : a.format ? ` ${a.format}` : ""}`];
+    const others = result.outputs.filter((o) => o.path !== a.path && o.path !== result.manifestPath);
     io.stdout.write(
-      `${c.green("built")} ${rel(a.path)} ${c.dim(`(${a.entries} entries, ${(a.size / 1024).toFixed(1)} KiB ${a.compression}, sha256:${a.sha256.slice(0, 12)}…, ${(result.durationMs / 1000).toFixed(2)} s)`)}\n` +
+      `${c.green("built")} ${rel(a.path)} ${c.dim(`(${what.join(", ")}, sha256:${a.sha256.slice(0, 12)}…, ${(result.durationMs / 1000).toFixed(2)} s)`)}\n` +
         `${c.green("wrote")} ${rel(result.manifestPath)}\n` +
+        others.map((o) => `${c.green("wrote")} ${rel(o.path)} ${c.dim(`(${o.label}, ${o.plugin})`)}\n`).join("") +
         `${c.dim("install with:")} volar plugins install --manifest ${rel(result.manifestPath)}\n`,
     );
   }
