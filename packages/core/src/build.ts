@@ -158,6 +158,8 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
     wanted.push({ pkg: FIRST_PARTY.strategies[config.strategy]!, keyPath: "strategy" });
   for (const o of config.overlays)
     if (!tappedKeys(builder.hooks.resolveSource).includes(o.kind) && FIRST_PARTY.sources[o.kind]) wanted.push({ pkg: FIRST_PARTY.sources[o.kind]!, keyPath: o.keyPath });
+  // issue 15: [check] turns on the boot check (unless the plugin is already applied)
+  if (config.check && !builder.plugins.includes(FIRST_PARTY.tables.check!)) wanted.push({ pkg: FIRST_PARTY.tables.check!, keyPath: "check" });
   const seen = new Set<string>();
   for (const w of wanted) {
     if (seen.has(w.pkg)) continue;

@@ -4,7 +4,7 @@
  * provides it, fledge loads the package by itself if it is installed, and otherwise says which
  * package to install.
  */
-export const FIRST_PARTY: { readonly strategies: Readonly<Record<string, string>>; readonly sources: Readonly<Record<string, string>> } = {
+export const FIRST_PARTY: { readonly strategies: Readonly<Record<string, string>>; readonly sources: Readonly<Record<string, string>>; readonly tables: Readonly<Record<string, string>> } = {
   strategies: {
     oci_rootfs: "@fledge/plugin-rootfs",
   },
@@ -12,5 +12,9 @@ export const FIRST_PARTY: { readonly strategies: Readonly<Record<string, string>
     image: "@fledge/plugin-oci",
     dockerfile: "@fledge/plugin-rootfs",
     tarball: "@fledge/plugin-tarball",
+  },
+  /** Tables of fledge.toml whose presence turns a plugin on (it reads the table from ctx.config). */
+  tables: {
+    check: "@fledge/plugin-bootcheck",
   },
 };

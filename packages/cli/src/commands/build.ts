@@ -137,7 +137,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   }
   if (flags.json) {
     const { stagedPath: _s, ...artifact } = result.artifact;
-    const json = { ok: true, artifact, manifestPath: result.manifestPath, manifest: result.manifest, outputs: result.outputs, warnings: result.warnings, durationMs: result.durationMs };
+    const json = { ok: true, artifact, manifestPath: result.manifestPath, manifest: result.manifest, outputs: result.outputs, ...(result.reports ? { reports: result.reports } : {}), warnings: result.warnings, durationMs: result.durationMs };
     io.stdout.write(JSON.stringify(json, null, 2) + "\n");
     return 0;
   }
