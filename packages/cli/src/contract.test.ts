@@ -163,11 +163,11 @@ describe("outputs", () => {
     const r = await run(["build"], dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
-      'error: plugin "publisher" failed in hooks.afterBuild: registry said 503\nthe build itself succeeded: plugin.cpio.gz and demo.manifest.json were written and are kept\n',
+      'error: plugin "publisher" failed in hooks.afterBuild: registry said 503\nthe build itself succeeded: plugin.cpio.gz and demo.manifest.json and plugin.cpio.gz.origins.json were written and are kept\n',
     );
     expect(existsSync(join(dir, "plugin.cpio.gz"))).toBe(true);
     const j = await run(["--json", "build", "-o", "b.cpio.gz"], dir);
-    expect(JSON.parse(j.stdout).error).toMatchObject({ code: "FLEDGE_POST_BUILD", kept: [join(dir, "b.cpio.gz"), join(dir, "demo.manifest.json")] });
+    expect(JSON.parse(j.stdout).error).toMatchObject({ code: "FLEDGE_POST_BUILD", kept: [join(dir, "b.cpio.gz"), join(dir, "demo.manifest.json"), join(dir, "b.cpio.gz.origins.json")] });
   });
 
   it("after kill -9 the staged outputs carry the dead pid, and the next build removes them", async () => {
@@ -191,6 +191,7 @@ describe("outputs", () => {
     const r = await run(["build", "-v"], dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`removed 2 temp files left in ${dir} by an interrupted build`);
-    expect(readdirSync(dir).sort()).toEqual(["demo.manifest.json", "fledge.toml", "hang.mjs", "init.sh", "manifest.toml", "plugin.cpio.gz"]);
+    // the CLI's builds also write the origins record (fledge diff, inspect --sizes)
+    expect(readdirSync(dir).sort()).toEqual(["demo.manifest.json", "fledge.toml", "hang.mjs", "init.sh", "manifest.toml", "plugin.cpio.gz", "plugin.cpio.gz.origins.json"]);
   });
 });
