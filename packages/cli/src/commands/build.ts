@@ -107,8 +107,9 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     io.stderr.write("\ninterrupted: nothing was written\n");
     process.exit(130);
   };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  // SIGHUP too: a closed terminal must not leave temps behind either
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const sig of signals) process.once(sig, onSignal);
   let result: BuildResult;
   try {
     result = await build({
@@ -132,8 +133,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       },
     });
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    for (const sig of signals) process.off(sig, onSignal);
   }
   if (flags.json) {
     const { stagedPath: _s, ...artifact } = result.artifact;
