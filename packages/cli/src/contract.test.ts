@@ -163,7 +163,7 @@ describe("outputs", () => {
     const r = await run(["build"], dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
-      'error: plugin "publisher" failed in hooks.afterBuild: registry said 503\nthe build itself succeeded: plugin.cpio.gz and demo.manifest.json and plugin.cpio.gz.origins.json were written and are kept\n',
+      'error: plugin "publisher" failed in hooks.afterBuild: registry said 503\nthe build itself succeeded: plugin.cpio.gz, demo.manifest.json and plugin.cpio.gz.origins.json were written and are kept\n',
     );
     expect(existsSync(join(dir, "plugin.cpio.gz"))).toBe(true);
     const j = await run(["--json", "build", "-o", "b.cpio.gz"], dir);
@@ -182,7 +182,7 @@ describe("outputs", () => {
       child.on("exit", (code) => reject(new Error(`exited ${code}`)));
     });
     const temps = readdirSync(dir).filter((f) => f.startsWith(".fledge-tmp-"));
-    expect(temps).toHaveLength(2);
+    expect(temps).toHaveLength(2); // the artifact and the manifest (the origins record comes at SBOM, after VERIFY)
     expect(temps).toContainEqual(expect.stringMatching(new RegExp(`^\\.fledge-tmp-${child.pid}-[0-9a-f]{12}-demo\\.manifest\\.json$`)));
     expect(temps).toContainEqual(expect.stringMatching(new RegExp(`^\\.fledge-tmp-${child.pid}-[0-9a-f]{12}-plugin\\.cpio\\.gz$`)));
     child.kill("SIGKILL");
@@ -191,7 +191,6 @@ describe("outputs", () => {
     const r = await run(["build", "-v"], dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`removed 2 temp files left in ${dir} by an interrupted build`);
-    // the CLI's builds also write the origins record (fledge diff, inspect --sizes)
     expect(readdirSync(dir).sort()).toEqual(["demo.manifest.json", "fledge.toml", "hang.mjs", "init.sh", "manifest.toml", "plugin.cpio.gz", "plugin.cpio.gz.origins.json"]);
   });
 });

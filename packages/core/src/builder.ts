@@ -80,7 +80,7 @@ export class PostBuildError extends FledgeError {
   constructor(cause: Error & { hook?: string; plugin?: string }, kept: string[]) {
     super(
       "FLEDGE_POST_BUILD",
-      `${cause.message}\nthe build itself succeeded: ${kept.map((k) => basename(k)).join(" and ")} ${kept.length === 1 ? "was" : "were"} written and ${kept.length === 1 ? "is" : "are"} kept`,
+      `${cause.message}\nthe build itself succeeded: ${listOf(kept.map((k) => basename(k)))} ${kept.length === 1 ? "was" : "were"} written and ${kept.length === 1 ? "is" : "are"} kept`,
       { cause, hint: (cause as { hint?: string }).hint },
     );
     this.kept = kept;
@@ -88,6 +88,9 @@ export class PostBuildError extends FledgeError {
     if (cause.plugin) this.plugin = cause.plugin;
   }
 }
+
+/** `a`, `a and b`, `a, b and c`. */
+const listOf = (items: string[]) => (items.length < 2 ? items.join("") : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`);
 
 /** mtime from SOURCE_DATE_EPOCH, else the fixed epoch. */
 export function resolveMtime(env: NodeJS.ProcessEnv = process.env): number {

@@ -50,6 +50,9 @@ failing upload or report step after the outputs were written says that they are 
 2 usage error, 130 interrupted.
 `;
 
+/** Where the CLI is installed: first-party plugins installed with it are found from here. */
+const CLI_DIR = dirname(fileURLToPath(import.meta.url));
+
 /** The origins record beside the artifact, for fledge diff and inspect --sizes (issue 15). */
 async function originsPlugin() {
   const { OriginsPlugin } = await import("@fledge/plugin-origins");
@@ -61,9 +64,6 @@ async function bootCheckPlugin(kernel: string | undefined) {
   const { BootCheckPlugin } = await import("@fledge/plugin-bootcheck");
   return new BootCheckPlugin(kernel ? { kernel } : {});
 }
-
-/** Where the CLI is installed: first-party plugins installed with it are found from here. */
-const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
   const { values } = parseCommand("build", argv, {
@@ -125,8 +125,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       offline: values.offline,
       locked: values.locked,
       env: io.env,
-      plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
       pluginSearchPaths: [CLI_DIR],
+      plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, io, flags);
@@ -136,8 +136,10 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     for (const sig of signals) process.off(sig, onSignal);
   }
   if (flags.json) {
-    const { stagedPath: _s, ...artifact } = result.artifact;
-    const json = { ok: true, artifact, manifestPath: result.manifestPath, manifest: result.manifest, outputs: result.outputs, ...(result.reports ? { reports: result.reports } : {}), warnings: result.warnings, durationMs: result.durationMs };
+    // Everything the result holds (a boot check's record too), but not the staged path (gone
+    // once the outputs are in place) or the commit flag.
+    const { artifact: { stagedPath: _s, ...artifact }, committed: _c, ...rest } = result;
+    const json = { ok: true, artifact, ...rest };
     io.stdout.write(JSON.stringify(json, null, 2) + "\n");
     return 0;
   }
