@@ -126,8 +126,13 @@ export function say(io: CliIO, msg: string, kind: "info" | "warn" = "info"): voi
 export async function startSession(io: CliIO, o: SessionOptions): Promise<Vm> {
   const { target, kernel } = o;
   const guestPort = basePort(target.manifest);
+  // A disk-image plugin (manifest rootfs.url, no initramfs) boots as Volant boots it: the disk is
+  // vda, and the kernel's built-in initramfs (Volant's kestrel) mounts it.
+  const disk = !!target.manifest.rootfs?.url && !target.manifest.initramfs?.url;
+  if (disk && !kernel.volant)
+    say(io, `${basename(target.artifact)} is a disk image: Volant boots it with its kernel's built-in initramfs (kestrel mounts vda); ${kernel.description} has none, so the guest will likely find no root`, "warn");
   const vm = new Vm({
-    initramfs: target.artifact,
+    ...(disk ? { rootfs: target.artifact } : { initramfs: target.artifact }),
     manifest: target.manifest,
     kernel: kernel.kernel,
     arch: target.arch,
