@@ -183,8 +183,8 @@ describe("outputs", () => {
     });
     const temps = readdirSync(dir).filter((f) => f.startsWith(".fledge-tmp-"));
     expect(temps).toHaveLength(2); // the artifact and the manifest (the origins record comes at SBOM, after VERIFY)
-    expect(temps).toContainEqual(expect.stringMatching(new RegExp(`^\\.fledge-tmp-${child.pid}-[0-9a-f]{12}-demo\\.manifest\\.json$`)));
-    expect(temps).toContainEqual(expect.stringMatching(new RegExp(`^\\.fledge-tmp-${child.pid}-[0-9a-f]{12}-plugin\\.cpio\\.gz$`)));
+    expect(temps).toContainEqual(expect.stringMatching(new RegExp(`^\\.fledge-tmp-${child.pid}-[0-9a-f]{8}-[0-9a-f]{12}-demo\\.manifest\\.json$`)));
+    expect(temps).toContainEqual(expect.stringMatching(new RegExp(`^\\.fledge-tmp-${child.pid}-[0-9a-f]{8}-[0-9a-f]{12}-plugin\\.cpio\\.gz$`)));
     child.kill("SIGKILL");
     await new Promise((r) => child.on("close", r));
     writeFileSync(join(dir, "fledge.toml"), HEAD);

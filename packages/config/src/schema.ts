@@ -98,7 +98,7 @@ export const CheckInput = z
 /** One `[[overlay]]` table: `kind` picks the plugin; the rest of the table is that plugin's request. */
 export const OverlayInput = z
   .looseObject({
-    kind: nonEmpty.describe('The kind of source: "image" (@fledge/plugin-oci), "tarball" (@fledge/plugin-tarball), "dockerfile" (@fledge/plugin-rootfs), or a kind a plugin provides.'),
+    kind: nonEmpty.describe('The kind of source: "image" (@fledge/plugin-oci), "tarball" (@fledge/plugin-tarball), "dockerfile" (@fledge/plugin-dockerfile), or a kind a plugin provides.'),
   })
   .describe("A rootfs source. The keys besides `kind` are the providing plugin's, which checks them.");
 

@@ -157,7 +157,8 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   if (!tappedKeys(builder.hooks.strategy).includes(config.strategy) && FIRST_PARTY.strategies[config.strategy])
     wanted.push({ pkg: FIRST_PARTY.strategies[config.strategy]!, keyPath: "strategy" });
   for (const o of config.overlays)
-    if (!tappedKeys(builder.hooks.resolveSource).includes(o.kind) && FIRST_PARTY.sources[o.kind]) wanted.push({ pkg: FIRST_PARTY.sources[o.kind]!, keyPath: o.keyPath });
+    for (const kind of [o.kind, ...(FIRST_PARTY.requires[o.kind] ?? [])])
+      if (!tappedKeys(builder.hooks.resolveSource).includes(kind) && FIRST_PARTY.sources[kind]) wanted.push({ pkg: FIRST_PARTY.sources[kind]!, keyPath: o.keyPath });
   // issue 15: [check] turns on the boot check (unless the plugin is already applied)
   if (config.check && !builder.plugins.includes(FIRST_PARTY.tables.check!)) wanted.push({ pkg: FIRST_PARTY.tables.check!, keyPath: "check" });
   const seen = new Set<string>();

@@ -386,7 +386,7 @@ describe("afterBuild: before the commit on staged files, after it on the written
         });
         b.hooks.afterBuild.tapPromise({ name: "sbom", stage: AfterBuildStage.SBOM }, async (result, ctx) => {
           const out = ctx.outputs.list().find((o) => o.label === "sbom")!;
-          expect(out.stagedPath).toMatch(new RegExp(`/\\.fledge-tmp-${process.pid}-[0-9a-f]{12}-out\\.cpio\\.gz\\.spdx\\.json$`));
+          expect(out.stagedPath).toMatch(new RegExp(`/\\.fledge-tmp-${process.pid}-[0-9a-f]{8}-[0-9a-f]{12}-out\\.cpio\\.gz\\.spdx\\.json$`));
           await out.write(JSON.stringify({ artifact: result.artifact.sha256 }));
           seen.push(...readdirSync(dir).filter((f) => !f.startsWith(".fledge-tmp")));
         });
@@ -463,6 +463,15 @@ describe("overlays: [source] image, [source] dockerfile and [[overlay]] go to ho
     ]);
     expect(fetched).toEqual([]);
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("a Dockerfile source needs an image source too (its plugin overlays what it builds as an image)", async () => {
+    const dockerfile = { kind: "dockerfile", options: { dockerfile: "./Dockerfile" }, keyPath: "source.dockerfile" };
+    const e = await failure(builder([provider(["dockerfile"], [])], cfg({ overlays: [dockerfile] })).run());
+    expect(e.issues).toEqual([
+      expect.objectContaining({ keyPath: "source.dockerfile", message: '"dockerfile" sources are overlaid as "image" sources, and no plugin provides those: @fledge/plugin-oci is not installed' }),
+    ]);
+    await expect(builder([provider(["dockerfile", "image"], [])], cfg({ overlays: [dockerfile] })).run()).resolves.toBeTruthy();
   });
 
   it("a tap that does not return true is an error naming the source", async () => {

@@ -15,6 +15,7 @@ import { applyManifestDefaults, ManifestDefaultsImpl, withPromisedDefaults, type
 import { OutputTransaction, type HostInput, type Output, type Outputs } from "./outputs.js";
 import { FIRST_PARTY } from "./first-party.js";
 import { removeStaleTemps } from "./temps.js";
+import { removeOwnTempsSync } from "@fledge/safe-fs";
 import {
   DEFAULT_MTIME,
   type ArtifactInfo,
@@ -168,7 +169,7 @@ export class Builder {
       debug: (m, s) => log("debug", m, s),
       fetchBlob: async (r: BlobRequest): Promise<FetchedFile> => {
         const got = await fetcher.fetch({ url: r.url, sha256: r.digest, label: r.label ?? r.url, ...(r.headers ? { headers: r.headers } : {}) });
-        return { path: got.path, sha256: got.sha256, size: got.size, url: got.url, fromCache: got.fromCache, local: got.local };
+        return { path: got.path, sha256: got.sha256, size: got.size, url: got.url, fromCache: got.fromCache, local: got.local, ...(got.data ? { data: got.data } : {}) };
       },
       configError: (keyPath, message, hint) => new CheckError(placed([{ file: config.file, keyPath, message, ...(hint ? { hint } : {}) }], config.text)),
       trackTemp: (p) => this.#temps.add(p),
@@ -299,7 +300,14 @@ export class Builder {
     }
     const kinds = tappedKeys(this.hooks.resolveSource);
     for (const o of config.overlays) {
-      if (kinds.includes(o.kind)) continue;
+      if (kinds.includes(o.kind)) {
+        for (const r of FIRST_PARTY.requires[o.kind] ?? [])
+          if (!kinds.includes(r)) {
+            const pkg = FIRST_PARTY.sources[r];
+            problem(o.keyPath, `"${o.kind}" sources are overlaid as "${r}" sources, and no plugin provides those${pkg ? `: ${pkg} is not installed` : ""}`, pkg ? `npm install ${pkg} (fledge loads it by itself once it is installed)` : undefined);
+          }
+        continue;
+      }
       const pkg = FIRST_PARTY.sources[o.kind];
       const what = o.keyPath.startsWith("source.") ? `[source] ${o.keyPath.slice(7)}` : `an [[overlay]] of kind "${o.kind}"`;
       if (pkg) problem(o.keyPath, `${what} needs ${pkg}, which provides "${o.kind}" sources, and it is not installed`, `npm install ${pkg} (fledge loads it by itself once it is installed)`);
@@ -506,6 +514,7 @@ export class Builder {
   /** Removes the staged outputs and temp files of an unfinished build. Safe to call from a signal handler (sync). */
   cleanupSync(): void {
     this.#outputs.abortSync();
+    removeOwnTempsSync(this.#outputs.dirs());
     for (const t of this.#temps) rmSync(t, { force: true });
     this.#temps.clear();
     rmSync(this.#scratch, { recursive: true, force: true });

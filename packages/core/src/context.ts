@@ -169,6 +169,12 @@ export interface FetchedFile {
   fromCache: boolean;
   /** A local file (`file://` or a path): never cached, never locked. */
   local: boolean;
+  /**
+   * The verified bytes themselves, for a download or cache hit of at most 64 MiB: use them
+   * rather than reading `path` again (a shared cache directory may be writable by others, and
+   * what is at `path` could have been swapped since it was verified).
+   */
+  data?: Uint8Array;
 }
 
 /** Pre-flight findings, handed to `hooks.check` taps. */

@@ -147,7 +147,7 @@ describe("builds and the download cache", () => {
     expect(await ls(join(root, "cache", "tmp"))).toEqual([]);
     expect((await ls(dir)).filter((f) => f.startsWith(".fledge-tmp"))).toEqual([]);
     expect((await readLock(join(dir, "fledge.lock")))!.inputs.busybox!.sha256).toBe(BB_SHA);
-  }, 30_000); // four builds at once on a shared 2-core machine
+  }); // four builds at once on a shared 2-core machine
 });
 
 describe("fledge.lock in builds", () => {
@@ -232,6 +232,15 @@ describe("fledge.lock in builds", () => {
     } finally {
       await moving.close();
     }
+  });
+
+  it("a fledge.lock that is a FIFO is refused, not waited on", async () => {
+    const dir = await project(`${srv.url}/busybox`);
+    const { execFileSync } = await import("node:child_process");
+    execFileSync("mkfifo", [join(dir, "fledge.lock")]);
+    const e = await failure(run(dir));
+    expect(e.message).toMatch(/fledge\.lock is a FIFO/);
+    expect(e.hint).toContain("must be a regular file");
   });
 
   it("refuses a malformed lock with a hint", async () => {

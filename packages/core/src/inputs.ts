@@ -151,7 +151,7 @@ const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:/@+-]*$/;
 const isRemote = (url: string) => /^https?:\/\//i.test(url);
 
 function fetched(r: FetchResult): FetchedFile {
-  return { path: r.path, sha256: r.sha256, size: r.size, url: r.url, fromCache: r.fromCache, local: r.local };
+  return { path: r.path, sha256: r.sha256, size: r.size, url: r.url, fromCache: r.fromCache, local: r.local, ...(r.data ? { data: r.data } : {}) };
 }
 
 /**

@@ -110,6 +110,13 @@ describe("plugin modules: the default export", () => {
     expect((await issues(load(broken)))[0]).toMatch(new RegExp(`^plugins\\[0\\]: plugin "\\${broken}" failed to load: `));
   });
 
+  it("a plugin module that is a FIFO is refused before it is opened (an import would hang)", async () => {
+    const { execFileSync } = await import("node:child_process");
+    execFileSync("mkfifo", [join(root, "fifo.mjs")]);
+    const msg = (await issues(load("./fifo.mjs")))[0]!;
+    expect(msg).toMatch(/^plugins\[0\]: plugin "\.\/fifo\.mjs" failed to load: .*fifo\.mjs is a FIFO/);
+  });
+
   it("a missing module: a path names the file looked for, a package says to install it", async () => {
     expect(await issues(load("./nope.mjs"))).toEqual([`plugins[0]: plugin "./nope.mjs": ${join(root, "nope.mjs")} does not exist (hint: module paths are relative to fledge.toml)`]);
     expect(await issues(load("@acme/fledge-nothing"))).toEqual([

@@ -2,7 +2,9 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { ConfigIssue, PluginSpec } from "@fledge/config";
+import { assertRegularFile } from "@fledge/safe-fs";
 import type { FledgePlugin } from "./builder.js";
+import { importModule } from "./import-module.js";
 
 /**
  * A schema a plugin may publish for its options, as `static optionsSchema` on its class or
@@ -171,7 +173,8 @@ export async function loadPlugin(spec: PluginSpec, opts: LoadOptions): Promise<L
     ]);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    await assertRegularFile(file); // import() of a FIFO would hang the process
+    mod = await importModule(pathToFileURL(file).href);
   } catch (err) {
     throw new PluginLoadError([at(`plugin "${spec.use}" failed to load: ${(err as Error).message}`)]);
   }

@@ -1,4 +1,5 @@
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { rename, rm, writeFile } from "node:fs/promises";
+import { readRegularFile } from "@fledge/safe-fs";
 import { basename } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { FledgeError } from "./errors.js";
@@ -36,10 +37,11 @@ export interface Lockfile {
 export async function readLock(path: string): Promise<Lockfile | undefined> {
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    // regular files only: a FIFO named fledge.lock must not hang the build
+    text = (await readRegularFile(path, { maxBytes: 16 * 2 ** 20 })).toString("utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
+    throw new FledgeError("FLEDGE_LOCK", (err as Error).message, { cause: err, hint: `${basename(path)} must be a regular file; delete it and run "fledge update"` });
   }
   const bad = (what: string) =>
     new FledgeError("FLEDGE_LOCK", `${path}: ${what}`, { hint: `delete ${basename(path)} and run "fledge update" to write a new one` });

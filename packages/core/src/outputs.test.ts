@@ -9,6 +9,7 @@ import { build } from "./build.js";
 import type { FledgePlugin } from "./builder.js";
 import type { LogEvent } from "./context.js";
 import { OutputTransaction } from "./outputs.js";
+import { hostTag } from "@fledge/safe-fs";
 import { removeStaleTemps, tempPathFor } from "./temps.js";
 
 let dir: string;
@@ -152,7 +153,7 @@ describe("stale temps", () => {
   };
 
   it("temp names carry the pid and stay within NAME_MAX", () => {
-    expect(tempPathFor("/x/plugin.cpio.gz")).toMatch(new RegExp(`^/x/\\.fledge-tmp-${process.pid}-[0-9a-f]{12}-plugin\\.cpio\\.gz$`));
+    expect(tempPathFor("/x/plugin.cpio.gz")).toMatch(new RegExp(`^/x/\\.fledge-tmp-${process.pid}-${hostTag()}-[0-9a-f]{12}-plugin\\.cpio\\.gz$`));
     const long = tempPathFor("/x/" + "n".repeat(255));
     expect(Buffer.byteLength(long.slice(3))).toBe(255);
   });
@@ -161,17 +162,18 @@ describe("stale temps", () => {
     const out = join(dir, "out");
     mkdirSync(out);
     const dead = deadPid();
-    const stale = `.fledge-tmp-${dead}-0123456789ab-plugin.cpio.gz`;
-    const mine = `.fledge-tmp-${process.pid}-0123456789ab-other.json`;
-    const others = [".fledge-tmp-notapid-x", `.fledge-tmp-${dead}-short-x`, "notes.txt", `.fledge-tmp-${dead}-0123456789ab-adir`];
+    const h = hostTag();
+    const stale = `.fledge-tmp-${dead}-${h}-0123456789ab-plugin.cpio.gz`;
+    const mine = `.fledge-tmp-${process.pid}-${h}-0123456789ab-other.json`;
+    const others = [".fledge-tmp-notapid-x", `.fledge-tmp-${dead}-short-x`, "notes.txt", `.fledge-tmp-${dead}-${h}-0123456789ab-adir`];
     writeFileSync(join(out, stale), "80 MB of a killed build");
     writeFileSync(join(out, mine), "a live build's");
     for (const f of others.slice(0, 3)) writeFileSync(join(out, f), "user's");
     mkdirSync(join(out, others[3]!));
-    symlinkSync("/etc/hostname", join(out, `.fledge-tmp-${dead}-0123456789ab-link`));
+    symlinkSync("/etc/hostname", join(out, `.fledge-tmp-${dead}-${h}-0123456789ab-link`));
     const logs: LogEvent[] = [];
     await build({ config: join(dir, "fledge.toml"), output: join(out, "plugin.cpio.gz"), cacheDir: join(dir, ".cache"), onBuilder: (b) => b.hooks.log.tap("t", (e) => void logs.push(e)) });
-    expect(readdirSync(out).sort()).toEqual([mine, ...others, `.fledge-tmp-${dead}-0123456789ab-link`, "demo.manifest.json", "plugin.cpio.gz"].sort());
+    expect(readdirSync(out).sort()).toEqual([mine, ...others, `.fledge-tmp-${dead}-${h}-0123456789ab-link`, "demo.manifest.json", "plugin.cpio.gz"].sort());
     expect(logs).toContainEqual({ level: "info", source: "fledge:outputs", message: `removed 1 temp file left in ${out} by an interrupted build: ${stale}` });
     expect(statSync(join(out, others[3]!)).isDirectory()).toBe(true);
   });

@@ -11,7 +11,7 @@ export interface Output {
   /** Where it ends up. */
   readonly path: string;
   /**
-   * Where it is written until every output is complete: `.fledge-tmp-<pid>-<rand>-<name>` in
+   * Where it is written until every output is complete: `.fledge-tmp-<pid>-<host8>-<rand>-<name>` in
    * the same directory. Moved to `path` at `AfterBuildStage.COMMIT`, together with the others.
    */
   readonly stagedPath: string;

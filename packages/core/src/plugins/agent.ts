@@ -31,7 +31,9 @@ export class AgentPlugin {
       if (ctx.config.init.mode !== "default" || !ctx.config.agent) return;
       const got = await ctx.inputs.file("agent");
       ctx.debug(`kestrel ${got.fromCache ? "from cache" : got.local ? "from a local file" : "fetched"}: ${got.url} sha256:${got.sha256}`);
-      tree.addHostFile("/bin/kestrel", got.path, { mode: 0o755, origin: "kestrel" }, got.size);
+      // the verified bytes themselves when fetch kept them: a shared cache entry swapped since cannot get in
+      if (got.data) tree.addFile("/bin/kestrel", got.data, { mode: 0o755, origin: "kestrel" });
+      else tree.addHostFile("/bin/kestrel", got.path, { mode: 0o755, origin: "kestrel" }, got.size);
     });
   }
 }
