@@ -88,6 +88,8 @@ export interface BuildResult {
   committed: boolean;
   /** The image's tree, when the strategy gave one (not serialised to JSON). */
   readonly tree?: RootfsTree;
+  /** Plugins' reports (a boot check's timings, …), keyed by plugin name: `fledge build --json` prints them. */
+  reports?: Record<string, unknown>;
   warnings: string[];
   durationMs: number;
 }
