@@ -4,11 +4,12 @@
 # busybox-static (busybox payload, so nothing is fetched from the internet),
 # cpio and libarchive-tools (GNU cpio and bsdtar check the archives), pigz, zstd, lz4 and
 # xz-utils (baselines and cross-checks of the compressors), musl-tools (rebuilds fledge's init),
-# time (GNU time: peak RSS in npm run bench).
+# time (GNU time: peak RSS in npm run bench), docker-registry (the distribution registry),
+# skopeo and umoci (the OCI plugin's tests push images to it; the bench's Go-fledge route).
 # Idempotent: installs only what is missing. Run as root (or with sudo available).
 set -euo pipefail
 
-packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools time)
+packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools time docker-registry skopeo umoci)
 
 missing=()
 for p in "${packages[@]}"; do
