@@ -276,6 +276,7 @@ export class HttpClient {
       const detail = text && text.length < 200 && !/<html/i.test(text) ? `: ${text.trim()}` : "";
       throw new FetchError("EHTTP", url, `${opts.label}: ${current} answered ${reason}${via}${detail}`, {
         status,
+        headers: res.headers,
         hint: status === 404 ? "check the URL (and any mirror that rewrote it)" : undefined,
       });
     }

@@ -1,5 +1,5 @@
 import { constants, createReadStream, existsSync } from "node:fs";
-import { open, rename, rm, type FileHandle } from "node:fs/promises";
+import { open, rm, type FileHandle } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import type { ContentCache } from "@fledge/fetch";
@@ -9,13 +9,18 @@ import { TarIndexer, type TarEntry } from "./tar.js";
 
 /** A layer as the image describes it. */
 export interface LayerSpec {
-  /** Digest of the blob as stored (`sha256:<hex>`); equal to the diffID for an uncompressed layer. */
-  digest: string;
+  /**
+   * Digest of the blob as stored (`sha256:<hex>`); equal to the diffID for an uncompressed layer.
+   * Undefined when the source does not say (a classic `docker save` layer): then only the diffID is checked.
+   */
+  digest?: string;
   /** Size of the blob from its descriptor, when known. */
   size?: number;
   /** Digest of the uncompressed tar (`sha256:<hex>`), from the image config's rootfs.diff_ids. */
   diffID: string;
   mediaType?: string;
+  /** Where a docker-archive keeps it (the member name). */
+  member?: string;
 }
 
 /** An uncompressed layer tar, verified against its diffID, open for reading. */
@@ -194,7 +199,7 @@ export class LayerCache {
   async unpack(spec: LayerSpec, blob: AsyncIterable<Uint8Array>, opts: { budget: UnpackBudget; label: string; keepBlob?: boolean; onBytes?: (n: number) => void }): Promise<OpenLayer> {
     const { budget, label } = opts;
     const tarTemp = await this.cache.tempPath();
-    const blobTemp = opts.keepBlob && spec.digest !== spec.diffID ? await this.cache.tempPath() : undefined;
+    const blobTemp = opts.keepBlob && spec.digest && spec.digest !== spec.diffID ? await this.cache.tempPath() : undefined;
     const fh = await open(tarTemp, "wx+", 0o644);
     const bh = blobTemp ? await open(blobTemp, "wx", 0o644) : undefined;
     let committed = false;
@@ -246,11 +251,11 @@ export class LayerCache {
       if (problem) throw problem;
       if (r.hex !== hexOf(spec.diffID)) throw this.#diffMismatch(spec.diffID, r.hex, label);
       budget.used += r.size;
-      await rename(tarTemp, this.cache.pathFor(hexOf(spec.diffID)));
+      await this.cache.commit(tarTemp, hexOf(spec.diffID));
       committed = true;
       if (bh && blobTemp) {
         await bh.close();
-        await rename(blobTemp, this.cache.pathFor(hexOf(spec.digest)));
+        await this.cache.commit(blobTemp, hexOf(spec.digest!));
       }
       this.#open.add(fh);
       return { diffID: spec.diffID, size: r.size, entries: r.entries, readPath: fdPath(fh.fd), handle: fh, cached: false };
@@ -274,7 +279,7 @@ export class LayerCache {
   }
 
   #blobProblem(spec: LayerSpec, label: string, hex: string, size: number): OciError | undefined {
-    if (`sha256:${hex}` === spec.digest) return undefined;
+    if (spec.digest === undefined ? spec.size === undefined || size >= spec.size : `sha256:${hex}` === spec.digest) return undefined;
     if (spec.size !== undefined && size < spec.size)
       return new OciError("OCI_TRUNCATED", `${label}: the blob ended after ${size} of ${spec.size} bytes`, {
         hint: "the download was cut short or the file is incomplete; nothing was kept. Try again (a retry starts over)",
