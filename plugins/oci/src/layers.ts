@@ -37,6 +37,10 @@ export interface OpenLayer {
   handle: FileHandle;
   /** True when it came from the cache without decompressing anything. */
   cached: boolean;
+  /** Set once the cache closed the handle (after the build). */
+  closed?: boolean;
+  /** Opens the cached layer again, verified in full against its diffID (reads after the build). */
+  reopen?: () => Promise<FileHandle>;
 }
 
 /** The cap on what an image unpacks to, shared by its layers. */
@@ -77,7 +81,7 @@ function trusted(st: { uid: number; mode: number }): boolean {
  * through the handle that was verified.
  */
 export class LayerCache {
-  readonly #open = new Set<FileHandle>();
+  readonly #open = new Set<OpenLayer>();
 
   constructor(readonly cache: ContentCache) {}
 
@@ -129,9 +133,8 @@ export class LayerCache {
         return undefined;
       }
       budget.used += size;
-      this.#open.add(fh);
       await this.cache.touch(hex);
-      return { diffID, size, entries, readPath: fdPath(fh.fd), handle: fh, cached: true };
+      return this.#track({ diffID, size, entries, readPath: fdPath(fh.fd), handle: fh, cached: true });
     } catch (err) {
       await fh.close().catch(() => {});
       throw err;
@@ -150,8 +153,7 @@ export class LayerCache {
         return undefined;
       }
       budget.used += r.size;
-      this.#open.add(fh);
-      return { diffID, size: r.size, entries: r.entries, readPath: fdPath(fh.fd), handle: fh, cached: true };
+      return this.#track({ diffID, size: r.size, entries: r.entries, readPath: fdPath(fh.fd), handle: fh, cached: true });
     } catch (err) {
       await fh.close();
       if ((err as OciError).code === "OCI_TOO_BIG") throw err;
@@ -257,8 +259,7 @@ export class LayerCache {
         await bh.close();
         await this.cache.commit(blobTemp, hexOf(spec.digest!));
       }
-      this.#open.add(fh);
-      return { diffID: spec.diffID, size: r.size, entries: r.entries, readPath: fdPath(fh.fd), handle: fh, cached: false };
+      return this.#track({ diffID: spec.diffID, size: r.size, entries: r.entries, readPath: fdPath(fh.fd), handle: fh, cached: false });
     } catch (err) {
       await fh.close().catch(() => {});
       await bh?.close().catch(() => {});
@@ -289,10 +290,26 @@ export class LayerCache {
     });
   }
 
-  /** Closes every layer handle (after the artifact is written). */
+  #track(l: OpenLayer): OpenLayer {
+    l.reopen = async () => {
+      const again = await this.get(l.diffID, { cap: Number.MAX_SAFE_INTEGER, used: 0, image: l.diffID, raise: "" }, `layer ${l.diffID}`);
+      if (!again) throw new OciError("OCI_DIGEST", `layer ${l.diffID} is no longer in the cache, or no longer matches its diffID`);
+      this.#open.delete(again);
+      return again.handle;
+    };
+    this.#open.add(l);
+    return l;
+  }
+
+  /** Closes every layer handle (after the artifact is written). Reads after that reopen and verify. */
   async close(): Promise<void> {
     const all = [...this.#open];
     this.#open.clear();
-    await Promise.all(all.map((h) => h.close().catch(() => {})));
+    await Promise.all(
+      all.map((l) => {
+        l.closed = true;
+        return l.handle.close().catch(() => {});
+      }),
+    );
   }
 }
