@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
+import { reapStaleTemps, tempName } from "@fledge/safe-fs";
 import { close as fsClose, open as fsOpen, read as fsRead } from "node:fs";
 import { mkdir, open, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
@@ -259,6 +260,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
     }
   }
   await mkdir(tmpBase, { recursive: true });
+  await reapStaleTemps(tmpBase); // leftovers of builds killed with -9 (hardening: issue 11)
   const prefix = `${SEGMENT_VERSION}\0${compressor.id ?? compressor.name}\0${level}\0`;
   const local: JobCodec = { compress: (d, l) => compressor.compress!(d, l), createStream: compressor.createStream?.bind(compressor) };
   const puts: Promise<void>[] = [];
@@ -294,7 +296,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
         return { kind: "file", path: cache.path(key), size, temp: false };
       }
     }
-    const out = cache ? cache.tempPath(key) : join(tmpBase, `${key}.${process.pid}.${randomBytes(6).toString("hex")}`);
+    const out = cache ? cache.tempPath(key) : join(tmpBase, tempName(key));
     temps.add(out);
     const job = { op: "file" as const, codec: ref, level, header, entryPath: s.entry.path, file: s.entry.source.path, size: s.entry.size, out, expect: content };
     const r = pool ? await pool.run<{ size: number }>(job) : await runFileJob(local, { ...job, id: 0 });

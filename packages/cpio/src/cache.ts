@@ -1,6 +1,7 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { readFile as readFileCb } from "node:fs";
-import { open, mkdir, readdir, rename, rm, stat, utimes } from "node:fs/promises";
+import { lstat, open, mkdir, readdir, rename, rm, utimes } from "node:fs/promises";
+import { reapStaleTemps, tempName } from "@fledge/safe-fs";
 import { promisify } from "node:util";
 
 const readFile = promisify(readFileCb);
@@ -21,7 +22,7 @@ export class SegmentCache {
   }
 
   tempPath(key: string): string {
-    return join(this.dir, "tmp", `${key}.${process.pid}.${randomBytes(6).toString("hex")}`);
+    return join(this.dir, "tmp", tempName(key));
   }
 
   /** The payload, or undefined when absent or damaged (a damaged entry is removed). */
@@ -128,25 +129,32 @@ export interface SegmentPruneResult {
 
 /**
  * Removes cached segments not used for `olderThanMs` (all of them when undefined), and temp
- * files left by interrupted builds (older than an hour).
+ * files of builds that are gone (`@fledge/safe-fs`'s `reapStaleTemps`). Only names this cache
+ * makes are touched (`<2 hex>/<64 hex>.seg`, temps named by `tempName()`); anything else a user
+ * put in the directory stays.
  */
 export async function pruneSegments(dir: string, olderThanMs?: number, now = Date.now()): Promise<SegmentPruneResult> {
   const result: SegmentPruneResult = { removed: 0, freedBytes: 0, kept: 0 };
   for (const sub of await readdir(dir).catch(() => [] as string[])) {
+    if (sub === "tmp") {
+      const r = await reapStaleTemps(join(dir, sub), { now });
+      result.removed += r.removed.length;
+      result.freedBytes += r.freedBytes;
+      continue;
+    }
+    if (!/^[0-9a-f]{2}$/.test(sub)) continue;
     const subdir = join(dir, sub);
-    const temp = sub === "tmp";
     for (const name of await readdir(subdir).catch(() => [] as string[])) {
-      if (!temp && !name.endsWith(".seg")) continue;
+      if (!/^[0-9a-f]{64}\.seg$/.test(name) || name.slice(0, 2) !== sub) continue;
       const file = join(subdir, name);
-      const st = await stat(file).catch(() => undefined);
+      const st = await lstat(file).catch(() => undefined);
       if (!st?.isFile()) continue;
       const age = now - st.mtimeMs;
-      const stale = temp ? age > 3_600_000 : olderThanMs === undefined || age >= olderThanMs;
-      if (stale) {
+      if (olderThanMs === undefined || age >= olderThanMs) {
         await rm(file, { force: true });
         result.removed++;
         result.freedBytes += st.size;
-      } else if (!temp) result.kept++;
+      } else result.kept++;
     }
   }
   return result;
