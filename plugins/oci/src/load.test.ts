@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, request as httpRequest, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Fetcher } from "@fledge/fetch";
@@ -272,6 +274,107 @@ describe("loadImage errors: clear, nothing partial, nothing poisoned in the cach
       expect(temps(cache)).toEqual([]);
     } finally {
       await reg2.stop();
+    }
+  });
+});
+
+/**
+ * A misbehaving registry in front of the real one (through FLEDGE_MIRRORS): it forwards
+ * everything, except that blob answers go through `mangle`.
+ */
+async function proxy(target: string, mangle: (path: string, body: Buffer, res: import("node:http").ServerResponse, hit: number) => boolean) {
+  const hits = new Map<string, number>();
+  const server: Server = createServer((req, res) => {
+    const path = req.url ?? "/";
+    const hit = (hits.get(path) ?? 0) + 1;
+    hits.set(path, hit);
+    const up = httpRequest(`${target}${path}`, { method: req.method, headers: { ...req.headers, host: new URL(target).host } }, (r) => {
+      const parts: Buffer[] = [];
+      r.on("data", (c: Buffer) => parts.push(c));
+      r.on("end", () => {
+        const body = Buffer.concat(parts);
+        if (r.statusCode === 200 && path.includes("/blobs/") && mangle(path, body, res, hit)) return;
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        res.end(body);
+      });
+    });
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  return { url, hits, close: () => new Promise((r) => server.close(r)) };
+}
+
+describe("a misbehaving registry (a proxy through FLEDGE_MIRRORS)", () => {
+  const through = (p: { url: string }, cacheDir: string) =>
+    new Fetcher({ cacheDir, env: { ...process.env, HOME: join(work, "nohome"), FLEDGE_MIRRORS: `http://${registry.host}/=${p.url}` }, http: { retries: 2, retryBaseMs: 10, maxRetryAfterMs: 2000 } });
+  const isLayer = (path: string, body: Buffer) => body[0] === 0x1f && body[1] === 0x8b && path.includes("/blobs/");
+
+  it("a blob with other content: the digest error names expected and actual, nothing is kept", async () => {
+    const other = await import("node:zlib").then((z) => z.gzipSync(Buffer.alloc(10240)));
+    const p = await proxy(registry.url, (path, body, res) => {
+      if (!isLayer(path, body)) return false;
+      const fake = Buffer.concat([other, Buffer.alloc(Math.max(0, body.length - other.length))]).subarray(0, body.length);
+      res.writeHead(200, { "content-length": fake.length }).end(fake);
+      return true;
+    });
+    const cache = join(work, "c-proxy-digest");
+    try {
+      const err = await load(`${registry.host}/app:1`, cache, {}, through(p, cache)).catch((e: unknown) => e);
+      expect(err).toMatchObject({ name: "OciError", code: "OCI_DIGEST", message: expect.stringMatching(/does not match its digest\n  expected sha256:[0-9a-f]{64}\n  actual   sha256:[0-9a-f]{64}/) });
+      expect(temps(cache)).toEqual([]);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it("a blob cut short: the truncation is named, retried, and nothing is kept", async () => {
+    const p = await proxy(registry.url, (path, body, res) => {
+      if (!isLayer(path, body)) return false;
+      res.writeHead(200, { "content-length": body.length });
+      res.write(body.subarray(0, Math.floor(body.length / 2)));
+      res.destroy();
+      return true;
+    });
+    const cache = join(work, "c-proxy-trunc");
+    try {
+      await expect(load(`${registry.host}/app:1`, cache, {}, through(p, cache))).rejects.toMatchObject({ code: "OCI_TRUNCATED", message: expect.stringMatching(/ended after \d+ of \d+ bytes/) });
+      const layerHits = [...p.hits].filter(([k]) => k.includes("/blobs/")).map(([, n]) => n);
+      expect(Math.max(...layerHits)).toBe(3); // the first attempt and two retries
+      expect(temps(cache)).toEqual([]);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it("429 with Retry-After is waited out; one longer than fledge waits says what to do", async () => {
+    const p = await proxy(registry.url, (path, body, res, hit) => {
+      if (!isLayer(path, body) || hit > 1) return false;
+      res.writeHead(429, { "retry-after": "1" }).end("slow down");
+      return true;
+    });
+    const cache = join(work, "c-proxy-429");
+    const logs: string[] = [];
+    try {
+      const f = through(p, cache);
+      const img = await load(`${registry.host}/app:1`, cache, { log: (_l, m) => logs.push(m) }, new Fetcher({ cacheDir: cache, env: f.env, http: { retries: 2, retryBaseMs: 10 }, onLog: (_l, m) => logs.push(m) }));
+      expect(snapshot(img)).toEqual(expected);
+      await img.close();
+      expect(logs.join("\n")).toMatch(/HTTP 429.*retry 1\/2/);
+    } finally {
+      await p.close();
+    }
+    const q = await proxy(registry.url, (path, body, res) => {
+      if (!isLayer(path, body)) return false;
+      res.writeHead(429, { "retry-after": "3600" }).end("come back in an hour");
+      return true;
+    });
+    try {
+      const c2 = join(work, "c-proxy-429b");
+      await expect(load(`${registry.host}/app:1`, c2, {}, through(q, c2))).rejects.toMatchObject({ message: expect.stringMatching(/retry after 3600 s/), hint: expect.stringMatching(/try again later|mirror/) });
+    } finally {
+      await q.close();
     }
   });
 });
