@@ -52,6 +52,17 @@ export interface UnpackBudget {
   image: string;
   /** How to raise the cap, for the message. */
   raise: string;
+  /** Members allowed in total (all layers), and how many were read so far. */
+  maxEntries?: number;
+  entries?: number;
+}
+
+function countEntry(b: UnpackBudget, label: string): void {
+  b.entries = (b.entries ?? 0) + 1;
+  if (b.maxEntries !== undefined && b.entries > b.maxEntries)
+    throw new OciError("OCI_TOO_BIG", `${b.image} has more than ${b.maxEntries} members (the cap was passed in ${label}); nothing was kept`, {
+      hint: `if the image is genuine (not a decompression bomb), raise the cap: ${b.raise.replace(/max_unpacked_size = "16GiB"/g, "max_entries = 5000000")}`,
+    });
 }
 
 const hexOf = (digest: string) => digest.replace(/^sha256:/, "");
@@ -62,7 +73,7 @@ function fdPath(fd: number): string {
 }
 
 function overBudget(b: UnpackBudget, layerBytes: number, layer: string): OciError {
-  return new OciError("OCI_TOO_BIG", `${b.image} unpacks to more than ${b.cap} bytes (the cap was passed in layer ${layer} after ${b.used + layerBytes} bytes); nothing was kept`, {
+  return new OciError("OCI_TOO_BIG", `${b.image} unpacks to more than ${b.cap} bytes (the cap was passed in ${layer}); nothing was kept`, {
     hint: `if the image is genuine (not a decompression bomb), raise the cap: ${b.raise}`,
   });
 }
@@ -109,9 +120,14 @@ export class LayerCache {
         return copy;
       }
       const entries: TarEntry[] = [];
-      const indexer = new TarIndexer((e) => entries.push(e));
+      const before = budget.entries ?? 0;
+      const indexer = new TarIndexer((e) => {
+        countEntry(budget, label);
+        entries.push(e);
+      });
       const hash = createHash("sha256");
       let size = 0;
+      budget.used += st.size; // reserved now: layers verified at once share the cap
       try {
         for await (const c of createReadStream("", { fd: fh, start: 0, autoClose: false, highWaterMark: CHUNK })) {
           hash.update(c as Buffer);
@@ -121,18 +137,21 @@ export class LayerCache {
         await indexer.end();
       } catch (err) {
         indexer.destroy();
+        budget.entries = before;
+        budget.used -= st.size;
         if ((err as OciError).code === "OCI_TOO_BIG") throw err;
         // Unreadable or not a tar: not what the key promises, so a miss.
         await fh.close();
         await rm(path, { force: true });
         return undefined;
       }
-      if (hash.digest("hex") !== hex) {
+      if (hash.digest("hex") !== hex || size !== st.size) {
+        budget.entries = before;
+        budget.used -= st.size;
         await fh.close();
         await rm(path, { force: true }); // a tampered or damaged entry never serves again
         return undefined;
       }
-      budget.used += size;
       await this.cache.touch(hex);
       return this.#track({ diffID, size, entries, readPath: fdPath(fh.fd), handle: fh, cached: true });
     } catch (err) {
@@ -149,10 +168,10 @@ export class LayerCache {
     try {
       const r = await this.#ingest(createReadStream("", { fd: src, start: 0, autoClose: false, highWaterMark: CHUNK }), fh, budget, label);
       if (r.hex !== hexOf(diffID)) {
+        budget.used -= r.size;
         await fh.close();
         return undefined;
       }
-      budget.used += r.size;
       return this.#track({ diffID, size: r.size, entries: r.entries, readPath: fdPath(fh.fd), handle: fh, cached: true });
     } catch (err) {
       await fh.close();
@@ -167,13 +186,19 @@ export class LayerCache {
    */
   async #ingest(tar: AsyncIterable<Uint8Array>, fh: FileHandle, budget: UnpackBudget, label: string): Promise<{ size: number; entries: TarEntry[]; hex: string }> {
     const entries: TarEntry[] = [];
-    const indexer = new TarIndexer((e) => entries.push(e));
+    const entriesBefore = budget.entries ?? 0;
+    const indexer = new TarIndexer((e) => {
+      countEntry(budget, label);
+      entries.push(e);
+    });
     const hash = createHash("sha256");
     let size = 0;
     try {
       for await (const c of tar) {
         size += c.length;
-        if (budget.used + size > budget.cap) throw overBudget(budget, size, label);
+        // Counted as it arrives, so layers unpacked at once share the cap.
+        budget.used += c.length;
+        if (budget.used > budget.cap) throw overBudget(budget, 0, label);
         hash.update(c);
         await fh.write(c, 0, c.length, size - c.length);
         await indexer.write(c);
@@ -181,6 +206,8 @@ export class LayerCache {
       await indexer.end();
     } catch (err) {
       indexer.destroy();
+      budget.used -= size;
+      budget.entries = entriesBefore;
       throw err;
     }
     return { size, entries, hex: hash.digest("hex") };
@@ -250,9 +277,12 @@ export class LayerCache {
       }
       // The blob first (the more precise message), then what it unpacked to.
       const problem = this.#blobProblem(spec, label, blobHash.digest("hex"), blobSize);
-      if (problem) throw problem;
-      if (r.hex !== hexOf(spec.diffID)) throw this.#diffMismatch(spec.diffID, r.hex, label);
-      budget.used += r.size;
+      const mismatch = problem ?? (r.hex !== hexOf(spec.diffID) ? this.#diffMismatch(spec.diffID, r.hex, label) : undefined);
+      if (mismatch) {
+        budget.used -= r.size;
+        budget.entries = (budget.entries ?? 0) - r.entries.length;
+        throw mismatch;
+      }
       await this.cache.commit(tarTemp, hexOf(spec.diffID));
       committed = true;
       if (bh && blobTemp) {

@@ -251,6 +251,13 @@ describe("loadImage errors: clear, nothing partial, nothing poisoned in the cach
       hint: expect.stringContaining("max_unpacked_size"),
     });
     expect(temps(cache)).toEqual([]);
+    // a bomb of tiny members is stopped while the layer streams, not after it was held in memory
+    await expect(load(`${registry.host}/app:1`, cache, { maxEntries: 5, raiseHint: 'max_unpacked_size = "16GiB" in [[overlay]]' })).rejects.toMatchObject({
+      code: "OCI_TOO_BIG",
+      message: expect.stringMatching(/more than 5 members/),
+      hint: expect.stringContaining("max_entries = 5000000"),
+    });
+    expect(temps(cache)).toEqual([]);
     const shas = existsSync(join(cache, "sha256")) ? readdirSync(join(cache, "sha256")) : [];
     for (const s of shas) expect(createHash("sha256").update(readFileSync(join(cache, "sha256", s))).digest("hex")).toBe(s);
   });

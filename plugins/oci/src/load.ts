@@ -81,6 +81,8 @@ export async function loadImage(opts: LoadImageOptions): Promise<LoadedImage> {
       used: 0,
       image: image.reference,
       raise: opts.raiseHint ?? "set max_unpacked_size",
+      maxEntries: opts.maxEntries ?? DEFAULT_MAX_ENTRIES,
+      entries: 0,
     };
     const n = image.layers.length;
     const label = (i: number, l: LayerSpec) => `${image.reference} layer ${i + 1}/${n} (${short(l.digest ?? l.diffID)})`;
