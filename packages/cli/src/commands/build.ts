@@ -27,6 +27,9 @@ Options:
       --offline             never touch the network: use the cache and fledge.lock, or fail
                             listing every input that is missing
       --locked              fail if fledge.lock is missing or would change (for CI)
+      --boot-check          boot the artifact headless before it is kept: wait for its health
+                            check, record boot times and peak memory, fail past [check] budgets
+      --kernel <path>       kernel for --boot-check (default: as "fledge run" chooses)
       --json                print the result as JSON on stdout
   -v, --verbose             more detail: stage timings, fetched URLs, stacks
   -q, --quiet               only warnings and errors
@@ -42,6 +45,18 @@ Exit codes: 0 built, 1 build or config error (nothing is left under the output n
 2 usage error, 130 interrupted.
 `;
 
+/** The origins record beside the artifact, for fledge diff and inspect --sizes (issue 15). */
+async function originsPlugin() {
+  const { OriginsPlugin } = await import("@fledge/plugin-origins");
+  return new OriginsPlugin();
+}
+
+/** The boot check plugin, loaded only when asked for (minimal change for issue 15). */
+async function bootCheckPlugin(kernel: string | undefined) {
+  const { BootCheckPlugin } = await import("@fledge/plugin-bootcheck");
+  return new BootCheckPlugin(kernel ? { kernel } : {});
+}
+
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
   const { values } = parseCommand("build", argv, {
     dir: { type: "string", short: "C" },
@@ -55,6 +70,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     "cache-dir": { type: "string" },
     offline: { type: "boolean" },
     locked: { type: "boolean" },
+    "boot-check": { type: "boolean" },
+    kernel: { type: "string" },
   });
   if (values.help) {
     io.stdout.write(help);
@@ -66,6 +83,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     level = Number(values.level);
   }
   checkBaseUrl(values["base-url"]);
+  if (values.kernel !== undefined && !values["boot-check"]) throw new UsageError("--kernel is for --boot-check (fledge run takes --kernel too)");
 
   const cwd = resolve(io.cwd, values.dir ?? ".");
   const at = (p: string | undefined) => (p === undefined ? undefined : resolve(cwd, p));
@@ -98,6 +116,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       offline: values.offline,
       locked: values.locked,
       env: io.env,
+      plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, io, flags);
