@@ -225,7 +225,11 @@ export class LayerCache {
    * the tar, and only then moves it into place. With `keepBlob`, the compressed blob is kept under
    * its own digest too. Call again from scratch for a retry.
    */
-  async unpack(spec: LayerSpec, blob: AsyncIterable<Uint8Array>, opts: { budget: UnpackBudget; label: string; keepBlob?: boolean; onBytes?: (n: number) => void }): Promise<OpenLayer> {
+  async unpack(
+    spec: LayerSpec,
+    blob: AsyncIterable<Uint8Array>,
+    opts: { budget: UnpackBudget; label: string; keepBlob?: boolean; onBytes?: (n: number) => void; /** What `fledge cache ls` shows for the entries: the blob's URL, the unpacked tar's name. */ names?: { blob?: string; tar?: string } },
+  ): Promise<OpenLayer> {
     const { budget, label } = opts;
     const tarTemp = await this.cache.tempPath();
     const blobTemp = opts.keepBlob && spec.digest && spec.digest !== spec.diffID ? await this.cache.tempPath() : undefined;
@@ -288,7 +292,9 @@ export class LayerCache {
       if (bh && blobTemp) {
         await bh.close();
         await this.cache.commit(blobTemp, hexOf(spec.digest!));
+        if (opts.names?.blob) await this.cache.recordUrl(opts.names.blob, hexOf(spec.digest!)).catch(() => {});
       }
+      if (opts.names?.tar) await this.cache.recordUrl(opts.names.tar, hexOf(spec.diffID)).catch(() => {});
       return this.#track({ diffID: spec.diffID, size: r.size, entries: r.entries, readPath: fdPath(fh.fd), handle: fh, cached: false });
     } catch (err) {
       await fh.close().catch(() => {});

@@ -4,7 +4,7 @@ import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Fetcher } from "@fledge/fetch";
+import { ContentCache, Fetcher } from "@fledge/fetch";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FsNode } from "./flatten.js";
 import { loadImage, type LoadedImage } from "./load.js";
@@ -173,6 +173,10 @@ describe("loadImage from a registry, an OCI layout and a docker-archive", () => 
     const cache = join(work, "c-warm");
     const cold = await load(`${registry.host}/app:1`, cache);
     await cold.close();
+    // fledge cache ls names every entry: the registry URL of blobs and documents, oci-layer:… for unpacked layers
+    const listed = await new ContentCache(cache).list();
+    expect(listed.filter((e) => e.urls.length === 0)).toEqual([]);
+    expect(listed.filter((e) => e.urls.some((u) => u.startsWith(`oci-layer:${registry.host}/app:1@sha256:`)))).toHaveLength(3);
     const warm = await load(`${registry.host}/app:1`, cache);
     expect(warm.cachedLayers).toBe(3);
     expect(snapshot(warm)).toEqual(expected);

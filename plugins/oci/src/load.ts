@@ -99,7 +99,7 @@ export async function loadImage(opts: LoadImageOptions): Promise<LoadedImage> {
       if (source.remote && l.digest && l.digest !== l.diffID && (await opts.fetcher.cache.has(l.digest.slice(7)))) {
         const path = opts.fetcher.cache.pathFor(l.digest.slice(7));
         try {
-          const got = await cache.unpack(l, createReadStream(path, { highWaterMark: 1 << 20 }), { budget, label: what });
+          const got = await cache.unpack(l, createReadStream(path, { highWaterMark: 1 << 20 }), { budget, label: what, names: { tar: `oci-layer:${image.reference}@${l.diffID}` } });
           log("debug", `${what}: unpacked from the cached blob`);
           return got;
         } catch (err) {
@@ -119,7 +119,7 @@ export async function loadImage(opts: LoadImageOptions): Promise<LoadedImage> {
       };
       const got = await source.withBlob(l, what, (blob) => {
         read = 0;
-        return cache.unpack(l, blob, { budget, label: what, keepBlob: source.remote, onBytes: progress });
+        return cache.unpack(l, blob, { budget, label: what, keepBlob: source.remote, onBytes: progress, names: { blob: source.blobUrl?.(l), tar: `oci-layer:${image.reference}@${l.diffID}` } });
       });
       opts.onProgress?.({ label: what, current: read, total: l.size, done: true });
       log("debug", `${what}: ${source.remote ? "downloaded and " : ""}unpacked (${got.size} bytes)`);

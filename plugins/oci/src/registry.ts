@@ -276,12 +276,17 @@ export class RegistrySource implements ImageSource {
     return bytes;
   }
 
-  async #store(digest: string, bytes: Buffer): Promise<void> {
+  blobUrl(layer: LayerSpec): string | undefined {
+    return layer.digest ? this.#url(`blobs/${layer.digest}`) : undefined;
+  }
+
+  async #store(digest: string, bytes: Buffer, url?: string): Promise<void> {
     const cache = this.#fetcher.cache;
     const temp = await cache.tempPath();
     try {
       await writeFile(temp, bytes, { mode: 0o644 });
       await cache.commit(temp, digest.slice("sha256:".length));
+      if (url) await cache.recordUrl(url, digest.slice("sha256:".length));
     } catch (err) {
       await cache.discard(temp);
       this.#log("debug", `could not cache ${digest}: ${(err as Error).message}`);
@@ -298,7 +303,7 @@ export class RegistrySource implements ImageSource {
     if (this.#fetcher.offline) throw this.#offline(label);
     const { bytes } = await this.#document(d.digest, kind, label);
     verifyDocument(bytes, d.digest, label, d.size);
-    await this.#store(d.digest, bytes);
+    await this.#store(d.digest, bytes, this.#url(`${kind}/${d.digest}`));
     return bytes;
   }
 
@@ -327,8 +332,7 @@ export class RegistrySource implements ImageSource {
         throw new OciError("OCI_DIGEST", `${this.description}: the registry says the manifest is ${said}, but its bytes hash to ${digest}`, {
           hint: "the registry or a proxy changed the manifest; nothing was kept",
         });
-      await this.#store(digest, top);
-      await this.#fetcher.cache.recordUrl(tagUrl!, digest.slice("sha256:".length)).catch(() => {});
+      await this.#store(digest, top, tagUrl);
       this.#log("debug", `${this.description} → ${digest}`);
     }
     return resolveDocuments({

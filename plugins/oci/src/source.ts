@@ -43,6 +43,8 @@ export interface ImageSource {
   withBlob<T>(layer: LayerSpec, label: string, consume: (blob: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T>;
   /** False for local sources (layouts, archives): their content belongs to the project, not the cache. */
   readonly remote: boolean;
+  /** The URL a remote source serves a layer's blob at (before mirrors), for the cache's records. */
+  blobUrl?(layer: LayerSpec): string | undefined;
   close(): Promise<void>;
 }
 
