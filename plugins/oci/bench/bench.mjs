@@ -46,7 +46,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function project(dir, ref) {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "init"), "#!/bin/sh\nexec /bin/sh\n", { mode: 0o755 });
+  copyFileSync(existsSync("/bin/busybox") ? "/bin/busybox" : "/usr/bin/busybox", join(dir, "init")); // a static PID 1
   writeFileSync(join(dir, "app.conf"), "version 0\n");
   writeFileSync(
     join(dir, "fledge.toml"),

@@ -7,6 +7,7 @@ import type { OpenLayer } from "./layers.js";
 export type OverlayNode = { uid?: number; gid?: number; origin?: string } & (
   | { type: "dir"; mode: number }
   | { type: "file"; mode: number; open: () => AsyncIterable<Uint8Array>; size: number }
+  | { type: "file"; mode: number; hostPath: string; offset: number; size: number }
   | { type: "hardlink"; target: string }
   | { type: "symlink"; target: string }
   | { type: "char" | "block"; mode: number; major: number; minor: number }
@@ -44,12 +45,22 @@ export function rangeReader(layer: OpenLayer, offset: number, size: number): () 
   };
 }
 
+export interface OverlayOptions {
+  /**
+   * Regular files as `{ hostPath, offset, size }` byte ranges of the layer tar, read through the
+   * verified handle (`/proc/self/fd/<n>`), so the archive writer reads them like host files (in
+   * parallel, large ones streamed): valid only while the image is open. Default: `open()`
+   * readers, which stay valid after `close()` (they reopen and verify the layer).
+   */
+  ranges?: boolean;
+}
+
 /**
  * The image's nodes for the tree, parents first, hardlinks after the file they name: a regular
  * file is a range of its layer's verified tar (read when the image is written, never held in
  * memory); every node carries `layer:<digest>` as its origin.
  */
-export function* overlayNodes(fs: ImageFs, layers: OpenLayer[], origins: string[]): Generator<[string, OverlayNode]> {
+export function* overlayNodes(fs: ImageFs, layers: OpenLayer[], origins: string[], opts: OverlayOptions = {}): Generator<[string, OverlayNode]> {
   const groups = fs.linkGroups();
   const primary = new Map<number, string>();
   const links: [string, OverlayNode][] = [];
@@ -71,7 +82,12 @@ export function* overlayNodes(fs: ImageFs, layers: OpenLayer[], origins: string[
         }
         const { data, mode, uid, gid } = n.inode;
         const layer = layers[data.layer]!;
-        yield [path, { type: "file", mode, uid, gid, origin: origins[data.layer], size: data.size, open: rangeReader(layer, data.offset, data.size) }];
+        yield [
+          path,
+          opts.ranges
+            ? { type: "file", mode, uid, gid, origin: origins[data.layer], hostPath: layer.readPath, offset: data.offset, size: data.size }
+            : { type: "file", mode, uid, gid, origin: origins[data.layer], size: data.size, open: rangeReader(layer, data.offset, data.size) },
+        ];
         break;
       }
       case "symlink":
@@ -87,4 +103,10 @@ export function* overlayNodes(fs: ImageFs, layers: OpenLayer[], origins: string[
     }
   }
   yield* links;
+}
+
+/** The `open()` form of a range node (for reads after the image is closed). */
+export function reopenable(node: Extract<OverlayNode, { hostPath: string }>, layer: OpenLayer): Extract<OverlayNode, { open: unknown }> {
+  const { hostPath: _h, offset, ...rest } = node;
+  return { ...rest, open: rangeReader(layer, offset, node.size) };
 }
