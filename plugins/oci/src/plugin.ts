@@ -5,7 +5,8 @@ import { imageDefaults } from "./defaults.js";
 import { isOciError } from "./errors.js";
 import { formatPlatform, platformForArch } from "./image.js";
 import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED, loadImage, type LoadedImage } from "./load.js";
-import { overlayNodes } from "./overlay.js";
+import { overlayNodes, reopenable, type OverlayNode } from "./overlay.js";
+import type { OpenLayer } from "./layers.js";
 import { describeReference, parseReference, type ImageReference } from "./reference.js";
 
 export const PLUGIN_NAME = "@fledge/plugin-oci";
@@ -74,6 +75,8 @@ export default class OciPlugin implements FledgePlugin {
   readonly name = PLUGIN_NAME;
   readonly #options: OciPluginOptions;
   readonly #loaded = new Set<LoadedImage>();
+  /** Range nodes put into the tree, swapped for reopening readers when the layers are closed. */
+  readonly #ranges: { tree: RootfsTree; path: string; node: Extract<OverlayNode, { hostPath: string }>; layer: OpenLayer }[] = [];
 
   constructor(options: OciPluginOptions = {}) {
     this.#options = options ?? {};
@@ -202,8 +205,12 @@ export default class OciPlugin implements FledgePlugin {
       const { value: loaded } = await ctx.inputs.get<LoadedImage>(r.input);
       const img = loaded.image;
       const origins = img.layers.map((l) => `layer:${l.digest ?? l.diffID}`);
+      const layerOf = new Map(loaded.layers.map((l) => [l.readPath, l]));
       try {
-        for (const [path, node] of overlayNodes(loaded.fs, loaded.layers, origins)) tree.set(path, node);
+        for (const [path, node] of overlayNodes(loaded.fs, loaded.layers, origins, { ranges: true })) {
+          tree.set(path, node);
+          if ("hostPath" in node) this.#ranges.push({ tree, path, node, layer: layerOf.get(node.hostPath)! });
+        }
       } catch (err) {
         if (isOciError(err)) throw err;
         throw Object.assign(new Error(`${img.reference}: ${(err as Error).message}`), { code: (err as { code?: string }).code ?? "FLEDGE_PATH", hint: (err as { hint?: string }).hint, name: "FledgeError" });
@@ -239,6 +246,15 @@ export default class OciPlugin implements FledgePlugin {
     });
 
     const close = async () => {
+      // Files in the tree read through the layers' handles: once those close, the nodes still in
+      // the tree (for readers after the build) reopen the cached layer and verify it first.
+      for (const r of this.#ranges.splice(0)) {
+        try {
+          if (r.tree.has(r.path) && r.tree.get(r.path) === r.node) r.tree.set(r.path, reopenable(r.node, r.layer));
+        } catch {
+          /* the tree changed shape: nothing of ours to keep valid there */
+        }
+      }
       const all = [...this.#loaded];
       this.#loaded.clear();
       await Promise.all(all.map((l) => l.close()));
