@@ -9,7 +9,7 @@
  */
 export { default, default as OciPlugin, PLUGIN_NAME, parseSize, type OciPluginOptions } from "./plugin.js";
 export { loadImage, openSource, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED, type LoadImageOptions, type LoadedImage } from "./load.js";
-export { overlayNodes, rangeReader, type OverlayNode } from "./overlay.js";
+export { overlayNodes, rangeReader, toReopenable, type OverlayNode, type OverlayOptions } from "./overlay.js";
 export { imageDefaults, type ImageDefaults } from "./defaults.js";
 export { ImageFs, type FsNode, type Inode, type FileData, type FlattenReport } from "./flatten.js";
 export {

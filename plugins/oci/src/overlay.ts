@@ -105,8 +105,13 @@ export function* overlayNodes(fs: ImageFs, layers: OpenLayer[], origins: string[
   yield* links;
 }
 
-/** The `open()` form of a range node (for reads after the image is closed). */
-export function reopenable(node: Extract<OverlayNode, { hostPath: string }>, layer: OpenLayer): Extract<OverlayNode, { open: unknown }> {
-  const { hostPath: _h, offset, ...rest } = node;
-  return { ...rest, open: rangeReader(layer, offset, node.size) };
+/**
+ * Turns a range node, in place, into its `open()` form (for reads after the image is closed:
+ * the path of a closed handle must never be read, the number may name another file by then).
+ */
+export function toReopenable(node: Extract<OverlayNode, { hostPath: string }>, layer: OpenLayer): void {
+  const n = node as Partial<Extract<OverlayNode, { hostPath: string }>> & { open?: () => AsyncIterable<Uint8Array> };
+  n.open = rangeReader(layer, node.offset, node.size);
+  delete n.hostPath;
+  delete n.offset;
 }

@@ -1,11 +1,11 @@
 import { createHash } from "node:crypto";
 import { stat } from "node:fs/promises";
-import type { Builder, BuildContext, FledgePlugin, LockEntry, OptionsSchema, RootfsTree, SourceRequest } from "@fledge/core";
+import { FledgeError, type Builder, type BuildContext, type FledgePlugin, type LockEntry, type OptionsSchema, type RootfsTree, type SourceRequest } from "@fledge/core";
 import { imageDefaults } from "./defaults.js";
 import { isOciError } from "./errors.js";
 import { formatPlatform, platformForArch } from "./image.js";
 import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED, loadImage, type LoadedImage } from "./load.js";
-import { overlayNodes, reopenable, type OverlayNode } from "./overlay.js";
+import { overlayNodes, toReopenable, type OverlayNode } from "./overlay.js";
 import type { OpenLayer } from "./layers.js";
 import { describeReference, parseReference, type ImageReference } from "./reference.js";
 
@@ -76,7 +76,7 @@ export default class OciPlugin implements FledgePlugin {
   readonly #options: OciPluginOptions;
   readonly #loaded = new Set<LoadedImage>();
   /** Range nodes put into the tree, swapped for reopening readers when the layers are closed. */
-  readonly #ranges: { tree: RootfsTree; path: string; node: Extract<OverlayNode, { hostPath: string }>; layer: OpenLayer }[] = [];
+  readonly #ranges: { node: Extract<OverlayNode, { hostPath: string }>; layer: OpenLayer }[] = [];
 
   constructor(options: OciPluginOptions = {}) {
     this.#options = options ?? {};
@@ -209,11 +209,12 @@ export default class OciPlugin implements FledgePlugin {
       try {
         for (const [path, node] of overlayNodes(loaded.fs, loaded.layers, origins, { ranges: true })) {
           tree.set(path, node);
-          if ("hostPath" in node) this.#ranges.push({ tree, path, node, layer: layerOf.get(node.hostPath)! });
+          if ("hostPath" in node) this.#ranges.push({ node, layer: layerOf.get(node.hostPath)! });
         }
       } catch (err) {
         if (isOciError(err)) throw err;
-        throw Object.assign(new Error(`${img.reference}: ${(err as Error).message}`), { code: (err as { code?: string }).code ?? "FLEDGE_PATH", hint: (err as { hint?: string }).hint, name: "FledgeError" });
+        const e = err as Error & { code?: string; hint?: string };
+        throw new FledgeError(e.code ?? "FLEDGE_PATH", `${img.reference}: ${e.message}`, { cause: err, hint: e.hint });
       }
       const x = loaded.fs.report.xattrs;
       if (x.length)
@@ -221,7 +222,7 @@ export default class OciPlugin implements FledgePlugin {
           `${img.reference}: extended attributes (file capabilities, SELinux labels, …) of ${x.length} file(s) are dropped: an initramfs (newc) cannot hold them: ${x.slice(0, 20).join(", ")}${x.length > 20 ? `, … (${x.length - 20} more)` : ""}`,
         );
       ctx.info(
-        `${img.reference}${img.digest !== img.reference ? ` (${img.digest}${img.fromIndex ? `, ${formatPlatform(img.platform)} ${img.manifestDigest}` : ""})` : ""}: ${img.layers.length} layer(s), ${loaded.cachedLayers} from the cache`,
+        `${img.reference} (${img.digest}${img.fromIndex ? `, ${formatPlatform(img.platform)} ${img.manifestDigest}` : ""}): ${img.layers.length} layer(s), ${loaded.cachedLayers} unpacked from the cache`,
       );
       if (ctx.config.init.mode === "default") {
         const from = `image ${img.reference}@${img.imageDigest}`;
@@ -248,13 +249,9 @@ export default class OciPlugin implements FledgePlugin {
     const close = async () => {
       // Files in the tree read through the layers' handles: once those close, the nodes still in
       // the tree (for readers after the build) reopen the cached layer and verify it first.
-      for (const r of this.#ranges.splice(0)) {
-        try {
-          if (r.tree.has(r.path) && r.tree.get(r.path) === r.node) r.tree.set(r.path, reopenable(r.node, r.layer));
-        } catch {
-          /* the tree changed shape: nothing of ours to keep valid there */
-        }
-      }
+      // The node objects are ours: they change form in place (a tree.set per node would cost a
+      // scan of the whole tree each).
+      for (const r of this.#ranges.splice(0)) toReopenable(r.node, r.layer);
       const all = [...this.#loaded];
       this.#loaded.clear();
       await Promise.all(all.map((l) => l.close()));
