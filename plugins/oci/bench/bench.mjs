@@ -72,6 +72,13 @@ function goRoute(registry, n) {
 }
 
 const registry = await startRegistry();
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"])
+  process.once(sig, () => {
+    registry.stop().finally(() => {
+      rmSync(work, { recursive: true, force: true });
+      process.exit(130);
+    });
+  });
 try {
   console.error("bench: building the image layout (GNU tar + pigz) …");
   const small = [["usr/share/locale"], ["usr/lib/python3.11", "usr/lib/python3"], ["usr/lib/gcc"], ["usr/share/doc/bash", "usr/share/doc/coreutils"]];
