@@ -17,7 +17,7 @@ export class FetchError extends Error {
   readonly hint?: string;
   /** HTTP status, for `EHTTP` / `ERATELIMIT`. */
   readonly status?: number;
-  /** Response headers of an `EHTTP` answer (e.g. `www-authenticate` of a 401), names in lowercase. */
+  /** The response headers of an `EHTTP` answer (e.g. a 401's `WWW-Authenticate`). */
   readonly headers?: Record<string, string | string[] | undefined>;
   constructor(code: string, url: string, message: string, options?: { cause?: unknown; hint?: string; status?: number; headers?: Record<string, string | string[] | undefined> }) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);

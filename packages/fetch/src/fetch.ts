@@ -7,7 +7,7 @@ import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { ContentCache, defaultCacheDir } from "./cache.js";
 import { FetchError } from "./errors.js";
-import { HttpClient, type HttpOptions } from "./http.js";
+import { HttpClient, httpOptionsFromEnv, type HttpOptions } from "./http.js";
 import { applyMirrors, parseMirrors, type Mirror } from "./mirrors.js";
 import { normalizeSha256 } from "./sha.js";
 
@@ -38,7 +38,16 @@ export interface FetchResult {
   fromCache: boolean;
   /** True for `file://` URLs and plain paths (never cached, never networked). */
   local: boolean;
+  /**
+   * The verified bytes themselves, for a download or cache hit of at most 64 MiB. Use them
+   * rather than reading `path` again: the cache directory may be shared and writable by others,
+   * and what is at `path` could have been swapped since it was verified.
+   */
+  data?: Buffer;
 }
+
+/** Downloads and cache hits up to this size are handed out in memory as well (`FetchResult.data`). */
+export const KEEP_IN_MEMORY_MAX = 64 * 2 ** 20;
 
 export interface ProgressEvent {
   label: string;
@@ -59,7 +68,11 @@ export interface FetcherOptions {
   offline?: boolean;
   /** Prefix rewrites from configuration; `FLEDGE_MIRRORS` (from `env`) is tried first. */
   mirrors?: Mirror[];
-  /** Environment for `FLEDGE_MIRRORS`, `FLEDGE_CACHE_DIR`, `FLEDGE_GITHUB_API`, `GITHUB_TOKEN` (default `process.env`). */
+  /**
+   * Environment for `FLEDGE_MIRRORS`, `FLEDGE_CACHE_DIR`, `FLEDGE_GITHUB_API`, `GITHUB_TOKEN` and the
+   * timeouts `FLEDGE_DOWNLOAD_TIMEOUT`, `FLEDGE_DOWNLOAD_IDLE_TIMEOUT`, `FLEDGE_CONNECT_TIMEOUT`
+   * (default `process.env`). `http` wins over the environment.
+   */
   env?: NodeJS.ProcessEnv;
   http?: HttpOptions;
   onProgress?: (e: ProgressEvent) => void;
@@ -89,7 +102,7 @@ export class Fetcher {
     this.configMirrors = opts.mirrors ?? [];
     this.onProgress = opts.onProgress;
     this.log = opts.onLog ?? (() => {});
-    this.http = new HttpClient(opts.http, this.log);
+    this.http = new HttpClient({ ...httpOptionsFromEnv(this.env), ...opts.http }, this.log);
   }
 
   /** The URL really fetched for `url` after mirror rewrites (logged when it changes). */
@@ -125,36 +138,39 @@ export class Fetcher {
         if (got) return got;
       }
     }
+    const from = this.mirrored(req.url, label);
+    if (!isRemote(from)) {
+      // A mirror on the local filesystem (`https://busybox.net/=file:///srv/mirror/`): no
+      // network involved, so it serves --offline builds too.
+      const got = await this.readLocal({ ...req, url: from }, label, expected);
+      return { ...got, url: req.url };
+    }
     if (this.offline) {
       throw new FetchError("EOFFLINE", req.url, `${label}: ${req.url}${expected ? ` (sha256:${expected})` : ""} is not in the cache and the network is off (--offline)`, {
         hint: `run once with the network, or seed the cache: fledge cache add <file>${expected ? "" : ` --url ${req.url}`}`,
       });
-    }
-    const from = this.mirrored(req.url, label);
-    if (!isRemote(from)) {
-      // A mirror on the local filesystem (`https://busybox.net/=file:///srv/mirror/`).
-      const got = await this.readLocal({ ...req, url: from }, label, expected);
-      return { ...got, url: req.url };
     }
     const temp = await this.cache.tempPath(label.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 40));
     this.#temps.add(temp);
     try {
       let digest = "";
       let size = 0;
+      let data: Buffer | undefined;
       const info = await this.http.get(from, {
         label,
         sink: async (body, res) => {
-          const h = this.hasher(label, req.url, res.total);
+          const h = this.hasher(label, req.url, res.total, KEEP_IN_MEMORY_MAX);
           await pipeline(body, h.stream, createWriteStream(temp));
           digest = h.digest();
           size = h.size();
+          data = h.data();
         },
       });
       if (expected && digest !== expected) throw this.mismatch(label, req.url, info.finalUrl, expected, digest);
       const path = await this.cache.commit(temp, digest);
       await this.cache.recordUrl(req.url, digest);
       this.log("debug", `${label}: downloaded ${size} bytes from ${info.finalUrl} sha256:${digest}`);
-      return { path, sha256: digest, size, url: req.url, fetchedFrom: info.finalUrl, fromCache: false, local: false };
+      return { path, sha256: digest, size, url: req.url, fetchedFrom: info.finalUrl, fromCache: false, local: false, ...(data ? { data } : {}) };
     } catch (err) {
       await this.cache.discard(temp);
       throw err;
@@ -211,7 +227,7 @@ export class Fetcher {
    */
   private async hit(url: string, sha256: string, label: string): Promise<FetchResult | undefined> {
     const path = this.cache.pathFor(sha256);
-    const v = await this.cache.verify(sha256);
+    const v = await this.cache.verify(sha256, { keepMax: KEEP_IN_MEMORY_MAX });
     if (!v.ok) {
       const what = v.reason === "mismatch" ? `holds content with sha256 ${v.actual} (${v.size} bytes)` : v.reason === "missing" ? "vanished" : "is not a regular file";
       if (v.reason !== "missing") await this.cache.evict(sha256);
@@ -224,7 +240,7 @@ export class Fetcher {
     }
     await this.cache.touch(sha256);
     this.log("debug", `${label}: sha256:${sha256} from the cache, verified (${url})`);
-    return { path, sha256, size: v.size, url, fetchedFrom: path, fromCache: true, local: false };
+    return { path, sha256, size: v.size, url, fetchedFrom: path, fromCache: true, local: false, ...(v.data ? { data: v.data } : {}) };
   }
 
   private mismatch(label: string, url: string, from: string, expected: string, actual: string): FetchError {
@@ -256,9 +272,10 @@ export class Fetcher {
     return { path: local, sha256: actual, size: h.size(), url: req.url, fetchedFrom: local, fromCache: false, local: true };
   }
 
-  private hasher(label: string, url: string, total: number | undefined) {
+  private hasher(label: string, url: string, total: number | undefined, keepMax = -1) {
     const hash = createHash("sha256");
     let size = 0;
+    let kept: Buffer[] | undefined = keepMax >= 0 ? [] : undefined;
     const started = performance.now();
     const max = this.http.options.maxBytes;
     const emit = (done: boolean) => {
@@ -273,6 +290,8 @@ export class Fetcher {
           return;
         }
         hash.update(chunk);
+        if (kept && size <= keepMax) kept.push(chunk);
+        else kept = undefined;
         emit(false);
         cb(null, chunk);
       },
@@ -281,6 +300,6 @@ export class Fetcher {
         cb();
       },
     });
-    return { stream, digest: () => hash.digest("hex"), size: () => size };
+    return { stream, digest: () => hash.digest("hex"), size: () => size, data: () => (kept ? Buffer.concat(kept, size) : undefined) };
   }
 }
