@@ -1,14 +1,13 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { builtinCompressors, checkLevel, writeArchive, type ArchiveStats } from "@fledge/cpio";
 import { defaultCacheDir } from "@fledge/fetch";
 import type { Builder } from "../builder.js";
 import { FledgeError } from "../errors.js";
-import { hookMapKeys } from "../hooks.js";
+import { tappedKeys } from "../hooks.js";
 import { PLUGIN } from "./names.js";
 
 /** Registers the built-in compressors under hooks.compressor. */
@@ -24,11 +23,14 @@ export class ArchivePlugin {
   readonly name = PLUGIN.archive;
   apply(builder: Builder): void {
     const { hooks } = builder;
-    hooks.beforeBuild.tapPromise(this.name, async (ctx) => {
+    hooks.check.tap(this.name, (check, ctx) => {
       const name = ctx.options.compression ?? ctx.config.output.compression;
+      // A value from the command line is reported as such; one from fledge.toml at its line.
+      const report = (flag: boolean, keyPath: string, option: string, message: string, hint: string) =>
+        flag ? check.issue({ file: "(command line)", keyPath: option, message, hint }) : check.problem(keyPath, message, hint);
       if (!hooks.compressor.get(name)?.isUsed()) {
-        const known = hookMapKeys(hooks.compressor).join(", ");
-        throw new FledgeError("FLEDGE_COMPRESSION", `unknown compression "${name}"`, { hint: `choose one of: ${known}` });
+        report(ctx.options.compression !== undefined, "output.compression", "--compression", `unknown compression "${name}"`, `choose one of: ${tappedKeys(hooks.compressor).join(", ")}`);
+        return;
       }
       const compressor = hooks.compressor.get(name)!.call();
       const level = ctx.options.level ?? ctx.config.output.level;
@@ -37,7 +39,7 @@ export class ArchivePlugin {
           checkLevel(compressor, level);
         } catch (err) {
           const range = compressor.levels ? `levels ${compressor.levels.min}–${compressor.levels.max}` : "no levels";
-          throw new FledgeError("FLEDGE_COMPRESSION", (err as Error).message, { hint: `${compressor.name} takes ${range}: fix [output] level or --level` });
+          report(ctx.options.level !== undefined, "output.level", "--level", (err as Error).message, `${compressor.name} takes ${range}`);
         }
       }
     });
@@ -46,10 +48,7 @@ export class ArchivePlugin {
       const compressor = hooks.compressor.get(name)?.call();
       if (!compressor) throw new FledgeError("FLEDGE_COMPRESSION", `unknown compression "${name}"`);
       const level = ctx.options.level ?? ctx.config.output.level ?? compressor.defaultLevel;
-      const out = ctx.options.output;
-      await mkdir(dirname(out), { recursive: true });
-      const temp = join(dirname(out), `.fledge-tmp-${randomBytes(6).toString("hex")}-${basename(out)}`);
-      ctx.trackTemp(temp);
+      const { path: out, stagedPath: temp } = ctx.outputs.artifact;
       const entries = tree.toCpioEntries();
       const hash = createHash("sha256");
       let size = 0;
@@ -76,10 +75,10 @@ export class ArchivePlugin {
         },
         stats,
       );
-      await pipeline(Readable.from(source, { highWaterMark: 1 }), tap, createWriteStream(temp));
+      await pipeline(Readable.from(source, { highWaterMark: 1 }), tap, createWriteStream(temp, { flags: "wx" }));
       ctx.debug(`archive: ${stats.segments} segments (${stats.cached} from cache, ${stats.compressed} compressed on ${stats.workers} workers), ${stats.uncompressedSize} bytes of newc`, this.name);
       hooks.progress.call({ kind: "archive", label: "archive", current: entries.length, total: entries.length });
-      return { path: out, tempPath: temp, sha256: hash.digest("hex"), size, compression: compressor.name, entries: entries.length };
+      return { kind: "initramfs", path: out, stagedPath: temp, sha256: hash.digest("hex"), size, compression: compressor.name, entries: entries.length };
     });
   }
 }
