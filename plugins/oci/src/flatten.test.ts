@@ -123,16 +123,16 @@ describe("ImageFs: the OCI changeset rules", () => {
   });
 
   it("refuses every way out of the root: '..', absolute names, writes and hardlinks through a symlink", async () => {
-    await expect(flatten([{ name: "../escape", data: "x" }])).rejects.toMatchObject({ name: "OciError", code: "OCI_ESCAPE", message: /"\.\.\/escape"/ });
-    await expect(flatten([{ name: "a/../../escape", data: "x" }])).rejects.toMatchObject({ code: "OCI_ESCAPE" });
-    await expect(flatten([{ name: "/etc/passwd", data: "x" }])).rejects.toMatchObject({ code: "OCI_ESCAPE", message: /absolute/ });
+    await expect(flatten([{ name: "../escape", data: "x" }])).rejects.toMatchObject({ name: "OciError", code: "FLEDGE_OCI_ESCAPE", message: /"\.\.\/escape"/ });
+    await expect(flatten([{ name: "a/../../escape", data: "x" }])).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE" });
+    await expect(flatten([{ name: "/etc/passwd", data: "x" }])).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE", message: /absolute/ });
     await expect(flatten([{ name: "evil", type: "symlink", linkname: "/etc" }], [{ name: "evil/passwd", data: "x" }])).rejects.toMatchObject({
-      code: "OCI_ESCAPE",
+      code: "FLEDGE_OCI_ESCAPE",
       message: /through the symlink \/evil -> \/etc/,
     });
-    await expect(flatten([{ name: "evil", type: "symlink", linkname: "../../.." }, { name: "evil/x", data: "x" }])).rejects.toMatchObject({ code: "OCI_ESCAPE" });
-    await expect(flatten([{ name: "h", type: "link", linkname: "../../etc/shadow" }])).rejects.toMatchObject({ code: "OCI_ESCAPE" });
-    await expect(flatten([{ name: "l", type: "symlink", linkname: "/" }, { name: "h", type: "link", linkname: "l/etc/shadow" }])).rejects.toMatchObject({ code: "OCI_ESCAPE" });
+    await expect(flatten([{ name: "evil", type: "symlink", linkname: "../../.." }, { name: "evil/x", data: "x" }])).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE" });
+    await expect(flatten([{ name: "h", type: "link", linkname: "../../etc/shadow" }])).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE" });
+    await expect(flatten([{ name: "l", type: "symlink", linkname: "/" }, { name: "h", type: "link", linkname: "l/etc/shadow" }])).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE" });
   });
 
   it("symlinks are data: any target is kept and never followed", async () => {
@@ -148,8 +148,8 @@ describe("ImageFs: the OCI changeset rules", () => {
     expect(fs.report.xattrs).toEqual(["/ping"]);
     const small = new ImageFs({ maxEntries: 2 });
     expect(() => small.apply(0, { name: "L0", entries: [1, 2, 3].map((i) => ({ name: `f${i}`, type: "file" as const, mode: 0o644, uid: 0, gid: 0, size: 0, offset: 0, linkname: "", devmajor: 0, devminor: 0 })) })).toThrow(
-      expect.objectContaining({ code: "OCI_TOO_BIG" }),
+      expect.objectContaining({ code: "FLEDGE_OCI_TOO_BIG" }),
     );
-    await expect(flatten([{ name: "h", type: "link", linkname: "nowhere" }])).rejects.toMatchObject({ code: "OCI_FORMAT" });
+    await expect(flatten([{ name: "h", type: "link", linkname: "nowhere" }])).rejects.toMatchObject({ code: "FLEDGE_OCI_FORMAT" });
   });
 });

@@ -75,7 +75,7 @@ const OPAQUE = ".wh..wh..opq";
 const NEWC_MAX = 0xffffffff;
 
 function escape(layer: string, name: string, why: string): OciError {
-  return new OciError("OCI_ESCAPE", `layer ${layer}: entry ${JSON.stringify(name)} ${why}; fledge refuses to unpack it`, {
+  return new OciError("FLEDGE_OCI_ESCAPE", `layer ${layer}: entry ${JSON.stringify(name)} ${why}; fledge refuses to unpack it`, {
     hint: "the image is malformed or hostile: nothing was written. Rebuild the image with a normal tool (docker, buildah, umoci), or use another image",
   });
 }
@@ -117,8 +117,8 @@ export class ImageFs {
     const { name: lname, entries } = layer;
     this.report.entries += entries.length;
     if (this.report.entries > this.#maxEntries)
-      throw new OciError("OCI_TOO_BIG", `the image has more than ${this.#maxEntries} members (at layer ${lname})`, {
-        hint: "this looks like a decompression bomb; if the image is genuine, raise the limit with the max_entries option of [[overlay]] or FLEDGE_OCI_MAX_ENTRIES",
+      throw new OciError("FLEDGE_OCI_TOO_BIG", `the image has more than ${this.#maxEntries} members (at layer ${lname})`, {
+        hint: "this looks like a decompression bomb; if the image is genuine, raise max_entries (in its [[overlay]] table, or in the options of @fledge/plugin-oci)",
       });
     // 1. whiteouts, against the lower layers only
     const rest: { e: TarEntry; parts: string[] }[] = [];
@@ -165,7 +165,7 @@ export class ImageFs {
       else if (n.type === "symlink")
         throw escape(lname, name, `would be written through the symlink /${parts.slice(0, i + 1).join("/")} -> ${n.target}`);
       else
-        throw new OciError("OCI_FORMAT", `layer ${lname}: entry ${JSON.stringify(name)} is inside /${parts.slice(0, i + 1).join("/")}, which is a ${n.type === "file" ? "regular file" : n.type}, not a directory`, {
+        throw new OciError("FLEDGE_OCI_FORMAT", `layer ${lname}: entry ${JSON.stringify(name)} is inside /${parts.slice(0, i + 1).join("/")}, which is a ${n.type === "file" ? "regular file" : n.type}, not a directory`, {
           hint: "the image's layers do not fit together; rebuild the image",
         });
     }
@@ -205,11 +205,11 @@ export class ImageFs {
         break;
       case "file":
         if (e.size > NEWC_MAX)
-          throw new OciError("OCI_UNSUPPORTED", `layer ${lname}: ${path} is ${e.size} bytes; an initramfs (newc) cannot hold files of 4 GiB or more`);
+          throw new OciError("FLEDGE_OCI_UNSUPPORTED", `layer ${lname}: ${path} is ${e.size} bytes; an initramfs (newc) cannot hold files of 4 GiB or more`);
         node = { type: "file", layer, inode: { mode: e.mode, uid: e.uid, gid: e.gid, data: { layer, offset: e.offset, size: e.size } } };
         break;
       case "symlink":
-        if (!e.linkname) throw new OciError("OCI_FORMAT", `layer ${lname}: symlink ${path} has no target`);
+        if (!e.linkname) throw new OciError("FLEDGE_OCI_FORMAT", `layer ${lname}: symlink ${path} has no target`);
         node = { type: "symlink", target: e.linkname, uid: e.uid, gid: e.gid, layer };
         break;
       case "link": {
@@ -224,10 +224,10 @@ export class ImageFs {
         }
         const target = this.lookup(tparts);
         if (!target)
-          throw new OciError("OCI_FORMAT", `layer ${lname}: ${path} is a hardlink to /${tparts.join("/")}, which is not in the image`, {
+          throw new OciError("FLEDGE_OCI_FORMAT", `layer ${lname}: ${path} is a hardlink to /${tparts.join("/")}, which is not in the image`, {
             hint: "the layer is corrupt or was built against other lower layers",
           });
-        if (target.type === "dir") throw new OciError("OCI_FORMAT", `layer ${lname}: ${path} is a hardlink to the directory /${tparts.join("/")}`);
+        if (target.type === "dir") throw new OciError("FLEDGE_OCI_FORMAT", `layer ${lname}: ${path} is a hardlink to the directory /${tparts.join("/")}`);
         // A regular file shares the inode; a hardlinked symlink, device or fifo is copied (newc links regular files only).
         node = target.type === "file" ? { type: "file", layer, inode: target.inode } : { ...target, layer };
         break;

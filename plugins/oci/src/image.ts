@@ -64,7 +64,7 @@ export interface ImageConfig {
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 function formatError(what: string, problem: string): OciError {
-  return new OciError("OCI_FORMAT", `${what}: ${problem}`, { hint: "the image is malformed; rebuild or re-push it with a standard tool" });
+  return new OciError("FLEDGE_OCI_FORMAT", `${what}: ${problem}`, { hint: "the image is malformed; rebuild or re-push it with a standard tool" });
 }
 
 function descriptor(v: unknown, what: string): Descriptor {
@@ -72,7 +72,7 @@ function descriptor(v: unknown, what: string): Descriptor {
   if (!d || typeof d !== "object") throw formatError(what, "a descriptor is not an object");
   if (typeof d.digest !== "string") throw formatError(what, "a descriptor has no digest");
   if (!DIGEST.test(d.digest)) {
-    if (/^sha(384|512):/.test(d.digest)) throw new OciError("OCI_UNSUPPORTED", `${what}: ${d.digest.split(":")[0]} digests are not supported (only sha256)`);
+    if (/^sha(384|512):/.test(d.digest)) throw new OciError("FLEDGE_OCI_UNSUPPORTED", `${what}: ${d.digest.split(":")[0]} digests are not supported (only sha256)`);
     throw formatError(what, `"${d.digest}" is not a sha256 digest`);
   }
   if (typeof d.size !== "number" || !Number.isSafeInteger(d.size) || d.size < 0) throw formatError(what, `the descriptor of ${d.digest} has no valid size`);
@@ -86,7 +86,7 @@ function descriptor(v: unknown, what: string): Descriptor {
 }
 
 function parseJson(bytes: Uint8Array, what: string): Record<string, unknown> {
-  if (bytes.length > MAX_DOCUMENT) throw new OciError("OCI_TOO_BIG", `${what} is ${bytes.length} bytes, more than the ${MAX_DOCUMENT} fledge reads`);
+  if (bytes.length > MAX_DOCUMENT) throw new OciError("FLEDGE_OCI_TOO_BIG", `${what} is ${bytes.length} bytes, more than the ${MAX_DOCUMENT} fledge reads`);
   let v: unknown;
   try {
     v = JSON.parse(Buffer.from(bytes).toString("utf8"));
@@ -105,7 +105,7 @@ export function parseManifest(bytes: Uint8Array, what: string, declared?: string
   const m = parseJson(bytes, what);
   const mediaType = (typeof m.mediaType === "string" && m.mediaType) || (declared && declared.split(";")[0]!.trim()) || "";
   if (mediaType === MEDIA.dockerSchema1 || mediaType === MEDIA.dockerSchema1Signed || m.schemaVersion === 1)
-    throw new OciError("OCI_UNSUPPORTED", `${what} is a Docker schema 1 manifest, which is deprecated and not supported`, {
+    throw new OciError("FLEDGE_OCI_UNSUPPORTED", `${what} is a Docker schema 1 manifest, which is deprecated and not supported`, {
       hint: "re-push the image with a current docker, buildah or skopeo (they write schema 2 / OCI)",
     });
   if (m.schemaVersion !== 2) throw formatError(what, `schemaVersion is ${JSON.stringify(m.schemaVersion)}, not 2`);
@@ -115,7 +115,7 @@ export function parseManifest(bytes: Uint8Array, what: string, declared?: string
     return { kind: "index", mediaType: mediaType || MEDIA.ociIndex, manifests: m.manifests.map((d) => descriptor(d, what)) };
   }
   if (mediaType && mediaType !== MEDIA.ociManifest && mediaType !== MEDIA.dockerManifest)
-    throw new OciError("OCI_UNSUPPORTED", `${what} has media type ${mediaType}, which is not an image manifest or index`, {
+    throw new OciError("FLEDGE_OCI_UNSUPPORTED", `${what} has media type ${mediaType}, which is not an image manifest or index`, {
       hint: "this reference points at an artifact that is not a container image",
     });
   if (!Array.isArray(m.layers)) throw formatError(what, "a manifest without a layers array");
@@ -163,7 +163,7 @@ export function platformForArch(arch: string): Platform {
     case "arm64":
       return { os: "linux", architecture: "arm64" };
     default:
-      throw new OciError("OCI_PLATFORM", `no OCI platform is known for [output] arch = "${arch}"`, { hint: 'use "x86_64" or "aarch64"' });
+      throw new OciError("FLEDGE_OCI_PLATFORM", `no OCI platform is known for [output] arch = "${arch}"`, { hint: 'use "x86_64" or "aarch64"' });
   }
 }
 
@@ -194,7 +194,7 @@ export function choosePlatform(index: ImageIndex, want: Platform, what: string):
     return found.find((d) => d.platform?.variant === want.variant) ?? found[0]!;
   }
   const offered = [...new Set(images.map((d) => (d.platform ? formatPlatform(d.platform) : "(no platform)")))];
-  throw new OciError("OCI_PLATFORM", `${what} has no image for ${formatPlatform(want)}; it offers ${offered.length ? offered.join(", ") : "nothing"}`, {
+  throw new OciError("FLEDGE_OCI_PLATFORM", `${what} has no image for ${formatPlatform(want)}; it offers ${offered.length ? offered.join(", ") : "nothing"}`, {
     hint: offered.some((o) => o.startsWith("linux/arm64")) || offered.some((o) => o.startsWith("linux/amd64"))
       ? 'set [output] arch to one the index offers ("x86_64" for linux/amd64, "aarch64" for linux/arm64), or use an image built for your platform'
       : "use an image built for your platform",

@@ -60,7 +60,7 @@ export interface UnpackBudget {
 function countEntry(b: UnpackBudget, label: string): void {
   b.entries = (b.entries ?? 0) + 1;
   if (b.maxEntries !== undefined && b.entries > b.maxEntries)
-    throw new OciError("OCI_TOO_BIG", `${b.image} has more than ${b.maxEntries} members (the cap was passed in ${label}); nothing was kept`, {
+    throw new OciError("FLEDGE_OCI_TOO_BIG", `${b.image} has more than ${b.maxEntries} members (the cap was passed in ${label}); nothing was kept`, {
       hint: `if the image is genuine (not a decompression bomb), raise the cap: ${b.raise.replace(/max_unpacked_size = "16GiB"/g, "max_entries = 5000000")}`,
     });
 }
@@ -73,7 +73,7 @@ function fdPath(fd: number): string {
 }
 
 function overBudget(b: UnpackBudget, layerBytes: number, layer: string): OciError {
-  return new OciError("OCI_TOO_BIG", `${b.image} unpacks to more than ${b.cap} bytes (the cap was passed in ${layer}); nothing was kept`, {
+  return new OciError("FLEDGE_OCI_TOO_BIG", `${b.image} unpacks to more than ${b.cap} bytes (the cap was passed in ${layer}); nothing was kept`, {
     hint: `if the image is genuine (not a decompression bomb), raise the cap: ${b.raise}`,
   });
 }
@@ -139,7 +139,7 @@ export class LayerCache {
         indexer.destroy();
         budget.entries = before;
         budget.used -= st.size;
-        if ((err as OciError).code === "OCI_TOO_BIG") throw err;
+        if ((err as OciError).code === "FLEDGE_OCI_TOO_BIG") throw err;
         // Unreadable or not a tar: not what the key promises, so a miss.
         await fh.close();
         await rm(path, { force: true });
@@ -175,7 +175,7 @@ export class LayerCache {
       return this.#track({ diffID, size: r.size, entries: r.entries, readPath: fdPath(fh.fd), handle: fh, cached: true });
     } catch (err) {
       await fh.close();
-      if ((err as OciError).code === "OCI_TOO_BIG") throw err;
+      if ((err as OciError).code === "FLEDGE_OCI_TOO_BIG") throw err;
       return undefined;
     }
   }
@@ -214,7 +214,7 @@ export class LayerCache {
   }
 
   #diffMismatch(diffID: string, hex: string, label: string): OciError {
-    return new OciError("OCI_DIGEST", `${label}: the uncompressed layer does not match the diffID in the image config\n  expected ${diffID}\n  actual   sha256:${hex}`, {
+    return new OciError("FLEDGE_OCI_DIGEST", `${label}: the uncompressed layer does not match the diffID in the image config\n  expected ${diffID}\n  actual   sha256:${hex}`, {
       hint: "the image is corrupt (its config and layers do not belong together); nothing was kept",
     });
   }
@@ -247,7 +247,7 @@ export class LayerCache {
         for await (const c of blob) {
           blobSize += c.length;
           if (max !== undefined && blobSize > max)
-            throw new OciError("OCI_DIGEST", `${label}: the blob is larger than the ${max} bytes its descriptor says`, {
+            throw new OciError("FLEDGE_OCI_DIGEST", `${label}: the blob is larger than the ${max} bytes its descriptor says`, {
               hint: "the registry, a mirror or the file served other content than the image refers to; nothing was kept",
             });
           blobHash.update(c);
@@ -274,7 +274,7 @@ export class LayerCache {
         dec?.destroy();
         src.destroy(); // stops the download too
         const code = (err as OciError).code;
-        if (code === "OCI_TOO_BIG" || code === "OCI_DIGEST") throw err;
+        if (code === "FLEDGE_OCI_TOO_BIG" || code === "FLEDGE_OCI_DIGEST") throw err;
         // A short or wrong blob makes the decompressor or the tar reader fail: say which it was.
         if (blobDone) throw this.#blobProblem(spec, label, blobHash.digest("hex"), blobSize) ?? this.#wrap(err, label);
         throw this.#wrap(err, label);
@@ -309,7 +309,7 @@ export class LayerCache {
     const e = err as Error & { code?: string; hint?: string };
     if (e?.name === "FetchError") return e;
     if (e?.name === "OciError") return e.message.startsWith(label) ? e : new OciError(e.code!, `${label}: ${e.message}`, { cause: e.cause, hint: e.hint });
-    return new OciError("OCI_FORMAT", `${label}: ${e?.message ?? String(err)}`, {
+    return new OciError("FLEDGE_OCI_FORMAT", `${label}: ${e?.message ?? String(err)}`, {
       cause: err,
       hint: "the layer is corrupt or is not a tar, tar+gzip or tar+zstd stream; nothing was kept",
     });
@@ -318,10 +318,10 @@ export class LayerCache {
   #blobProblem(spec: LayerSpec, label: string, hex: string, size: number): OciError | undefined {
     if (spec.digest === undefined ? spec.size === undefined || size >= spec.size : `sha256:${hex}` === spec.digest) return undefined;
     if (spec.size !== undefined && size < spec.size)
-      return new OciError("OCI_TRUNCATED", `${label}: the blob ended after ${size} of ${spec.size} bytes`, {
+      return new OciError("FLEDGE_OCI_TRUNCATED", `${label}: the blob ended after ${size} of ${spec.size} bytes`, {
         hint: "the download was cut short or the file is incomplete; nothing was kept. Try again (a retry starts over)",
       });
-    return new OciError("OCI_DIGEST", `${label}: the blob does not match its digest\n  expected ${spec.digest}\n  actual   sha256:${hex}`, {
+    return new OciError("FLEDGE_OCI_DIGEST", `${label}: the blob does not match its digest\n  expected ${spec.digest}\n  actual   sha256:${hex}`, {
       hint: "the registry, a mirror or the file served other content than the image refers to; nothing was kept",
     });
   }
@@ -329,7 +329,7 @@ export class LayerCache {
   #track(l: OpenLayer): OpenLayer {
     l.reopen = async () => {
       const again = await this.get(l.diffID, { cap: Number.MAX_SAFE_INTEGER, used: 0, image: l.diffID, raise: "" }, `layer ${l.diffID}`);
-      if (!again) throw new OciError("OCI_DIGEST", `layer ${l.diffID} is no longer in the cache, or no longer matches its diffID`);
+      if (!again) throw new OciError("FLEDGE_OCI_DIGEST", `layer ${l.diffID} is no longer in the cache, or no longer matches its diffID`);
       this.#open.delete(again);
       return again.handle;
     };

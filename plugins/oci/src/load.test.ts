@@ -207,7 +207,7 @@ describe("loadImage from a registry, an OCI layout and a docker-archive", () => 
     expect(byTag.image.digest).toBe(online.image.digest);
     await byTag.close();
     await expect(load(`${registry.host}/app:1`, join(work, "c-empty"), { pin }, fetcher(join(work, "c-empty"), { offline: true }))).rejects.toMatchObject({
-      code: "OCI_OFFLINE",
+      code: "FLEDGE_OCI_OFFLINE",
     });
   });
 
@@ -225,39 +225,39 @@ describe("loadImage from a registry, an OCI layout and a docker-archive", () => 
     }
     await expect(load(`${registry.host}/exotic:1`, cache)).rejects.toMatchObject({
       name: "OciError",
-      code: "OCI_PLATFORM",
+      code: "FLEDGE_OCI_PLATFORM",
       message: expect.stringMatching(/has no image for linux\/amd64; it offers linux\/s390x, linux\/ppc64le/),
     });
-    await expect(load(`oci:${layout}:exotic`, cache)).rejects.toMatchObject({ code: "OCI_PLATFORM" });
+    await expect(load(`oci:${layout}:exotic`, cache)).rejects.toMatchObject({ code: "FLEDGE_OCI_PLATFORM" });
   });
 });
 
 describe("loadImage errors: clear, nothing partial, nothing poisoned in the cache", () => {
   it("an unknown repository, an unknown tag (listing the tags), an unknown layout tag", async () => {
     const cache = join(work, "c-errors");
-    await expect(load(`${registry.host}/nope:1`, cache)).rejects.toMatchObject({ code: "OCI_NOT_FOUND", message: `${registry.host} has no repository nope` });
-    await expect(load(`${registry.host}/app:2`, cache)).rejects.toMatchObject({ code: "OCI_NOT_FOUND", message: `${registry.host}/app has no tag "2"; its tags: 1` });
-    await expect(load(`oci:${layout}:nope`, cache)).rejects.toMatchObject({ code: "OCI_NOT_FOUND", message: /has no image tagged "nope"; it has "1", "multi"/ });
-    await expect(load(`docker-archive:${join(work, "app.tar")}:other:1`, cache)).rejects.toMatchObject({ code: "OCI_NOT_FOUND", message: /no image named "other:1"; it has "app:1"/ });
+    await expect(load(`${registry.host}/nope:1`, cache)).rejects.toMatchObject({ code: "FLEDGE_OCI_NOT_FOUND", message: `${registry.host} has no repository nope` });
+    await expect(load(`${registry.host}/app:2`, cache)).rejects.toMatchObject({ code: "FLEDGE_OCI_NOT_FOUND", message: `${registry.host}/app has no tag "2"; its tags: 1` });
+    await expect(load(`oci:${layout}:nope`, cache)).rejects.toMatchObject({ code: "FLEDGE_OCI_NOT_FOUND", message: /has no image tagged "nope"; it has "1", "multi"/ });
+    await expect(load(`docker-archive:${join(work, "app.tar")}:other:1`, cache)).rejects.toMatchObject({ code: "FLEDGE_OCI_NOT_FOUND", message: /no image named "other:1"; it has "app:1"/ });
     expect(temps(cache)).toEqual([]);
   });
 
   it("a layer entry named ../escape fails the build and leaves nothing in the cache but verified content", async () => {
     const cache = join(work, "c-escape");
-    await expect(load(`${registry.host}/escape:1`, cache)).rejects.toMatchObject({ code: "OCI_ESCAPE", message: /"\.\.\/escape"/ });
+    await expect(load(`${registry.host}/escape:1`, cache)).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE", message: /"\.\.\/escape"/ });
     expect(temps(cache)).toEqual([]);
   });
 
   it("a decompression bomb passes the size cap: the error says how to raise it", async () => {
     const cache = join(work, "c-bomb");
     await expect(load(`${registry.host}/app:1`, cache, { maxUnpackedBytes: 4096, raiseHint: "max_unpacked_size = \"…\" in [[overlay]]" })).rejects.toMatchObject({
-      code: "OCI_TOO_BIG",
+      code: "FLEDGE_OCI_TOO_BIG",
       hint: expect.stringContaining("max_unpacked_size"),
     });
     expect(temps(cache)).toEqual([]);
     // a bomb of tiny members is stopped while the layer streams, not after it was held in memory
     await expect(load(`${registry.host}/app:1`, cache, { maxEntries: 5, raiseHint: 'max_unpacked_size = "16GiB" in [[overlay]]' })).rejects.toMatchObject({
-      code: "OCI_TOO_BIG",
+      code: "FLEDGE_OCI_TOO_BIG",
       message: expect.stringMatching(/more than 5 members/),
       hint: expect.stringContaining("max_entries = 5000000"),
     });
@@ -280,7 +280,7 @@ describe("loadImage errors: clear, nothing partial, nothing poisoned in the cach
       writeFileSync(data, bytes);
       const err = await load(`${reg2.host}/app:1`, cache).catch((e: Error) => e);
       expect(err).toMatchObject({ name: "OciError" });
-      expect(["OCI_DIGEST", "OCI_FORMAT"]).toContain((err as unknown as { code: string }).code);
+      expect(["FLEDGE_OCI_DIGEST", "FLEDGE_OCI_FORMAT"]).toContain((err as unknown as { code: string }).code);
       expect(existsSync(join(cache, "sha256", layer))).toBe(false);
       expect(temps(cache)).toEqual([]);
     } finally {
@@ -333,7 +333,7 @@ describe("a misbehaving registry (a proxy through FLEDGE_MIRRORS)", () => {
     const cache = join(work, "c-proxy-digest");
     try {
       const err = await load(`${registry.host}/app:1`, cache, {}, through(p, cache)).catch((e: unknown) => e);
-      expect(err).toMatchObject({ name: "OciError", code: "OCI_DIGEST", message: expect.stringMatching(/does not match its digest\n  expected sha256:[0-9a-f]{64}\n  actual   sha256:[0-9a-f]{64}/) });
+      expect(err).toMatchObject({ name: "OciError", code: "FLEDGE_OCI_DIGEST", message: expect.stringMatching(/does not match its digest\n  expected sha256:[0-9a-f]{64}\n  actual   sha256:[0-9a-f]{64}/) });
       expect(temps(cache)).toEqual([]);
     } finally {
       await p.close();
@@ -350,7 +350,7 @@ describe("a misbehaving registry (a proxy through FLEDGE_MIRRORS)", () => {
     });
     const cache = join(work, "c-proxy-trunc");
     try {
-      await expect(load(`${registry.host}/app:1`, cache, {}, through(p, cache))).rejects.toMatchObject({ code: "OCI_TRUNCATED", message: expect.stringMatching(/ended after \d+ of \d+ bytes/) });
+      await expect(load(`${registry.host}/app:1`, cache, {}, through(p, cache))).rejects.toMatchObject({ code: "FLEDGE_OCI_TRUNCATED", message: expect.stringMatching(/ended after \d+ of \d+ bytes/) });
       const layerHits = [...p.hits].filter(([k]) => k.includes("/blobs/")).map(([, n]) => n);
       expect(Math.max(...layerHits)).toBe(3); // the first attempt and two retries
       expect(temps(cache)).toEqual([]);
@@ -432,7 +432,7 @@ describe("token authentication (distribution's token auth, a token server on 127
     const cache = join(work, "c-auth3");
     const env = { HOME: join(work, "nohome") };
     await expect(load(`${secure.host}/private/app:1`, cache, { env }, withEnv(env, cache))).rejects.toMatchObject({
-      code: "OCI_AUTH",
+      code: "FLEDGE_OCI_AUTH",
       message: expect.stringContaining("needs credentials and none are configured"),
       hint: expect.stringContaining(`docker login ${secure.host}`),
     });
@@ -440,7 +440,7 @@ describe("token authentication (distribution's token auth, a token server on 127
     writeFileSync(file, JSON.stringify({ auths: { [secure.host]: { username: "fledge", password: "wrong" } } }));
     const env2 = { ...env, REGISTRY_AUTH_FILE: file };
     await expect(load(`${secure.host}/private/app:1`, cache, { env: env2 }, withEnv(env2, cache))).rejects.toMatchObject({
-      code: "OCI_AUTH",
+      code: "FLEDGE_OCI_AUTH",
       message: expect.stringContaining(`refused the credentials for ${secure.host} from ${file}`),
     });
     expect(temps(cache)).toEqual([]);

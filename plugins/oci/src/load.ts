@@ -104,7 +104,7 @@ export async function loadImage(opts: LoadImageOptions): Promise<LoadedImage> {
           return got;
         } catch (err) {
           const code = (err as OciError).code;
-          if (code !== "OCI_DIGEST" && code !== "OCI_TRUNCATED" && code !== "OCI_FORMAT") throw err;
+          if (code !== "FLEDGE_OCI_DIGEST" && code !== "FLEDGE_OCI_TRUNCATED" && code !== "FLEDGE_OCI_FORMAT") throw err;
           await rm(path, { force: true }); // a damaged or forged blob is a miss
         }
       }
@@ -143,7 +143,7 @@ export async function loadImage(opts: LoadImageOptions): Promise<LoadedImage> {
     const rejected = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (rejected) throw rejected.reason;
     if (missing.length)
-      throw new OciError("OCI_OFFLINE", `--offline: ${missing.length} layer(s) of ${image.reference} are not in the cache:\n  ${missing.join("\n  ")}`, {
+      throw new OciError("FLEDGE_OCI_OFFLINE", `--offline: ${missing.length} layer(s) of ${image.reference} are not in the cache:\n  ${missing.join("\n  ")}`, {
         hint: "build once with the network to fill the cache, then --offline works",
       });
     const fs = new ImageFs({ maxEntries: opts.maxEntries ?? DEFAULT_MAX_ENTRIES });

@@ -25,7 +25,7 @@ export function rangeReader(layer: OpenLayer, offset: number, size: number): () 
     let handle: FileHandle = layer.handle;
     let own = false;
     if (layer.closed) {
-      if (!layer.reopen) throw new OciError("OCI_CLOSED", `layer ${layer.diffID} was closed after the build`);
+      if (!layer.reopen) throw new OciError("FLEDGE_OCI_CLOSED", `layer ${layer.diffID} was closed after the build`);
       handle = await layer.reopen();
       own = true;
     }
@@ -35,7 +35,7 @@ export function rangeReader(layer: OpenLayer, offset: number, size: number): () 
       while (pos < size) {
         const buf = Buffer.allocUnsafe(Math.min(chunk, size - pos));
         const { bytesRead } = await handle.read(buf, 0, buf.length, offset + pos);
-        if (bytesRead === 0) throw new OciError("OCI_TRUNCATED", `layer ${layer.diffID} ended early at byte ${offset + pos}`);
+        if (bytesRead === 0) throw new OciError("FLEDGE_OCI_TRUNCATED", `layer ${layer.diffID} ended early at byte ${offset + pos}`);
         pos += bytesRead;
         yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
       }

@@ -51,7 +51,7 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$/;
 
 const bad = (written: string, what: string, hint?: string) =>
-  new OciError("OCI_REFERENCE", `image reference ${JSON.stringify(written)}: ${what}`, {
+  new OciError("FLEDGE_OCI_REFERENCE", `image reference ${JSON.stringify(written)}: ${what}`, {
     hint: hint ?? 'write it as "nginx:alpine", "registry.example.com:5000/team/app:1.2", "…@sha256:<64 hex>", "oci:<dir>[:tag]" or "docker-archive:<file.tar>"',
   });
 

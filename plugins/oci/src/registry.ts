@@ -81,7 +81,7 @@ export class RegistrySource implements ImageSource {
   }
 
   #offline(what: string): OciError {
-    return new OciError("OCI_OFFLINE", `${this.description}: ${what} is not in the cache and the network is off (--offline)`, {
+    return new OciError("FLEDGE_OCI_OFFLINE", `${this.description}: ${what} is not in the cache and the network is off (--offline)`, {
       hint: "build once with the network (fledge.lock then pins the digest and the cache holds the layers), then --offline works",
     });
   }
@@ -116,10 +116,10 @@ export class RegistrySource implements ImageSource {
     const c = await this.#credentials();
     const where = `${this.ref.registry} refused access to ${this.ref.repository} (HTTP ${status})`;
     if (c.credential)
-      return new OciError("OCI_AUTH", `${where} with the credentials from ${c.credential.source}`, {
+      return new OciError("FLEDGE_OCI_AUTH", `${where} with the credentials from ${c.credential.source}`, {
         hint: `check that this account may pull ${this.ref.repository}, or log in again: docker login ${this.ref.registry} (or podman login)`,
       });
-    return new OciError("OCI_AUTH", `${where}: the repository does not exist, or it needs credentials and none are configured`, {
+    return new OciError("FLEDGE_OCI_AUTH", `${where}: the repository does not exist, or it needs credentials and none are configured`, {
       hint: `log in with "docker login ${this.ref.registry}" or "podman login ${this.ref.registry}"; fledge reads ${authFilesHint(c)}`,
     });
   }
@@ -134,16 +134,16 @@ export class RegistrySource implements ImageSource {
       this.#log("warn", `${credential.source} holds an OAuth identity token for ${this.ref.registry}, which fledge cannot use yet; trying without credentials`);
     if (bearer) {
       const realm = bearer.params.realm;
-      if (!realm) throw new OciError("OCI_REGISTRY", `${this.ref.registry} asked for a bearer token without saying where to get it (no realm)`);
+      if (!realm) throw new OciError("FLEDGE_OCI_REGISTRY", `${this.ref.registry} asked for a bearer token without saying where to get it (no realm)`);
       let token: URL;
       try {
         token = new URL(realm);
       } catch {
-        throw new OciError("OCI_REGISTRY", `${this.ref.registry}: the token realm ${JSON.stringify(realm)} is not a URL`);
+        throw new OciError("FLEDGE_OCI_REGISTRY", `${this.ref.registry}: the token realm ${JSON.stringify(realm)} is not a URL`);
       }
-      if (token.protocol !== "https:" && token.protocol !== "http:") throw new OciError("OCI_REGISTRY", `${this.ref.registry}: the token realm ${realm} is not http(s)`);
+      if (token.protocol !== "https:" && token.protocol !== "http:") throw new OciError("FLEDGE_OCI_REGISTRY", `${this.ref.registry}: the token realm ${realm} is not http(s)`);
       if (userpass && token.protocol === "http:" && !isLoopbackHost(token.host))
-        throw new OciError("OCI_AUTH", `${this.ref.registry} wants credentials sent to ${realm} over plain HTTP; fledge refuses`, {
+        throw new OciError("FLEDGE_OCI_AUTH", `${this.ref.registry} wants credentials sent to ${realm} over plain HTTP; fledge refuses`, {
           hint: "use the registry over HTTPS",
         });
       if (bearer.params.service) token.searchParams.set("service", bearer.params.service);
@@ -163,7 +163,7 @@ export class RegistrySource implements ImageSource {
         void r;
       } catch (err) {
         if (isFetchError(err) && (err.status === 401 || err.status === 403)) {
-          throw new OciError("OCI_AUTH", credential ? `${token.origin} refused the credentials for ${this.ref.registry} from ${credential.source}` : `${token.origin} refused an anonymous token for ${this.ref.repository}`, {
+          throw new OciError("FLEDGE_OCI_AUTH", credential ? `${token.origin} refused the credentials for ${this.ref.registry} from ${credential.source}` : `${token.origin} refused an anonymous token for ${this.ref.repository}`, {
             hint: credential ? `log in again: docker login ${this.ref.registry} (or podman login)` : `log in with "docker login ${this.ref.registry}" or "podman login ${this.ref.registry}"; fledge reads ${authFilesHint(await this.#credentials())}`,
           });
         }
@@ -173,10 +173,10 @@ export class RegistrySource implements ImageSource {
       try {
         json = JSON.parse(text) as typeof json;
       } catch {
-        throw new OciError("OCI_REGISTRY", `${token.origin} answered the token request with something that is not JSON`);
+        throw new OciError("FLEDGE_OCI_REGISTRY", `${token.origin} answered the token request with something that is not JSON`);
       }
       const t = typeof json.token === "string" && json.token ? json.token : typeof json.access_token === "string" ? json.access_token : "";
-      if (!t) throw new OciError("OCI_REGISTRY", `${token.origin} answered the token request without a token`);
+      if (!t) throw new OciError("FLEDGE_OCI_REGISTRY", `${token.origin} answered the token request without a token`);
       this.#authorization = `Bearer ${t}`;
       this.#log("debug", `${this.ref.registry}: ${credential ? "authenticated" : "anonymous"} token for ${this.ref.repository} from ${token.origin}`);
       return;
@@ -184,11 +184,11 @@ export class RegistrySource implements ImageSource {
     if (basic) {
       if (!userpass) throw await this.#denied(401);
       if (new URL(url).protocol === "http:" && !isLoopbackHost(new URL(url).host))
-        throw new OciError("OCI_AUTH", `${this.ref.registry} wants a password over plain HTTP; fledge refuses`, { hint: "use the registry over HTTPS" });
+        throw new OciError("FLEDGE_OCI_AUTH", `${this.ref.registry} wants a password over plain HTTP; fledge refuses`, { hint: "use the registry over HTTPS" });
       this.#authorization = `Basic ${userpass}`;
       return;
     }
-    throw new OciError("OCI_AUTH", `${this.ref.registry} asked for authentication fledge does not speak (${challenges.map((c) => c.scheme).join(", ") || "no WWW-Authenticate header"})`);
+    throw new OciError("FLEDGE_OCI_AUTH", `${this.ref.registry} asked for authentication fledge does not speak (${challenges.map((c) => c.scheme).join(", ") || "no WWW-Authenticate header"})`);
   }
 
   /** A small document (manifest, index, config) by tag or digest: bytes and headers. */
@@ -207,7 +207,7 @@ export class RegistrySource implements ImageSource {
             n += (c as Buffer).length;
             if (n > MAX_DOCUMENT) {
               body.destroy();
-              throw new OciError("OCI_TOO_BIG", `${label} is larger than ${MAX_DOCUMENT} bytes`);
+              throw new OciError("FLEDGE_OCI_TOO_BIG", `${label} is larger than ${MAX_DOCUMENT} bytes`);
             }
             parts.push(c as Buffer);
           }
@@ -225,7 +225,7 @@ export class RegistrySource implements ImageSource {
 
   #wrap(err: unknown): unknown {
     if (!isFetchError(err)) return err;
-    return new OciError("OCI_REGISTRY", `${this.description}: ${err.message}`, {
+    return new OciError("FLEDGE_OCI_REGISTRY", `${this.description}: ${err.message}`, {
       cause: err,
       hint: err.hint ?? (err.code === "ENETWORK" ? `is the registry at ${this.ref.registry} up and reachable? (a mirror in FLEDGE_MIRRORS or [fetch] mirrors may stand in for it)` : undefined),
     });
@@ -248,12 +248,12 @@ export class RegistrySource implements ImageSource {
       if (isFetchError(err) && err.status === 404) repoMissing = true;
     }
     if (repoMissing)
-      return new OciError("OCI_NOT_FOUND", `${this.ref.registry} has no repository ${this.ref.repository}`, { hint: "check the image name (and the registry host) in fledge.toml" });
+      return new OciError("FLEDGE_OCI_NOT_FOUND", `${this.ref.registry} has no repository ${this.ref.repository}`, { hint: "check the image name (and the registry host) in fledge.toml" });
     if (kind === "blobs")
-      return new OciError("OCI_NOT_FOUND", `${this.description}: the registry has no blob ${reference}, which the image refers to`, { hint: "the image in the registry is incomplete; push it again" });
+      return new OciError("FLEDGE_OCI_NOT_FOUND", `${this.description}: the registry has no blob ${reference}, which the image refers to`, { hint: "the image in the registry is incomplete; push it again" });
     const what = reference.startsWith("sha256:") ? `digest ${reference}` : `tag "${reference}"`;
     const list = tags?.length ? `; its tags: ${tags.slice(0, 20).join(", ")}${tags.length > 20 ? `, … (${tags.length} in all)` : ""}` : "";
-    return new OciError("OCI_NOT_FOUND", `${this.ref.registry}/${this.ref.repository} has no ${what}${list}`, {
+    return new OciError("FLEDGE_OCI_NOT_FOUND", `${this.ref.registry}/${this.ref.repository} has no ${what}${list}`, {
       hint: reference.startsWith("sha256:") ? 'the digest is no longer in the registry; run "fledge update" to resolve the tag again' : "check the tag in fledge.toml",
     });
   }
@@ -329,7 +329,7 @@ export class RegistrySource implements ImageSource {
       mediaType = header(got.headers, "content-type");
       const said = header(got.headers, "docker-content-digest");
       if (said && said !== digest)
-        throw new OciError("OCI_DIGEST", `${this.description}: the registry says the manifest is ${said}, but its bytes hash to ${digest}`, {
+        throw new OciError("FLEDGE_OCI_DIGEST", `${this.description}: the registry says the manifest is ${said}, but its bytes hash to ${digest}`, {
           hint: "the registry or a proxy changed the manifest; nothing was kept",
         });
       await this.#store(digest, top, tagUrl);
@@ -345,7 +345,7 @@ export class RegistrySource implements ImageSource {
   }
 
   async withBlob<T>(layer: LayerSpec, label: string, consume: (blob: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T> {
-    if (!layer.digest) throw new OciError("OCI_FORMAT", `${label}: the layer has no digest`);
+    if (!layer.digest) throw new OciError("FLEDGE_OCI_FORMAT", `${label}: the layer has no digest`);
     let result: T | undefined;
     let received = 0;
     try {
@@ -368,7 +368,7 @@ export class RegistrySource implements ImageSource {
     } catch (err) {
       if (isFetchError(err) && err.status === 404) throw await this.#notFound(layer.digest, "blobs");
       if (isFetchError(err) && layer.size !== undefined && received < layer.size && (err.code === "ENETWORK" || err.code === "ETIMEOUT"))
-        throw new OciError("OCI_TRUNCATED", `${label}: the download ended after ${received} of ${layer.size} bytes (${err.message})`, {
+        throw new OciError("FLEDGE_OCI_TRUNCATED", `${label}: the download ended after ${received} of ${layer.size} bytes (${err.message})`, {
           cause: err,
           hint: "the registry or the network cut the blob short; nothing was kept. Try again later, or use a mirror (FLEDGE_MIRRORS)",
         });

@@ -54,10 +54,10 @@ export const sha256hex = (b: Uint8Array) => createHash("sha256").update(b).diges
 export function verifyDocument(bytes: Uint8Array, digest: string, what: string, size?: number): void {
   const got = `sha256:${sha256hex(bytes)}`;
   if (got !== digest)
-    throw new OciError("OCI_DIGEST", `${what} does not match its digest\n  expected ${digest}\n  actual   ${got}`, {
+    throw new OciError("FLEDGE_OCI_DIGEST", `${what} does not match its digest\n  expected ${digest}\n  actual   ${got}`, {
       hint: "the registry, a mirror or the files served other content than the image refers to; nothing was kept",
     });
-  if (size !== undefined && bytes.length !== size) throw new OciError("OCI_DIGEST", `${what} is ${bytes.length} bytes, its descriptor says ${size}`);
+  if (size !== undefined && bytes.length !== size) throw new OciError("FLEDGE_OCI_DIGEST", `${what} is ${bytes.length} bytes, its descriptor says ${size}`);
 }
 
 /**
@@ -83,13 +83,13 @@ export async function resolveDocuments(opts: {
     if (pin?.manifest) {
       // The lock names the platform's manifest: use it, if the index still lists it.
       const listed = topDoc.manifests.find((m) => m.digest === pin.manifest);
-      if (!listed) throw new OciError("OCI_FORMAT", `${reference}: the index ${top.digest} does not list ${pin.manifest}, which fledge.lock pins`, { hint: 'run "fledge update"' });
+      if (!listed) throw new OciError("FLEDGE_OCI_FORMAT", `${reference}: the index ${top.digest} does not list ${pin.manifest}, which fledge.lock pins`, { hint: 'run "fledge update"' });
       d = listed;
     } else d = choosePlatform(topDoc, platform, `${reference} (index ${top.digest})`);
     if (d.platform) chosen = { os: d.platform.os, architecture: d.platform.architecture, ...(d.platform.variant ? { variant: d.platform.variant } : {}) };
     const bytes = await get(d, `${reference}: manifest for ${formatPlatform(chosen)}`, "manifest");
     const inner = parseManifest(bytes, `${reference}: manifest ${d.digest}`, d.mediaType);
-    if (inner.kind !== "manifest") throw new OciError("OCI_UNSUPPORTED", `${reference}: the index entry ${d.digest} is itself an index (nested indexes are not supported)`);
+    if (inner.kind !== "manifest") throw new OciError("FLEDGE_OCI_UNSUPPORTED", `${reference}: the index entry ${d.digest} is itself an index (nested indexes are not supported)`);
     manifest = inner;
     manifestDigest = d.digest;
   } else {
@@ -98,13 +98,13 @@ export async function resolveDocuments(opts: {
   const cfgBytes = await get(manifest.config, `${reference}: image config ${manifest.config.digest}`, "config");
   const config = parseConfig(cfgBytes, `${reference}: image config ${manifest.config.digest}`);
   if (config.os && config.os !== platform.os)
-    throw new OciError("OCI_PLATFORM", `${reference} is an image for ${config.os}/${config.architecture}, not ${formatPlatform(platform)}`, { hint: "use a Linux image" });
+    throw new OciError("FLEDGE_OCI_PLATFORM", `${reference} is an image for ${config.os}/${config.architecture}, not ${formatPlatform(platform)}`, { hint: "use a Linux image" });
   if (!fromIndex && config.architecture && config.architecture !== platform.architecture)
-    throw new OciError("OCI_PLATFORM", `${reference} is an image for ${config.os ?? "linux"}/${config.architecture}, not ${formatPlatform(platform)}`, {
+    throw new OciError("FLEDGE_OCI_PLATFORM", `${reference} is an image for ${config.os ?? "linux"}/${config.architecture}, not ${formatPlatform(platform)}`, {
       hint: `set [output] arch to match the image, or use a ${formatPlatform(platform)} image (or a multi-platform one)`,
     });
   if (config.diffIDs.length !== manifest.layers.length)
-    throw new OciError("OCI_FORMAT", `${reference}: the manifest has ${manifest.layers.length} layers but the config lists ${config.diffIDs.length} diff_ids`, {
+    throw new OciError("FLEDGE_OCI_FORMAT", `${reference}: the manifest has ${manifest.layers.length} layers but the config lists ${config.diffIDs.length} diff_ids`, {
       hint: "the image is malformed; rebuild or re-push it",
     });
   const layers: LayerSpec[] = manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, diffID: config.diffIDs[i]!, mediaType: l.mediaType }));

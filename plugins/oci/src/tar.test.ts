@@ -74,9 +74,9 @@ describe("TarIndexer", () => {
     const tar = await makeTar([{ name: "f", data: "x".repeat(2000) }]);
     const bad = Buffer.from(tar);
     bad[10] = 0x41; // the name changes, the checksum does not
-    await expect(indexTar(bad)).rejects.toMatchObject({ name: "OciError", code: "OCI_FORMAT" });
-    await expect(indexTar(tar.subarray(0, 1024))).rejects.toMatchObject({ name: "OciError", code: "OCI_FORMAT", message: /Unexpected end of data/ });
+    await expect(indexTar(bad)).rejects.toMatchObject({ name: "OciError", code: "FLEDGE_OCI_FORMAT" });
+    await expect(indexTar(tar.subarray(0, 1024))).rejects.toMatchObject({ name: "OciError", code: "FLEDGE_OCI_FORMAT", message: /Unexpected end of data/ });
     const sparse = await makeTar([{ name: "s", data: "x", pax: { "GNU.sparse.major": "1", "GNU.sparse.minor": "0" } }]);
-    await expect(indexTar(sparse)).rejects.toMatchObject({ code: "OCI_UNSUPPORTED" });
+    await expect(indexTar(sparse)).rejects.toMatchObject({ code: "FLEDGE_OCI_UNSUPPORTED" });
   });
 });

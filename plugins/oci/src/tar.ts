@@ -41,7 +41,7 @@ const HEADER = 512;
 function paxNumber(pax: Record<string, string> | undefined, key: string, fallback: number, name: string): number {
   const v = pax?.[key];
   if (v === undefined) return fallback;
-  if (!/^\d+$/.test(v)) throw new OciError("OCI_FORMAT", `tar: ${name}: pax ${key} "${v}" is not a number`);
+  if (!/^\d+$/.test(v)) throw new OciError("FLEDGE_OCI_FORMAT", `tar: ${name}: pax ${key} "${v}" is not a number`);
   return Number(v);
 }
 
@@ -50,9 +50,9 @@ function toEntry(h: Header, headerOffset: number): TarEntry {
   const pax = (h.pax ?? undefined) as Record<string, string> | undefined;
   const name = h.name;
   if (pax && Object.keys(pax).some((k) => k.startsWith("GNU.sparse.")))
-    throw new OciError("OCI_UNSUPPORTED", `tar: ${name} is a sparse file (pax GNU.sparse.*), which fledge cannot unpack`);
+    throw new OciError("FLEDGE_OCI_UNSUPPORTED", `tar: ${name} is a sparse file (pax GNU.sparse.*), which fledge cannot unpack`);
   const type = TYPES[h.type as string];
-  if (!type) throw new OciError("OCI_UNSUPPORTED", `tar: ${name} is a member of an unknown or unsupported kind (GNU sparse, multi-volume or volume label)`);
+  if (!type) throw new OciError("FLEDGE_OCI_UNSUPPORTED", `tar: ${name} is a member of an unknown or unsupported kind (GNU sparse, multi-volume or volume label)`);
   let xattrs: string[] | undefined;
   if (pax) {
     for (const k of Object.keys(pax)) {
@@ -115,7 +115,7 @@ export class TarIndexer {
 
   #wrap(err: Error): Error {
     if ((err as { name?: string }).name === "OciError") return err;
-    return new OciError("OCI_FORMAT", `not a valid tar layer: ${err.message}`, { cause: err });
+    return new OciError("FLEDGE_OCI_FORMAT", `not a valid tar layer: ${err.message}`, { cause: err });
   }
 
   async write(chunk: Uint8Array): Promise<void> {
