@@ -227,7 +227,7 @@ export class RegistrySource implements ImageSource {
     if (!isFetchError(err)) return err;
     return new OciError("FLEDGE_OCI_REGISTRY", `${this.description}: ${err.message}`, {
       cause: err,
-      hint: err.hint ?? (err.code === "ENETWORK" ? `is the registry at ${this.ref.registry} up and reachable? (a mirror in FLEDGE_MIRRORS or [fetch] mirrors may stand in for it)` : undefined),
+      hint: err.hint ?? (/NETWORK$/.test(err.code ?? "") ? `is the registry at ${this.ref.registry} up and reachable? (a mirror in FLEDGE_MIRRORS or [fetch] mirrors may stand in for it)` : undefined),
     });
   }
 
@@ -367,7 +367,7 @@ export class RegistrySource implements ImageSource {
       );
     } catch (err) {
       if (isFetchError(err) && err.status === 404) throw await this.#notFound(layer.digest, "blobs");
-      if (isFetchError(err) && layer.size !== undefined && received < layer.size && (err.code === "ENETWORK" || err.code === "ETIMEOUT"))
+      if (isFetchError(err) && layer.size !== undefined && received < layer.size && /(NETWORK|TIMEOUT)$/.test(err.code ?? ""))
         throw new OciError("FLEDGE_OCI_TRUNCATED", `${label}: the download ended after ${received} of ${layer.size} bytes (${err.message})`, {
           cause: err,
           hint: "the registry or the network cut the blob short; nothing was kept. Try again later, or use a mirror (FLEDGE_MIRRORS)",
