@@ -81,14 +81,37 @@ export function validateEntry(e: CpioEntry): void {
   if (size > MAX_U32) throw new CpioError("E2BIG", `${p} is ${size} bytes; newc cannot store files of 4 GiB or more`, p);
 }
 
+/**
+ * A stable inode number for a path: derived from the name, so adding or removing an entry does
+ * not renumber the others (and recompress their segments). Numbers are unique within an archive
+ * — a collision takes the next candidate of the name's sequence, in sorted order — and never 0.
+ * The kernel only needs (ino, mode) unique among hardlinked files; GNU cpio and bsdtar the same.
+ */
+function stableIno(name: Buffer, used: Set<number>): number {
+  for (let salt = 0; ; salt++) {
+    // FNV-1a over the name (and the salt), finished with murmur3's avalanche step.
+    let h = 0x811c9dc5 ^ salt;
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name[i]!, 0x01000193);
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h = (h ^ (h >>> 16)) >>> 0;
+    if (h !== 0 && !used.has(h)) {
+      used.add(h);
+      return h;
+    }
+  }
+}
+
 function sameEntry(a: CpioEntry, b: CpioEntry): boolean {
   return a.type === "dir" && b.type === "dir" && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.mtime === b.mtime;
 }
 
 /**
  * Validates every entry, then sorts them bytewise by path (a parent always sorts before its
- * children), adds missing parent directories (0755), resolves hardlinks and numbers inodes in
- * that order. Throws before anything is written.
+ * children), adds missing parent directories (0755), resolves hardlinks and gives each inode a
+ * number derived from its (first) path. Throws before anything is written.
  */
 export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: PrepareOptions): Promise<PreparedEntry[]> {
   if (!Number.isInteger(opts.mtime) || opts.mtime < 0 || opts.mtime > MAX_U32) throw new CpioError("EMTIME", `default mtime ${opts.mtime} does not fit newc's 32-bit field (1970–2106)`);
@@ -170,7 +193,7 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
   }
   const out: PreparedEntry[] = [];
   const inoOf = new Map<CpioEntry, number>();
-  let ino = 0;
+  const used = new Set<number>();
   for (const e of sorted) {
     // Fields spelled out, not spread from a shared object: spreading was a third of this function's time.
     const name = names.get(e.path)!;
@@ -182,7 +205,7 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
       const group = groups.get(root)!;
       let n = inoOf.get(root);
       const first = n === undefined;
-      if (first) inoOf.set(root, (n = ++ino));
+      if (first) inoOf.set(root, (n = stableIno(name, used)));
       const size = first ? sizes.get(root)! : 0;
       const source: DataSource = !first
         ? { kind: "none" }
@@ -218,7 +241,7 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
       uid,
       gid,
       mtime,
-      ino: ++ino,
+      ino: stableIno(name, used),
       nlink: e.type === "dir" ? 2 + (subdirs.get(e.path) ?? 0) : 1,
       rdevmajor: e.major ?? 0,
       rdevminor: e.minor ?? 0,

@@ -21,7 +21,7 @@ export interface WriteOptions {
 const CHUNK = 1 << 20;
 export const ZERO_PAD = new Uint8Array(4);
 
-export async function* fileChunks(path: string, size: number, entryPath: string): AsyncGenerator<Uint8Array> {
+export async function* fileChunks(path: string, size: number, entryPath: string, chunk = CHUNK): AsyncGenerator<Uint8Array> {
   let fh;
   try {
     fh = await open(path, "r");
@@ -31,7 +31,7 @@ export async function* fileChunks(path: string, size: number, entryPath: string)
   try {
     let pos = 0;
     while (pos < size) {
-      const buf = Buffer.allocUnsafe(Math.min(CHUNK, size - pos));
+      const buf = Buffer.allocUnsafe(Math.min(chunk, size - pos));
       const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
       if (bytesRead === 0) throw new CpioError("ECHANGED", `${path} (for ${entryPath}) shrank while it was being archived (expected ${size} bytes)`, entryPath);
       pos += bytesRead;

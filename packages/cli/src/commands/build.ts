@@ -22,6 +22,8 @@ Options:
       --compression <name>  compressor (default: [output] compression, else gzip)
       --level <n>           compression level
       --cache-dir <dir>     download cache (default: $FLEDGE_CACHE_DIR, $XDG_CACHE_HOME/fledge, ~/.cache/fledge)
+      --verify              read and hash every mapped file instead of trusting the stat
+                            cache (unchanged size, mtime, ctime, inode = unchanged content)
       --offline             never touch the network: use the cache and fledge.lock, or fail
                             listing every input that is missing
       --locked              fail if fledge.lock is missing or would change (for CI)
@@ -53,6 +55,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     "cache-dir": { type: "string" },
     offline: { type: "boolean" },
     locked: { type: "boolean" },
+    verify: { type: "boolean" },
   });
   if (values.help) {
     io.stdout.write(help);
@@ -90,6 +93,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       cacheDir: at(values["cache-dir"]) ?? defaultCacheDir(io.env),
       offline: values.offline,
       locked: values.locked,
+      verify: values.verify,
       env: io.env,
       onBuilder: (b) => {
         builder = b;

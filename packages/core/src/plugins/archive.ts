@@ -69,6 +69,7 @@ export class ArchivePlugin {
           compressor,
           level,
           cacheDir: join(ctx.options.cacheDir ?? defaultCacheDir(), "segments"),
+          verify: ctx.options.verify,
           // The last step is reported once, below, with the tree's entry count.
           onProgress: (current, total) => {
             if (current < total) hooks.progress.call({ kind: "archive", label: "archive", current, total: entries.length });
@@ -77,7 +78,12 @@ export class ArchivePlugin {
         stats,
       );
       await pipeline(Readable.from(source, { highWaterMark: 1 }), tap, createWriteStream(temp));
-      ctx.debug(`archive: ${stats.segments} segments (${stats.cached} from cache, ${stats.compressed} compressed on ${stats.workers} workers), ${stats.uncompressedSize} bytes of newc`, this.name);
+      ctx.debug(
+        `archive: ${stats.segments} segments (${stats.cached} from cache, ${stats.compressed} compressed on ${stats.workers} workers), ${stats.uncompressedSize} bytes of newc; ${stats.statHits} files unchanged by the stat cache, ${stats.hashed} read and hashed`,
+        this.name,
+      );
+      if (stats.cacheSkipped) ctx.warn(`segment cache not used: ${stats.cacheSkipped}`, this.name);
+      if (stats.rejected) ctx.warn(`${stats.rejected} segment-cache ${stats.rejected === 1 ? "entry was" : "entries were"} not written by you for this content (forged, swapped or damaged); recomputed, the artifact is unaffected`, this.name);
       hooks.progress.call({ kind: "archive", label: "archive", current: entries.length, total: entries.length });
       return { path: out, tempPath: temp, sha256: hash.digest("hex"), size, compression: compressor.name, entries: entries.length };
     });
