@@ -1,7 +1,11 @@
 import { STATUS_CODES } from "node:http";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Agent, request, type Dispatcher } from "undici";
+import type { Agent, Dispatcher } from "undici";
+
+// undici takes ~80 ms to load: only a build that really downloads pays for it.
+let undiciModule: Promise<typeof import("undici")> | undefined;
+const undici = () => (undiciModule ??= import("undici"));
 import { FetchError, isFetchError } from "./errors.js";
 
 /** Network behaviour. Every limit is bounded; tests shorten them. */
@@ -148,7 +152,8 @@ export class HttpClient {
     this.options = { ...HTTP_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
   }
 
-  private dispatcher(): Dispatcher {
+  private async dispatcher(): Promise<Dispatcher> {
+    const { Agent } = await undici();
     this.#agent ??= new Agent({
       connectTimeout: this.options.connectTimeoutMs,
       headersTimeout: this.options.idleTimeoutMs,
@@ -220,7 +225,8 @@ export class HttpClient {
     let current = url;
     let headers: Record<string, string> = { "user-agent": o.userAgent, ...opts.headers };
     for (;;) {
-      const res = await request(current, { method: "GET", headers, dispatcher: this.dispatcher() });
+      const { request } = await undici();
+      const res = await request(current, { method: "GET", headers, dispatcher: await this.dispatcher() });
       const via = chain.length > 1 ? ` (redirected from ${chain[0]})` : "";
       if (REDIRECTS.has(res.statusCode)) {
         await res.body.dump();
