@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { close as fsClose, open as fsOpen, read as fsRead } from "node:fs";
-import { mkdir, open, rm } from "node:fs/promises";
+import { mkdir, open, rm, type FileHandle } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -10,6 +10,7 @@ import type { CpioEntry } from "./entry.js";
 import { CpioError } from "./errors.js";
 import { SEGMENT_FILE_HEADER, runFileJob, type CodecRef, type FileJobResult, type JobCodec } from "./jobs.js";
 import { HEADER_SIZE, encodeHeader, pad4, sum32, trailerHeader } from "./newc.js";
+import { GARBAGE_LIMIT, collectGarbageAbove } from "./memory.js";
 import { BufferPool, CodecPool } from "./pool.js";
 import { prepareEntries, type PreparedEntry } from "./prepare.js";
 import { ZERO_PAD, entryData, entryHeader, fileChunks, magicFor, type WriteOptions } from "./writer.js";
@@ -277,7 +278,39 @@ async function openCache(dir: string): Promise<OpenCache | { reason: string }> {
  * sees one archive. Segment boundaries depend on the entries only, so the bytes are the same with
  * any number of workers, with or without a cache.
  */
-export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: ArchiveOptions, stats?: ArchiveStats): AsyncGenerator<Uint8Array> {
+export function writeArchive(entries: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: ArchiveOptions, stats?: ArchiveStats): AsyncGenerator<Uint8Array> {
+  return archiveChunks(entries, opts, stats, false);
+}
+
+/**
+ * Writes the archive to the file at `path` (created, or truncated) and returns its size and
+ * sha256. Unlike `writeArchive`, every chunk is written before the next is made, so buffers are
+ * reused instead of handed on: memory stays flat and the bytes are hashed while they are written.
+ */
+export async function writeArchiveFile(entries: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: ArchiveOptions, path: string, stats?: ArchiveStats): Promise<{ size: number; sha256: string }> {
+  const fh = await open(path, "w");
+  const hash = createHash("sha256");
+  let size = 0;
+  try {
+    for await (const c of archiveChunks(entries, opts, stats, true)) {
+      const written = writeAll(fh, c, size);
+      hash.update(c);
+      await written;
+      size += c.length;
+    }
+  } finally {
+    await fh.close();
+  }
+  return { size, sha256: hash.digest("hex") };
+}
+
+async function writeAll(fh: FileHandle, c: Uint8Array, at: number): Promise<void> {
+  let done = 0;
+  while (done < c.length) done += (await fh.write(c, done, c.length - done, at + done)).bytesWritten;
+}
+
+/** `reuse`: the consumer is done with a chunk when it asks for the next one (so its buffer may be reused). */
+async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: ArchiveOptions, stats: ArchiveStats | undefined, reuse: boolean): AsyncGenerator<Uint8Array> {
   const compressor = resolveCompressor(opts.compressor);
   const level = checkLevel(compressor, opts.level);
   const format = opts.format ?? "newc";
@@ -457,20 +490,27 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
 
   const queue: { p: Promise<Result>; entries: number }[] = [];
   let done = 0;
+  /** The one read buffer of large files and segment files going to the output, when the consumer lets it be reused. */
+  let scratch: Buffer | undefined;
   try {
     const emit = async function* (item: { p: Promise<Result>; entries: number }): AsyncGenerator<Uint8Array> {
       const r = await item.p;
       st.segments++;
       if (r.kind === "mem") {
         st.size += r.data.length;
-        // A pooled buffer handed to the consumer is theirs now: the pool makes a new one.
-        if (r.pooled) buffers.discard();
-        yield r.data;
+        if (r.pooled && reuse) {
+          yield r.data;
+          buffers.release(r.data);
+        } else {
+          // A pooled buffer handed to the consumer is theirs now: the pool makes a new one.
+          if (r.pooled) buffers.discard();
+          yield r.data;
+        }
       } else if (r.kind === "direct") {
         const header = await entryHeader(r.entry, format);
         st.size += header.length;
         yield header;
-        for await (const c of fileChunks(r.entry.source.path, r.entry.size, r.entry.path, DIRECT_CHUNK)) {
+        for await (const c of fileChunks(r.entry.source.path, r.entry.size, r.entry.path, DIRECT_CHUNK, reuse ? (scratch ??= Buffer.allocUnsafeSlow(DIRECT_CHUNK)) : undefined)) {
           st.size += c.length;
           yield c;
         }
@@ -484,7 +524,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
         try {
           let pos = 0;
           while (pos < r.size) {
-            const buf = Buffer.allocUnsafe(Math.min(DIRECT_CHUNK, r.size - pos));
+            const buf = reuse ? (scratch ??= Buffer.allocUnsafeSlow(DIRECT_CHUNK)).subarray(0, Math.min(DIRECT_CHUNK, r.size - pos)) : Buffer.allocUnsafe(Math.min(DIRECT_CHUNK, r.size - pos));
             const { bytesRead } = await fh.read(buf, 0, buf.length, SEGMENT_FILE_HEADER + pos);
             if (bytesRead === 0) throw new CpioError("ECACHE", `segment file ${r.path} is shorter than expected`);
             pos += bytesRead;
@@ -500,6 +540,7 @@ export async function* writeArchive(entries: Iterable<CpioEntry> | AsyncIterable
         }
       }
       done += item.entries;
+      collectGarbageAbove(GARBAGE_LIMIT);
       opts.onProgress?.(Math.min(done, prepared.length), prepared.length);
     };
     for (const s of plan) {

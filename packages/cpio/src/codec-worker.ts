@@ -3,6 +3,7 @@ import type { Transform } from "node:stream";
 import { parentPort } from "node:worker_threads";
 import { codecs, warmCodec } from "./codecs.js";
 import { runFileJob, type CodecRef, type FileJob, type WorkerRequest } from "./jobs.js";
+import { GARBAGE_LIMIT, collectGarbageAbove } from "./memory.js";
 
 const external = new Map<string, Promise<{ compress(data: Uint8Array, level: number): Uint8Array | Promise<Uint8Array>; createStream?(level?: number): Transform }>>();
 
@@ -24,6 +25,7 @@ async function resolve(ref: CodecRef) {
 }
 
 parentPort!.on("message", async (msg: WorkerRequest) => {
+  collectGarbageAbove(GARBAGE_LIMIT);
   try {
     const codec = await resolve(msg.codec);
     if (msg.op === "compress") {

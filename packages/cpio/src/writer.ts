@@ -21,7 +21,8 @@ export interface WriteOptions {
 const CHUNK = 1 << 20;
 export const ZERO_PAD = new Uint8Array(4);
 
-export async function* fileChunks(path: string, size: number, entryPath: string, chunk = CHUNK): AsyncGenerator<Uint8Array> {
+/** A host file's bytes in chunks; into `into` (reused: each chunk is valid until the next is asked for) when given. */
+export async function* fileChunks(path: string, size: number, entryPath: string, chunk = CHUNK, into?: Buffer): AsyncGenerator<Uint8Array> {
   let fh;
   try {
     fh = await open(path, "r");
@@ -31,7 +32,7 @@ export async function* fileChunks(path: string, size: number, entryPath: string,
   try {
     let pos = 0;
     while (pos < size) {
-      const buf = Buffer.allocUnsafe(Math.min(chunk, size - pos));
+      const buf = into ? into.subarray(0, Math.min(into.length, size - pos)) : Buffer.allocUnsafe(Math.min(chunk, size - pos));
       const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
       if (bytesRead === 0) throw new CpioError("ECHANGED", `${path} (for ${entryPath}) shrank while it was being archived (expected ${size} bytes)`, entryPath);
       pos += bytesRead;

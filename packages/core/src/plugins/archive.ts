@@ -1,10 +1,7 @@
-import { createHash, randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { Readable, Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { builtinCompressors, checkLevel, writeArchive, type ArchiveStats } from "@fledge/cpio";
+import { builtinCompressors, checkLevel, writeArchiveFile, type ArchiveStats } from "@fledge/cpio";
 import { defaultCacheDir } from "@fledge/fetch";
 import type { Builder } from "../builder.js";
 import { FledgeError } from "../errors.js";
@@ -51,18 +48,10 @@ export class ArchivePlugin {
       const temp = join(dirname(out), `.fledge-tmp-${randomBytes(6).toString("hex")}-${basename(out)}`);
       ctx.trackTemp(temp);
       const entries = tree.toCpioEntries();
-      const hash = createHash("sha256");
-      let size = 0;
-      const tap = new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          hash.update(chunk);
-          size += chunk.length;
-          cb(null, chunk);
-        },
-      });
       // Segmented, parallel, cached: the bytes depend on the tree only (not on cores or cache).
+      // Written straight to the temp file and hashed on the way, with buffers reused.
       const stats = {} as ArchiveStats;
-      const source = writeArchive(
+      const { size, sha256 } = await writeArchiveFile(
         entries,
         {
           mtime: ctx.options.mtime,
@@ -75,9 +64,9 @@ export class ArchivePlugin {
             if (current < total) hooks.progress.call({ kind: "archive", label: "archive", current, total: entries.length });
           },
         },
+        temp,
         stats,
       );
-      await pipeline(Readable.from(source, { highWaterMark: 1 }), tap, createWriteStream(temp));
       ctx.debug(
         `archive: ${stats.segments} segments (${stats.cached} from cache, ${stats.compressed} compressed on ${stats.workers} workers), ${stats.uncompressedSize} bytes of newc; ${stats.statHits} files unchanged by the stat cache, ${stats.hashed} read and hashed`,
         this.name,
@@ -85,7 +74,7 @@ export class ArchivePlugin {
       if (stats.cacheSkipped) ctx.warn(`segment cache not used: ${stats.cacheSkipped}`, this.name);
       if (stats.rejected) ctx.warn(`${stats.rejected} segment-cache ${stats.rejected === 1 ? "entry was" : "entries were"} not written by you for this content (forged, swapped or damaged); recomputed, the artifact is unaffected`, this.name);
       hooks.progress.call({ kind: "archive", label: "archive", current: entries.length, total: entries.length });
-      return { path: out, tempPath: temp, sha256: hash.digest("hex"), size, compression: compressor.name, entries: entries.length };
+      return { path: out, tempPath: temp, sha256, size, compression: compressor.name, entries: entries.length };
     });
   }
 }
