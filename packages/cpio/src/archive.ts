@@ -102,7 +102,7 @@ interface MemPlan {
   size: number;
   trailer: boolean;
 }
-type FilePlan = { kind: "file"; entry: PreparedEntry & { source: { kind: "file"; path: string } } };
+type FilePlan = { kind: "file"; entry: PreparedEntry & { source: { kind: "file"; path: string; offset?: number } } };
 
 function headerLength(e: PreparedEntry): number {
   const n = HEADER_SIZE + e.name.length + 1;
@@ -139,7 +139,7 @@ function* planSegments(prepared: PreparedEntry[], format: "newc" | "crc", min: n
 const EOF_PROBE = Buffer.alloc(1);
 
 /** Reads exactly `size` bytes of a host file into buf at `at`; fails if the file is now shorter or longer. */
-function readInto(path: string, buf: Buffer, at: number, size: number, entryPath: string): Promise<void> {
+function readInto(path: string, buf: Buffer, at: number, size: number, entryPath: string, offset?: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const fail = (err: Error, fd?: number) => (fd === undefined ? reject(err) : fsClose(fd, () => reject(err)));
     fsOpen(path, "r", (err, fd) => {
@@ -147,6 +147,8 @@ function readInto(path: string, buf: Buffer, at: number, size: number, entryPath
       let got = 0;
       const step = (): void => {
         if (got === size) {
+          // A range is not checked past its end.
+          if (offset !== undefined) return fsClose(fd, (err) => (err ? reject(err) : resolve()));
           // One byte past the end must be EOF: a file that grew would otherwise be cut silently.
           return fsRead(fd, EOF_PROBE, 0, 1, size, (err, n) => {
             if (err) return fail(new CpioError("ENOENT", `cannot read ${path} for ${entryPath}: ${err.message}`, entryPath), fd);
@@ -154,9 +156,13 @@ function readInto(path: string, buf: Buffer, at: number, size: number, entryPath
             fsClose(fd, (err) => (err ? reject(err) : resolve()));
           });
         }
-        fsRead(fd, buf, at + got, size - got, got, (err, n) => {
+        fsRead(fd, buf, at + got, size - got, (offset ?? 0) + got, (err, n) => {
           if (err) return fail(new CpioError("ENOENT", `cannot read ${path} for ${entryPath}: ${err.message}`, entryPath), fd);
-          if (n === 0) return fail(new CpioError("ECHANGED", `${path} (for ${entryPath}) changed size while it was being archived (${size} → ${got} bytes)`, entryPath), fd);
+          if (n === 0)
+            return fail(
+              new CpioError("ECHANGED", offset === undefined ? `${path} (for ${entryPath}) changed size while it was being archived (${size} → ${got} bytes)` : `${path} (for ${entryPath}) ends before its range ${offset}+${size}`, entryPath),
+              fd,
+            );
           got += n;
           step();
         });
@@ -181,7 +187,9 @@ async function eachLimit<T>(items: T[], lanes: number, fn: (item: T, i: number) 
 }
 
 type Item = MemPlan["items"][number];
-const isHostFile = (e: PreparedEntry): e is PreparedEntry & { source: { kind: "file"; path: string } } => e.source.kind === "file" && e.size > 0;
+const isHostFile = (e: PreparedEntry): e is PreparedEntry & { source: { kind: "file"; path: string; offset?: number } } => e.source.kind === "file" && e.size > 0;
+/** The stat cache remembers a host file by path, or by path and range for a range of one. */
+const statKey = (e: PreparedEntry & { source: { path: string; offset?: number } }): string => (e.source.offset === undefined ? e.source.path : `${e.source.path}\0${e.source.offset}\0${e.size}`);
 
 /**
  * The bytes of a planned segment, in one pooled buffer the size of the segment: host files are
@@ -208,7 +216,10 @@ async function fillSegment(plan: MemPlan, format: "newc" | "crc", buffers: Buffe
         }
       }
     }
-    await eachLimit(files, LANES, ({ e, at, headerLength: hl }) => readInto((e.source as { path: string }).path, buf, at + hl, e.size, e.path));
+    await eachLimit(files, LANES, ({ e, at, headerLength: hl }) => {
+      const src = e.source as { path: string; offset?: number };
+      return readInto(src.path, buf, at + hl, e.size, e.path, src.offset);
+    });
     // Headers last: a 070702 header carries the sum of the data just read (its length does not depend on it).
     const sums = plan.items.map(({ e, at, headerLength: hl }) => {
       const check = format === "crc" && e.type === "file" && e.size > 0 ? sum32(buf.subarray(at + hl, at + hl + e.size)) : 0;
@@ -390,7 +401,7 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
           const { e } = s.items[i]!;
           const src = e.source;
           if (isHostFile(e)) {
-            const d = cache.index.lookup(src.kind === "file" ? src.path : "", stamps[i]!, crc);
+            const d = cache.index.lookup(statKey(e), stamps[i]!, crc);
             if (d) known.push({ e, digest: d.digest, sum: d.sum ?? 0 });
             else all = false;
           } else if (e.size === 0) known.push({ e, sum: 0 });
@@ -414,7 +425,7 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
         const digest = e.size > 0 ? sha256(data.subarray(at + hl, at + hl + e.size)) : undefined;
         if (isHostFile(e)) {
           st.hashed++;
-          cache!.index.record(e.source.path, stamps[i]!, { digest: digest!, sum: crc ? sums[i] : undefined });
+          cache!.index.record(statKey(e), stamps[i]!, { digest: digest!, sum: crc ? sums[i] : undefined });
         }
         return { e, digest, sum: sums[i]! };
       });
@@ -452,7 +463,7 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
     let known: FileDigest | undefined;
     if (cache) {
       const fs = await stampOrFail(e);
-      known = opts.verify ? undefined : cache.index.lookup(e.source.path, fs, crc);
+      known = opts.verify ? undefined : cache.index.lookup(statKey(e), fs, crc);
       if (known) {
         st.statHits++;
         key = segmentKey(prefix, format, [{ e, digest: known.digest, sum: known.sum ?? 0 }], false);
@@ -464,7 +475,7 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
       } else {
         known = await hashHostFile(e, crc);
         st.hashed++;
-        cache.index.record(e.source.path, fs, known);
+        cache.index.record(statKey(e), fs, known);
         key = segmentKey(prefix, format, [{ e, digest: known.digest, sum: known.sum ?? 0 }], false);
         const size = await cache.seg.verify(key);
         if (size !== undefined) {
@@ -477,7 +488,7 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
     const out = cache ? cache.seg.tempPath() : join(tmpBase, tempName());
     temps.add(out);
     // With a cache the worker checks that the file still has the content its key was made from.
-    const job = { op: "file" as const, codec: ref, level, header, entryPath: e.path, file: e.source.path, size: e.size, out, expect: known?.digest.toString("hex") };
+    const job = { op: "file" as const, codec: ref, level, header, entryPath: e.path, file: e.source.path, offset: e.source.offset, size: e.size, out, expect: known?.digest.toString("hex") };
     const r = pool ? await pool.run<FileJobResult>(job) : await runFileJob(local, { ...job, id: 0 });
     st.compressed++;
     if (cache) {
@@ -510,7 +521,7 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
         const header = await entryHeader(r.entry, format);
         st.size += header.length;
         yield header;
-        for await (const c of fileChunks(r.entry.source.path, r.entry.size, r.entry.path, DIRECT_CHUNK, reuse ? (scratch ??= Buffer.allocUnsafeSlow(DIRECT_CHUNK)) : undefined)) {
+        for await (const c of fileChunks(r.entry.source.path, r.entry.size, r.entry.path, DIRECT_CHUNK, reuse ? (scratch ??= Buffer.allocUnsafeSlow(DIRECT_CHUNK)) : undefined, r.entry.source.offset)) {
           st.size += c.length;
           yield c;
         }

@@ -29,6 +29,8 @@ export interface FileJob {
   header: Uint8Array;
   entryPath: string;
   file: string;
+  /** Byte offset of the entry's data in `file` (a range), if not 0. */
+  offset?: number;
   size: number;
   out: string;
   /** sha256 (hex) of the file's content as hashed before (with a cache): the file must not have changed since. None without a cache: nothing is hashed. */
@@ -61,7 +63,7 @@ export async function runFileJob(codec: JobCodec, job: FileJob): Promise<FileJob
   const inHash = job.expect !== undefined ? createHash("sha256") : undefined;
   async function* source(): AsyncGenerator<Uint8Array> {
     yield job.header;
-    for await (const c of fileChunks(job.file, job.size, job.entryPath)) {
+    for await (const c of fileChunks(job.file, job.size, job.entryPath, undefined, undefined, job.offset)) {
       inHash?.update(c);
       yield c;
     }

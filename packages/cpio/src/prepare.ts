@@ -7,7 +7,7 @@ import { MAX_U32, NAME_MAX_BYTES } from "./newc.js";
 export type DataSource =
   | { kind: "none" }
   | { kind: "bytes"; data: Uint8Array }
-  | { kind: "file"; path: string }
+  | { kind: "file"; path: string; offset?: number }
   | { kind: "stream"; open: () => AsyncIterable<Uint8Array> };
 
 /** An entry ready to serialise: validated, sorted, inode and link count assigned. */
@@ -61,6 +61,11 @@ export function validateEntry(e: CpioEntry): void {
   if (!Number.isInteger(e.mode) || e.mode < 0 || e.mode > 0o7777) throw new CpioError("EMODE", `mode ${e.mode} of ${p} is not a permission value 0–07777`, p);
   if (e.mtime !== undefined && (!Number.isInteger(e.mtime) || e.mtime < 0 || e.mtime > MAX_U32))
     throw new CpioError("EMTIME", `mtime ${e.mtime} of ${p} does not fit newc's 32-bit field (1970–2106)`, p);
+  if (e.offset !== undefined) {
+    if (e.file === undefined) throw new CpioError("EDATA", `${p} has an offset but no host file`, p);
+    if (e.size === undefined) throw new CpioError("EDATA", `${p} is a range of ${e.file} (offset ${e.offset}), so its size must be given`, p);
+    if (!Number.isSafeInteger(e.offset) || e.offset < 0) throw new CpioError("EDATA", `offset ${e.offset} of ${p} is not a whole number of bytes ≥ 0`, p);
+  }
   u32(e.uid, "uid", p);
   u32(e.gid, "gid", p);
   u32(e.major, "major", p);
@@ -212,7 +217,9 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
         : root.data
           ? { kind: "bytes", data: root.data }
           : root.file !== undefined
-            ? { kind: "file", path: root.file }
+            ? root.offset !== undefined
+              ? { kind: "file", path: root.file, offset: root.offset }
+              : { kind: "file", path: root.file }
             : { kind: "stream", open: root.stream! };
       out.push({
         path: e.path,

@@ -159,3 +159,40 @@ describe("newc writer", () => {
     }
   });
 });
+
+describe("ranges of host files (file + offset)", () => {
+  it("archives byte ranges exactly like the same bytes given as data, small and larger than a segment, with and without a cache", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fledge-range-"));
+    try {
+      const blob = Buffer.alloc(300000);
+      for (let i = 0; i < blob.length; i++) blob[i] = (i * 7 + (i >> 9)) & 0xff;
+      const host = join(dir, "layer.tar");
+      await writeFile(host, blob);
+      const ranges = [
+        [0, 10],
+        [513, 4000],
+        [10000, 150000], // larger than a segment below: streamed on its own
+        [299990, 10], // ends exactly at the end of the file
+        [5, 0],
+      ] as const;
+      const asRanges: CpioEntry[] = ranges.map(([offset, size], i) => ({ path: `r/${i}`, type: "file", mode: 0o644, file: host, offset, size }));
+      const asData: CpioEntry[] = ranges.map(([offset, size], i) => ({ path: `r/${i}`, type: "file", mode: 0o644, data: blob.subarray(offset, offset + size) }));
+      for (const compressor of ["none", "gzip", "zstd"]) {
+        for (const cacheDir of [undefined, join(dir, "cache")]) {
+          const opts = { mtime: MTIME, compressor, workers: 1, cacheDir, segment: { min: 4096, max: 65536 } };
+          const want = await archiveToBuffer(asData, { ...opts, cacheDir: undefined });
+          expect((await archiveToBuffer(asRanges, opts)).equals(want)).toBe(true);
+          // Twice: the second build finds the segments in the cache.
+          expect((await archiveToBuffer(asRanges, opts)).equals(want)).toBe(true);
+        }
+      }
+      // A range past the end of its file fails, naming the file and the range.
+      await expect(archiveToBuffer([{ path: "x", type: "file", mode: 0o644, file: host, offset: 299000, size: 2000 }], { mtime: MTIME, compressor: "gzip" })).rejects.toThrow(/ends before its range 299000\+2000/);
+      await refuses([{ path: "x", type: "file", mode: 0o644, file: host, offset: 3 }], "EDATA", /its size must be given/);
+      await refuses([{ path: "x", type: "file", mode: 0o644, data: Buffer.alloc(1), offset: 3, size: 1 }], "EDATA", /offset but no host file/);
+      await refuses([{ path: "x", type: "file", mode: 0o644, file: host, offset: -1, size: 1 }], "EDATA", /not a whole number/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60000);
+});
