@@ -20,7 +20,7 @@ export interface ArchiveOptions extends Omit<WriteOptions, "trailer"> {
   compressor?: Compressor | string;
   /** Compression level; default the compressor's. */
   level?: number;
-  /** Worker threads at most; default the number of CPUs (at most 16). 0 compresses on this thread. Started when there is work for them, never more than there are segments (one segment: none). The bytes never depend on it. */
+  /** Worker threads at most; default the number of CPUs (at most 16), or none for an archive under 8 MiB. 0 compresses on this thread. Started when there is work for them, never more than there are segments (one segment: none). The bytes never depend on it. */
   workers?: number;
   /**
    * Directory of the segment cache and the stat cache; none when undefined. Not used with
@@ -57,6 +57,9 @@ export interface ArchiveStats {
   size: number;
   workers: number;
 }
+
+/** Below this many bytes of newc, an archive is compressed on the calling thread unless `workers` says otherwise. */
+const AUTO_WORKERS_MIN = 8 << 20;
 
 /** Default segment bounds: big enough that compression loses nothing measurable, small enough to spread over cores and cache finely. */
 export const SEGMENT_MIN = 512 << 10;
@@ -358,8 +361,11 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
   const min = opts.segment?.min ?? SEGMENT_MIN;
   const max = Math.max(opts.segment?.max ?? SEGMENT_MAX, min);
   const plan = [...planSegments(prepared, format, min, max)];
-  // More workers than segments would only cost start-up; one segment is compressed on this thread.
-  const requested = useWorkers ? Math.max(0, Math.min(opts.workers ?? availableParallelism(), 16)) : 0;
+  // More workers than segments would only cost start-up; one segment is compressed on this thread,
+  // and so is a small archive unless workers were asked for (starting one costs more than it saves).
+  const planned = plan.reduce((n, s) => n + (s.kind === "mem" ? s.size : s.entry.size), 0);
+  const auto = opts.workers === undefined ? (planned >= AUTO_WORKERS_MIN ? availableParallelism() : 0) : opts.workers;
+  const requested = useWorkers ? Math.max(0, Math.min(auto, 16)) : 0;
   const workers = plan.length > 1 ? Math.min(requested, plan.length) : 0;
   st.workers = workers;
   const depth = Math.max(2, workers * 2 + 1);
