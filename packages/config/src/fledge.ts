@@ -2,7 +2,7 @@ import { statSync } from "node:fs";
 import { dirname, isAbsolute, posix, resolve } from "node:path";
 import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "./errors.js";
-import { parseToml, readToml } from "./toml.js";
+import { parseToml, readToml, stripBom } from "./toml.js";
 import { DEFAULT_BUSYBOX_SHA256, DEFAULT_BUSYBOX_URL, FledgeTomlInput } from "./schema.js";
 import { zodIssues } from "./zod-issues.js";
 import { ManifestTomlInput } from "./manifest-toml.js";
@@ -93,6 +93,7 @@ export function normalizeFledgeConfig(data: unknown, file: string, opts: LoadOpt
  * schema, and the rules across keys (init mode, agent, mappings). Does not throw for bad input.
  */
 export function checkFledgeConfig(text: string, file: string, opts: LoadOptions = {}): FledgeCheck {
+  text = stripBom(text);
   const abs = resolve(file);
   let data: Record<string, unknown>;
   try {

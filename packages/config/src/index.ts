@@ -1,5 +1,5 @@
 export { ConfigError, formatIssue, type ConfigIssue } from "./errors.js";
-export { readToml, parseToml } from "./toml.js";
+export { readToml, readTomlText, parseToml, stripBom, MAX_TOML_BYTES, MAX_TOML_DEPTH } from "./toml.js";
 export {
   FledgeTomlInput,
   AgentInput,

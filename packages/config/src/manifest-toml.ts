@@ -1,7 +1,7 @@
 import { basename, dirname, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError, type ConfigIssue } from "./errors.js";
-import { parseToml, readToml } from "./toml.js";
+import { parseToml, readToml, stripBom } from "./toml.js";
 import { zodIssues } from "./zod-issues.js";
 import { FledgeTomlInput } from "./schema.js";
 import { salvage } from "./shape.js";
@@ -154,6 +154,7 @@ export function checkManifestTomlData(data: unknown, file: string, text?: string
 
 /** Checks manifest.toml text (syntax and schema); never throws for bad input. */
 export function checkManifestToml(text: string, file: string): ManifestTomlCheck {
+  text = stripBom(text);
   try {
     return checkManifestTomlData(parseToml(text, file), file, text);
   } catch (err) {
@@ -170,6 +171,7 @@ export function normalizeManifestToml(data: unknown, file: string, text?: string
 }
 
 export function parseManifestToml(text: string, file: string): ManifestToml {
+  text = stripBom(text);
   return normalizeManifestToml(parseToml(text, file), file, text);
 }
 

@@ -6,17 +6,14 @@ const LIB_DIRS = ["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", 
 const under = (dest: string, dirs: string[]) => dirs.some((d) => dest.startsWith(d + "/"));
 
 /**
- * The mode a mapped regular file gets in the image (DESIGN.md §3, "File modes for mappings"):
- * executables keep their bits and gain x wherever r is set; files in bin directories and shared
- * libraries in lib directories become 0755; everything else 0644. `/init` is what the kernel
- * executes, so a file mapped there is always executable.
+ * The mode a mapped regular file gets in the image (DESIGN.md §3, "File modes for mappings"),
+ * normalised as git does so that neither the umask nor the host's group/other bits reach the
+ * artifact: 0755 when the host file has any execute bit, lies in a bin directory or is a shared
+ * library in a lib directory; otherwise 0644. No setuid, setgid or sticky bit and no group/other
+ * write ever comes from the host. `/init` is what the kernel executes, so it is always 0755.
  */
 export function mappedFileMode(hostMode: number, dest: string): number {
-  const perm = hostMode & 0o777;
-  if (perm & 0o111) {
-    const r = perm & 0o444;
-    return perm | (r >> 2);
-  }
+  if (hostMode & 0o111) return 0o755;
   if (under(dest, EXEC_DIRS) || dest === "/init") return 0o755;
   const base = posix.basename(dest);
   if (under(dest, LIB_DIRS) && /\.so(\.\d+)*$/.test(base)) return 0o755;

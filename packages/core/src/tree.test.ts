@@ -60,8 +60,15 @@ describe("RootfsTree", () => {
 
 describe("mappedFileMode (FHS rules)", () => {
   it.each([
-    [0o744, "/etc/x", 0o755, "an executable keeps its bits and gains x where r is set"],
-    [0o700, "/etc/x", 0o700, "0700 stays 0700"],
+    [0o744, "/etc/x", 0o755, "any execute bit gives 0755"],
+    [0o700, "/etc/x", 0o755, "0700 becomes 0755, as git does"],
+    [0o777, "/etc/x", 0o755, "no group/other write from the host (issue 11)"],
+    [0o775, "/srv/app", 0o755, "a umask 002 copy gives the same mode as a umask 022 one"],
+    [0o4755, "/usr/bin/su", 0o755, "no setuid from the host"],
+    [0o2711, "/etc/x", 0o755, "no setgid from the host"],
+    [0o1777, "/etc/x", 0o755, "no sticky bit from the host"],
+    [0o666, "/etc/x", 0o644, "no group/other write on data either"],
+    [0o6644, "/etc/x", 0o644, "setuid/setgid without x stay out"],
     [0o644, "/usr/bin/app", 0o755, "under a bin directory"],
     [0o600, "/opt/sbin/tool", 0o755, "under /opt/sbin"],
     [0o644, "/usr/lib/libfoo.so.1.2", 0o755, "a shared library under a lib directory"],

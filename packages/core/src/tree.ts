@@ -16,6 +16,13 @@ export function imagePath(p: string): string {
   if (p.includes("\0")) throw new FledgeError("FLEDGE_PATH", `image path contains a NUL byte: ${JSON.stringify(p)}`);
   if (p.split("/").includes("..")) throw new FledgeError("FLEDGE_PATH", `image path must not contain "..": ${p}`);
   const n = posix.normalize(p);
+  // The kernel unpacks names with open/mkdir/symlink: a component over NAME_MAX (255 bytes) fails
+  // there with ENAMETOOLONG, and the initramfs unpacker then skips the entry without a word.
+  for (const part of n.split("/"))
+    if (Buffer.byteLength(part) > 255)
+      throw new FledgeError("FLEDGE_PATH", `image path component is ${Buffer.byteLength(part)} bytes long, more than the 255 the kernel allows (NAME_MAX): ${part.slice(0, 40)}… in ${n.slice(0, 80)}…`, {
+        hint: "shorten that file or directory name",
+      });
   return n.length > 1 ? n.replace(/\/+$/, "") : n;
 }
 

@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
+import { reapStaleTemps, tempName } from "@fledge/safe-fs";
 import { close as fsClose, open as fsOpen, read as fsRead } from "node:fs";
 import { mkdir, open, rm, type FileHandle } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { SegmentCache, StatIndex, openCacheSecret, stampOf, tempName, verifySegmentFile, type FileDigest, type FileStamp } from "./cache.js";
+import { SegmentCache, StatIndex, openCacheSecret, stampOf, verifySegmentFile, type FileDigest, type FileStamp } from "./cache.js";
 import { builtinCompressors, type Compressor } from "./compress.js";
 import type { CpioEntry } from "./entry.js";
 import { CpioError } from "./errors.js";
@@ -380,6 +381,8 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
   }
   const tmpBase = cache ? join(opts.cacheDir!, "tmp") : join(tmpdir(), "fledge-segments");
   if (!cache && !identity) await mkdir(tmpBase, { recursive: true });
+  // Leftovers of builds killed with -9 (hardening: issue 11): only dead processes' temps.
+  if (cache || !identity) await reapStaleTemps(tmpBase);
   const stamp = opts.stampFile ?? stampOf;
   const prefix = `${SEGMENT_VERSION}\0${compressor.id ?? compressor.name}\0${level}\0`;
   const local: JobCodec = { compress: (d, l) => compressor.compress!(d, l), createStream: compressor.createStream?.bind(compressor) };
@@ -491,7 +494,7 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
       }
     }
     const header = known ? encodeHeader(magicFor(format), { ...e, check: known.sum ?? 0 }, e.name) : await entryHeader(e, format);
-    const out = cache ? cache.seg.tempPath() : join(tmpBase, tempName());
+    const out = cache ? cache.seg.tempPath(key) : join(tmpBase, tempName());
     temps.add(out);
     // With a cache the worker checks that the file still has the content its key was made from.
     const job = { op: "file" as const, codec: ref, level, header, entryPath: e.path, file: e.source.path, offset: e.source.offset, size: e.size, out, expect: known?.digest.toString("hex") };

@@ -5,7 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { archiveToBuffer, type ArchiveStats } from "./archive.js";
-import { tempName } from "./cache.js";
+import { parseTempName } from "@fledge/safe-fs";
+import { basename } from "node:path";
+import { SegmentCache } from "./cache.js";
 import type { CpioEntry } from "./entry.js";
 import { rng, sha256 } from "./test/helpers.js";
 
@@ -191,8 +193,9 @@ describe("segment cache bound to its key", () => {
     expect(st4.cacheSkipped).toMatch(/symlink/);
   }, 30000);
 
-  it("temp files in the cache carry the writer's pid", () => {
-    expect(tempName()).toMatch(new RegExp(`^\\.fledge-tmp-${process.pid}-[0-9a-f]{12}$`));
+  it("temp files in the cache carry the writer's pid (safe-fs's pattern, so prune can tell stale ones)", () => {
+    const t = new SegmentCache("/x", Buffer.alloc(32)).tempPath("ab".repeat(32));
+    expect(parseTempName(basename(t))?.pid).toBe(process.pid);
   });
 });
 

@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { constants as fsc, readFile as readFileCb, type BigIntStats } from "node:fs";
-import { link, mkdir, open, readdir, rename, rm, stat, unlink, utimes } from "node:fs/promises";
+import { link, lstat, mkdir, open, readdir, rename, rm, stat, unlink, utimes } from "node:fs/promises";
+import { reapStaleTemps, tempName } from "@fledge/safe-fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { SEGMENT_FILE_HEADER } from "./jobs.js";
@@ -32,12 +33,6 @@ const OFF_LEN = 40;
 const OFF_HASH = 48;
 const OFF_MAC = 80;
 if (SEGMENT_FILE_HEADER !== 112) throw new Error("segment header layout mismatch");
-
-/** Temp files fledge creates in its cache directories: `.fledge-tmp-<pid>-<hex>`; a later prune removes those whose process is gone. */
-export const TEMP_PREFIX = ".fledge-tmp-";
-export function tempName(): string {
-  return `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
-}
 
 function euid(): number {
   return typeof process.geteuid === "function" ? process.geteuid() : 0;
@@ -114,8 +109,8 @@ export class SegmentCache {
     return join(this.dir, key.slice(0, 2), `${key}.seg`);
   }
 
-  tempPath(): string {
-    return join(this.dir, "tmp", tempName());
+  tempPath(key?: string): string {
+    return join(this.dir, "tmp", tempName(key));
   }
 
   /** The header for `payload` (length and sha256 given) stored under `key`. */
@@ -455,25 +450,32 @@ export interface SegmentPruneResult {
 
 /**
  * Removes cached segments not used for `olderThanMs` (all of them when undefined), and temp
- * files left by interrupted builds (older than an hour).
+ * files of builds that are gone (`@fledge/safe-fs`'s `reapStaleTemps`). Only names this cache
+ * makes are touched (`<2 hex>/<64 hex>.seg`, temps named by `tempName()`); anything else a user
+ * put in the directory stays.
  */
 export async function pruneSegments(dir: string, olderThanMs?: number, now = Date.now()): Promise<SegmentPruneResult> {
   const result: SegmentPruneResult = { removed: 0, freedBytes: 0, kept: 0 };
   for (const sub of await readdir(dir).catch(() => [] as string[])) {
+    if (sub === "tmp") {
+      const r = await reapStaleTemps(join(dir, sub), { now });
+      result.removed += r.removed.length;
+      result.freedBytes += r.freedBytes;
+      continue;
+    }
+    if (!/^[0-9a-f]{2}$/.test(sub)) continue;
     const subdir = join(dir, sub);
-    const temp = sub === "tmp";
     for (const name of await readdir(subdir).catch(() => [] as string[])) {
-      if (!temp && !name.endsWith(".seg")) continue;
+      if (!/^[0-9a-f]{64}\.seg$/.test(name) || name.slice(0, 2) !== sub) continue;
       const file = join(subdir, name);
-      const st = await stat(file).catch(() => undefined);
+      const st = await lstat(file).catch(() => undefined);
       if (!st?.isFile()) continue;
       const age = now - st.mtimeMs;
-      const stale = temp ? age > 3_600_000 : olderThanMs === undefined || age >= olderThanMs;
-      if (stale) {
+      if (olderThanMs === undefined || age >= olderThanMs) {
         await rm(file, { force: true });
         result.removed++;
         result.freedBytes += st.size;
-      } else if (!temp) result.kept++;
+      } else result.kept++;
     }
   }
   return result;

@@ -1,7 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { gzipSync } from "node:zlib";
 import { archiveToBuffer } from "./archive.js";
-import { readArchive } from "./reader.js";
+import { readArchive, scanArchive, type ReadEntry } from "./reader.js";
+import { createHash } from "node:crypto";
+import { mkdtemp, open, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { CpioError } from "./errors.js";
 import { lz4CompressBlock, lz4DecompressBlock } from "./lz4.js";
 import { writeNewc } from "./writer.js";
@@ -116,5 +120,41 @@ describe("lz4 legacy", () => {
     const theirs = run("lz4", ["-l", "-c"], { input: await raw([{ path: "g", type: "file", mode: 0o644, data }]) }).stdout;
     const { entries } = await readArchive(theirs);
     expect(Buffer.from(entries[0]!.data!).equals(data)).toBe(true);
+  });
+});
+
+describe("scanArchive (streaming, issue 11)", () => {
+  it("streams large members of every kind from a file, hashing entries without keeping them, and caps the output", async () => {
+    const r = rng(11);
+    const big = Buffer.alloc(24 << 20);
+    for (let i = 0; i < big.length; i += 4096) big[i] = Math.floor(r() * 256); // compressible, not trivial
+    const sha = createHash("sha256").update(big).digest("hex");
+    const dir = await mkdtemp(join(tmpdir(), "scan-"));
+    for (const c of ["gzip", "xz", "lz4", "none"]) {
+      const buf = await archiveToBuffer([{ path: "big", type: "file", mode: 0o644, data: big }, { path: "link", type: "symlink", mode: 0o777, target: "big" }], { mtime: MTIME, compressor: c, workers: 0 });
+      const file = join(dir, `a.${c}`);
+      await writeFile(file, buf);
+      const fh = await open(file, "r");
+      try {
+        const seen: ReadEntry[] = [];
+        const res = await scanArchive(fh, { onEntry: (e) => void seen.push(e) });
+        expect(seen.map((e) => [e.path, e.sha256 ?? e.target, e.data]), c).toEqual([["big", sha, undefined], ["link", "big", undefined]]);
+        expect(res.entries).toBe(2);
+        expect(res.uncompressedSize).toBeGreaterThan(big.length);
+        await expect(scanArchive(fh, { maxOutput: 8 << 20 }), c).rejects.toMatchObject({ code: "E2BIG" });
+      } finally {
+        await fh.close();
+      }
+    }
+  }, 60_000);
+
+  it("gives a hardlink group's names the link and each its own stored data's hash", async () => {
+    const r = run("sh", ["-c", "d=$(mktemp -d) && cd $d && echo data > a && ln a b && find . | LC_ALL=C sort | cpio -o -H newc --quiet; rm -rf $d"]);
+    const seen: ReadEntry[] = [];
+    await scanArchive(r.stdout, { onEntry: (e) => void seen.push(e) });
+    const byPath = Object.fromEntries(seen.map((e) => [e.path, e]));
+    expect(byPath["b"]!.linkTo).toBe("a");
+    expect(byPath["b"]!.sha256).toBe(createHash("sha256").update("data\n").digest("hex"));
+    expect(byPath["a"]!.sha256).toBe(createHash("sha256").digest("hex"));
   });
 });

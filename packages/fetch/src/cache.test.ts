@@ -1,4 +1,6 @@
-import { mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
+import { hostTag } from "@fledge/safe-fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -50,5 +52,31 @@ describe("ContentCache", () => {
     await c.touch(sha("new"));
     expect((await c.prune()).removed.length).toBe(1);
     expect(await c.list()).toEqual([]);
+  });
+});
+
+describe("prune never removes what fledge did not make (issue 11)", () => {
+  it("keeps a user's files in tmp/, urls/ and sha256/, removes temps of dead processes and says so", async () => {
+    const c = new ContentCache(join(dir, "c"));
+    await writeFile(join(dir, "f"), "hello");
+    await c.add(join(dir, "f"), { url: "https://example.org/f" });
+    const deadPid = Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout);
+    const stale = `.fledge-tmp-${deadPid}-${hostTag()}-0123456789ab-busybox`;
+    const live = (await c.tempPath("busybox")).split("/").pop()!;
+    const user = { tmp: ["thesis.tex", "1234-0123456789ab", "old-download"], urls: ["notes.json", "README"], sha256: ["mine.txt", "ABC"] };
+    for (const [sub, names] of Object.entries(user)) {
+      await mkdir(join(dir, "c", sub), { recursive: true });
+      for (const n of names) await writeFile(join(dir, "c", sub, n), "precious");
+    }
+    await writeFile(join(dir, "c", "tmp", stale), "partial download");
+    await writeFile(join(dir, "c", "tmp", live), "in progress");
+    const old = new Date(Date.now() - 90 * 86400_000);
+    for (const n of user.tmp) await utimes(join(dir, "c", "tmp", n), old, old);
+    const r = await c.prune();
+    expect(r.removed.map((e) => e.sha256)).toEqual([sha("hello")]);
+    expect(r.temps).toEqual({ removed: 1, freedBytes: "partial download".length });
+    expect((await readdir(join(dir, "c", "tmp"))).sort()).toEqual([...user.tmp, live].sort());
+    expect((await readdir(join(dir, "c", "urls"))).sort()).toEqual([...user.urls].sort());
+    expect((await readdir(join(dir, "c", "sha256"))).sort()).toEqual([...user.sha256].sort());
   });
 });

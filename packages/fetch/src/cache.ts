@@ -1,7 +1,9 @@
-import { createHash, randomBytes } from "node:crypto";
-import { copyFile, mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { constants } from "node:fs";
+import { chmod, copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { reapStaleTemps, tempName } from "@fledge/safe-fs";
 import { hashFile, normalizeSha256 } from "./sha.js";
 
 /** `$FLEDGE_CACHE_DIR`, else `$XDG_CACHE_HOME/fledge`, else `~/.cache/fledge`. */
@@ -32,19 +34,27 @@ export interface PruneResult {
   removed: CacheEntry[];
   freedBytes: number;
   kept: number;
+  /** Temp files of processes that are gone (downloads interrupted by kill -9, a crash…). */
+  temps: { removed: number; freedBytes: number };
 }
 
-/** Temp files older than this are leftovers of a killed process. */
-const STALE_TEMP_MS = 24 * 3600 * 1000;
+/** What a cache entry turned out to hold when it was checked. */
+export type VerifyResult = { ok: true; size: number } | { ok: false; reason: "missing" | "not-a-file" | "mismatch"; actual?: string; size?: number };
+
+const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
  * A content-addressed store:
- * - `sha256/<hex>`: verified content, only ever created by an atomic rename of a complete file;
+ * - `sha256/<hex>`: verified content, only ever created by an atomic rename of a complete,
+ *   read-only file;
  * - `urls/<sha256 of the URL>.json`: the URL index, for inputs with no pinned checksum;
- * - `tmp/`: downloads in progress (same filesystem, so the rename is atomic).
+ * - `tmp/`: downloads in progress (same filesystem, so the rename is atomic), named by
+ *   `@fledge/safe-fs`'s `tempName()` so leftovers of dead processes can be told apart.
  *
  * Several processes may use it at once: each writes its own temp file, and renaming a file
- * over an identical one is harmless.
+ * over an identical one is harmless. The directory may be shared and writable by others, so
+ * nothing read from it is trusted: `verify` re-hashes an entry before every use, and `prune`
+ * only ever removes names fledge itself makes.
  */
 export class ContentCache {
   constructor(readonly dir: string) {}
@@ -67,17 +77,70 @@ export class ContentCache {
     await utimes(this.pathFor(sha256), now, now).catch(() => {});
   }
 
-  /** A temp path in the cache directory, so the final rename is atomic. */
-  async tempPath(): Promise<string> {
-    const dir = join(this.dir, "tmp");
-    await mkdir(dir, { recursive: true });
-    return join(dir, `${process.pid}-${randomBytes(6).toString("hex")}`);
+  /**
+   * Hashes entry `sha256` (streamed, not following a symlink planted in its place) and says
+   * whether it still holds that content. Nothing is removed here.
+   */
+  async verify(sha256: string): Promise<VerifyResult> {
+    let fh;
+    try {
+      fh = await open(this.pathFor(sha256), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      return { ok: false, reason: code === "ENOENT" ? "missing" : "not-a-file" };
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) return { ok: false, reason: "not-a-file" };
+      const hash = createHash("sha256");
+      const buf = Buffer.allocUnsafe(1 << 20);
+      let size = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, size);
+        if (bytesRead === 0) break;
+        hash.update(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+        size += bytesRead;
+      }
+      const actual = hash.digest("hex");
+      return actual === sha256 ? { ok: true, size } : { ok: false, reason: "mismatch", actual, size };
+    } finally {
+      await fh.close();
+    }
   }
 
-  /** Moves a verified temp file into place. Concurrent writers of the same content are fine. */
+  /** Removes one entry (a damaged one, after `verify`). Never follows a link. */
+  async evict(sha256: string): Promise<void> {
+    if (HEX64.test(sha256)) await rm(this.pathFor(sha256), { force: true }).catch(() => {});
+  }
+
+  /** The cache's temp directory (downloads in progress). */
+  get tempDir(): string {
+    return join(this.dir, "tmp");
+  }
+
+  #reaped = false;
+
+  /**
+   * A temp path in the cache directory, so the final rename is atomic. The first call also
+   * removes temps left by processes that are gone (a build killed with -9, a crash).
+   */
+  async tempPath(label?: string): Promise<string> {
+    await mkdir(this.tempDir, { recursive: true });
+    if (!this.#reaped) {
+      this.#reaped = true;
+      await reapStaleTemps(this.tempDir);
+    }
+    return join(this.tempDir, tempName(label));
+  }
+
+  /**
+   * Moves a verified temp file into place, read-only (so another user sharing the cache cannot
+   * rewrite it in place). Concurrent writers of the same content are fine.
+   */
   async commit(temp: string, sha256: string): Promise<string> {
     const dest = this.pathFor(sha256);
     await mkdir(join(this.dir, "sha256"), { recursive: true });
+    await chmod(temp, 0o444);
     await rename(temp, dest);
     return dest;
   }
@@ -106,7 +169,7 @@ export class ContentCache {
   async recordUrl(url: string, sha256: string): Promise<void> {
     const path = this.indexPath(url);
     await mkdir(join(this.dir, "urls"), { recursive: true });
-    const temp = await this.tempPath();
+    const temp = await this.tempPath("url.json");
     const rec: UrlRecord = { url, sha256, fetchedAt: new Date().toISOString() };
     await writeFile(temp, JSON.stringify(rec) + "\n");
     await rename(temp, path);
@@ -114,7 +177,8 @@ export class ContentCache {
 
   private async urlRecords(): Promise<{ file: string; rec?: UrlRecord }[]> {
     const dir = join(this.dir, "urls");
-    const names = await readdir(dir).catch(() => [] as string[]);
+    // only names fledge writes: <64 hex>.json
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));
     return Promise.all(
       names.map(async (n) => {
         const file = join(dir, n);
@@ -138,7 +202,7 @@ export class ContentCache {
     }
     const out: CacheEntry[] = [];
     for (const sha256 of names) {
-      const st = await stat(join(dir, sha256)).catch(() => undefined);
+      const st = await lstat(join(dir, sha256)).catch(() => undefined);
       if (!st?.isFile()) continue;
       out.push({ sha256, size: st.size, lastUsed: st.mtime, urls: urls.get(sha256) ?? [] });
     }
@@ -147,7 +211,9 @@ export class ContentCache {
 
   /**
    * Removes entries not used for `olderThanMs` (all entries when undefined), URL records that
-   * point at removed content, and temp files left by killed processes.
+   * point at removed content, and temp files of processes that are gone. Only names fledge
+   * makes are ever removed (`sha256/<64 hex>`, `urls/<64 hex>.json`, `tmp/.fledge-tmp-<pid>-…`):
+   * anything else a user put in the directory stays.
    */
   async prune(olderThanMs?: number, now = Date.now()): Promise<PruneResult> {
     const entries = await this.list();
@@ -160,12 +226,8 @@ export class ContentCache {
     for (const { file, rec } of await this.urlRecords()) {
       if (!rec?.sha256 || !(await this.has(rec.sha256))) await rm(file, { force: true });
     }
-    const tmp = join(this.dir, "tmp");
-    for (const n of await readdir(tmp).catch(() => [] as string[])) {
-      const st = await stat(join(tmp, n)).catch(() => undefined);
-      if (st && (olderThanMs === undefined ? now - st.mtimeMs > 60_000 : now - st.mtimeMs > STALE_TEMP_MS)) await rm(join(tmp, n), { force: true });
-    }
-    return { removed, freedBytes: removed.reduce((a, e) => a + e.size, 0), kept: entries.length - removed.length };
+    const temps = await reapStaleTemps(this.tempDir, { now });
+    return { removed, freedBytes: removed.reduce((a, e) => a + e.size, 0), kept: entries.length - removed.length, temps: { removed: temps.removed.length, freedBytes: temps.freedBytes } };
   }
 
   /**
@@ -176,7 +238,7 @@ export class ContentCache {
   async add(file: string, opts: { url?: string; expectedSha256?: string } = {}): Promise<{ sha256: string; size: number; path: string; existed: boolean }> {
     const st = await stat(file);
     if (!st.isFile()) throw new Error(`${file} is not a regular file`);
-    const temp = await this.tempPath();
+    const temp = await this.tempPath("add");
     try {
       await copyFile(file, temp);
       const { sha256, size } = await hashFile(temp);

@@ -4,7 +4,8 @@
  *
  * Codes: `ENETWORK` (connection failed or dropped), `ETIMEOUT`, `EHTTP` (an HTTP status that
  * is not retried), `ERATELIMIT`, `EREDIRECT` (loop, too many, bad target), `ETOOBIG`,
- * `ECHECKSUM`, `EOFFLINE` (not in the cache and the network is off), `ENOENT`, `ENOTFILE`,
+ * `ECHECKSUM`, `ECACHE` (a cache entry no longer matches its sha256, offline), `EOFFLINE` (not in
+ * the cache and the network is off), `ENOENT`, `ENOTFILE`,
  * `ERELEASE` (a GitHub release cannot be resolved), `EINPUT` (a malformed request).
  */
 export class FetchError extends Error {

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from "node:fs/promises";
+import { chmod, lstat, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -340,6 +340,59 @@ describe("offline", () => {
     expect((await off.fetch({ url: `${srv.url}/busybox`, sha256: SHA })).fromCache).toBe(true);
     expect((await off.fetch({ url: `${srv.url}/busybox` })).fromCache).toBe(true);
     expect(srv.log).toEqual(["/busybox"]);
+  });
+});
+
+describe("a shared cache is never trusted (issue 11)", () => {
+  const damage = async (path: string, content: Buffer | string) => {
+    await chmod(path, 0o644);
+    await writeFile(path, content);
+  };
+
+  it("a changed and truncated entry is re-verified on the hit, removed and downloaded again", async () => {
+    const logs: string[] = [];
+    const f = fetcher({ onLog: (l, m) => logs.push(`${l}: ${m}`) });
+    const a = await f.fetch({ url: `${srv.url}/busybox`, sha256: SHA, label: "busybox" });
+    expect((await stat(a.path)).mode & 0o777).toBe(0o444);
+    await damage(a.path, BUSYBOX.subarray(0, 1000));
+    const b = await f.fetch({ url: `${srv.url}/busybox`, sha256: SHA, label: "busybox" });
+    expect(b).toMatchObject({ sha256: SHA, size: BUSYBOX.length, fromCache: false });
+    expect((await readFile(b.path)).equals(BUSYBOX)).toBe(true);
+    expect(srv.hits("/busybox")).toBe(2);
+    expect(logs.some((l) => l.startsWith(`warn: busybox: cache entry ${a.path} holds content with sha256 `) && l.includes(`expected sha256 ${SHA}`))).toBe(true);
+  });
+
+  it("offline (as with --offline --locked), a damaged entry fails naming the entry and both digests, and is removed", async () => {
+    const a = await fetcher().fetch({ url: `${srv.url}/busybox`, sha256: SHA });
+    const evil = Buffer.concat([BUSYBOX.subarray(0, 5000), Buffer.from("evil")]);
+    await damage(a.path, evil);
+    const e = await failure(fetcher({ offline: true }).fetch({ url: `${srv.url}/busybox`, sha256: SHA, label: "busybox" }));
+    expect(e.code).toBe("ECACHE");
+    expect(e.message).toContain(`busybox: cache entry ${a.path} is damaged`);
+    expect(e.message).toContain(`expected ${SHA}`);
+    expect(e.message).toContain(`actual   ${createHash("sha256").update(evil).digest("hex")}`);
+    expect(await cacheFiles("sha256")).toEqual([]);
+    expect(srv.hits("/busybox")).toBe(1);
+  });
+
+  it("an unpinned URL whose entry was swapped is fetched again", async () => {
+    const f = fetcher();
+    const a = await f.fetch({ url: `${srv.url}/busybox`, label: "busybox" });
+    await damage(a.path, "#!/bin/sh\necho pwned\n");
+    const b = await f.fetch({ url: `${srv.url}/busybox`, label: "busybox" });
+    expect(b).toMatchObject({ sha256: SHA, fromCache: false });
+    expect((await readFile(b.path)).equals(BUSYBOX)).toBe(true);
+  });
+
+  it("an entry replaced by a symlink is not followed", async () => {
+    const a = await fetcher().fetch({ url: `${srv.url}/busybox`, sha256: SHA });
+    await rm(a.path);
+    await writeFile(join(dir, "other"), "other");
+    await symlink(join(dir, "other"), a.path);
+    const b = await fetcher().fetch({ url: `${srv.url}/busybox`, sha256: SHA });
+    expect(b.fromCache).toBe(false);
+    expect((await lstat(b.path)).isFile()).toBe(true);
+    expect(await readFile(join(dir, "other"), "utf8")).toBe("other");
   });
 });
 

@@ -114,10 +114,16 @@ export class Fetcher {
     }
     if (!isRemote(req.url)) return this.readLocal(req, label, expected);
 
-    if (expected && (await this.cache.has(expected))) return this.hit(req.url, expected, label);
+    if (expected && (await this.cache.has(expected))) {
+      const got = await this.hit(req.url, expected, label);
+      if (got) return got;
+    }
     if (!expected && !req.refresh) {
       const rec = await this.cache.lookupUrl(req.url);
-      if (rec) return this.hit(req.url, rec.sha256, label);
+      if (rec) {
+        const got = await this.hit(req.url, rec.sha256, label);
+        if (got) return got;
+      }
     }
     if (this.offline) {
       throw new FetchError("EOFFLINE", req.url, `${label}: ${req.url}${expected ? ` (sha256:${expected})` : ""} is not in the cache and the network is off (--offline)`, {
@@ -130,7 +136,7 @@ export class Fetcher {
       const got = await this.readLocal({ ...req, url: from }, label, expected);
       return { ...got, url: req.url };
     }
-    const temp = await this.cache.tempPath();
+    const temp = await this.cache.tempPath(label.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 40));
     this.#temps.add(temp);
     try {
       let digest = "";
@@ -197,12 +203,28 @@ export class Fetcher {
     await this.http.close();
   }
 
-  private async hit(url: string, sha256: string, label: string): Promise<FetchResult> {
+  /**
+   * Serves `sha256` from the cache after hashing the entry again: the cache directory may be
+   * shared and writable by others, so an entry is trusted only when its bytes still hash to its
+   * name. A damaged entry is removed and the fetch goes on as a miss (a download), or, offline,
+   * fails naming the entry and both digests. Undefined means "treat as a miss".
+   */
+  private async hit(url: string, sha256: string, label: string): Promise<FetchResult | undefined> {
     const path = this.cache.pathFor(sha256);
+    const v = await this.cache.verify(sha256);
+    if (!v.ok) {
+      const what = v.reason === "mismatch" ? `holds content with sha256 ${v.actual} (${v.size} bytes)` : v.reason === "missing" ? "vanished" : "is not a regular file";
+      if (v.reason !== "missing") await this.cache.evict(sha256);
+      if (this.offline && v.reason !== "missing")
+        throw new FetchError("ECACHE", url, `${label}: cache entry ${path} is damaged: it ${what}\n  expected ${sha256}\n  actual   ${v.actual ?? "(not a file)"}\nthe entry was removed; the network is off (--offline), so it cannot be fetched again`, {
+          hint: `run once with the network, or seed the cache with the right file: fledge cache add <file>`,
+        });
+      this.log("warn", `${label}: cache entry ${path} ${what}, expected sha256 ${sha256}; removed it and fetching again`);
+      return undefined;
+    }
     await this.cache.touch(sha256);
-    const size = (await stat(path)).size;
-    this.log("debug", `${label}: sha256:${sha256} from the cache (${url})`);
-    return { path, sha256, size, url, fetchedFrom: path, fromCache: true, local: false };
+    this.log("debug", `${label}: sha256:${sha256} from the cache, verified (${url})`);
+    return { path, sha256, size: v.size, url, fetchedFrom: path, fromCache: true, local: false };
   }
 
   private mismatch(label: string, url: string, from: string, expected: string, actual: string): FetchError {

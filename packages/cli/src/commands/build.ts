@@ -1,6 +1,8 @@
-import { relative, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { join, relative, resolve } from "node:path";
 import { build, resolveMtime, type Builder, type BuildResult } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
+import { removeOwnTempsAfterExit, removeOwnTempsSync } from "@fledge/safe-fs";
 import { UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand, checkBaseUrl } from "../args.js";
 import { attachReporter } from "../progress.js";
@@ -71,9 +73,14 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   const cwd = resolve(io.cwd, values.dir ?? ".");
   const at = (p: string | undefined) => (p === undefined ? undefined : resolve(cwd, p));
   let builder: Builder | undefined;
+  const cacheDir = at(values["cache-dir"]) ?? defaultCacheDir(io.env);
   const onSignal = () => {
     builder?.cleanupSync();
     builder?.context.fetcher.cleanupSync?.();
+    // temps of work still in flight (compression workers, downloads): ours by name and pid
+    const tempDirs = [join(cacheDir, "tmp"), join(cacheDir, "segments", "tmp"), join(tmpdir(), "fledge-segments")];
+    removeOwnTempsSync(tempDirs);
+    removeOwnTempsAfterExit(tempDirs); // a worker may create one more before the process is gone
     io.stderr.write("\ninterrupted: nothing was written\n");
     process.exit(130);
   };
@@ -90,7 +97,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       compression: values.compression,
       level,
       mtime: resolveMtime(io.env),
-      cacheDir: at(values["cache-dir"]) ?? defaultCacheDir(io.env),
+      cacheDir,
       offline: values.offline,
       locked: values.locked,
       verify: values.verify,

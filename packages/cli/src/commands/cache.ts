@@ -84,11 +84,13 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       const r = await cache.prune(age);
       // the archive stage's compressed segments live beside the downloads
       const seg = await pruneSegments(join(cache.dir, "segments"), age);
-      if (flags.json) out(JSON.stringify({ ok: true, dir: cache.dir, removed: r.removed.map((e) => e.sha256), freedBytes: r.freedBytes, kept: r.kept, segments: seg }, null, 2) + "\n");
+      if (flags.json) out(JSON.stringify({ ok: true, dir: cache.dir, removed: r.removed.map((e) => e.sha256), freedBytes: r.freedBytes, kept: r.kept, temps: r.temps, segments: seg }, null, 2) + "\n");
       else if (!flags.quiet)
         out(
           `removed ${r.removed.length} file${r.removed.length === 1 ? "" : "s"} (${human(r.freedBytes)}), kept ${r.kept}; ` +
-            `removed ${seg.removed} compressed segment${seg.removed === 1 ? "" : "s"} (${human(seg.freedBytes)}), kept ${seg.kept}\n`,
+            `removed ${seg.removed} compressed segment${seg.removed === 1 ? "" : "s"} (${human(seg.freedBytes)}), kept ${seg.kept}` +
+            (r.temps.removed ? `; removed ${r.temps.removed} temp file${r.temps.removed === 1 ? "" : "s"} of interrupted downloads (${human(r.temps.freedBytes)})` : "") +
+            "\n",
         );
       return 0;
     }

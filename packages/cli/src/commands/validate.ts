@@ -1,12 +1,14 @@
-import { lstat, readFile } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import {
   byPosition,
   checkFledgeConfig,
   checkManifestToml,
+  ConfigError,
   defaultPluginName,
   dropEchoes,
   placeIssues,
+  readTomlText,
   type ConfigIssue,
   type FledgeConfig,
 } from "@fledge/config";
@@ -47,19 +49,12 @@ interface Report {
 
 async function readText(file: string): Promise<{ text?: string; issue?: ConfigIssue; missing?: boolean }> {
   try {
-    return { text: await readFile(file, "utf8") };
+    // regular files only (a FIFO would hang), size-limited, BOM dropped (hardening: issue 11)
+    return { text: await readTomlText(file) };
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    const missing = e.code === "ENOENT";
-    return {
-      missing,
-      issue: {
-        file,
-        keyPath: "",
-        message: missing ? "file not found" : e.code === "EISDIR" ? "is a directory, expected a TOML file" : `cannot read: ${e.message}`,
-        ...(missing ? { hint: "pass the right path with -c/-m, or run fledge in the directory that holds it" } : {}),
-      },
-    };
+    if (!(err instanceof ConfigError)) throw err;
+    const issue = err.issues[0]!;
+    return { missing: issue.message === "file not found", issue };
   }
 }
 

@@ -5,6 +5,7 @@ import type { Builder } from "../builder.js";
 import { FledgeError } from "../errors.js";
 import { resolvedInput, type InputSpec } from "./inputs.js";
 import { PLUGIN } from "./names.js";
+import { describeKind } from "@fledge/safe-fs";
 
 /** Where kestrel releases come from. */
 export const AGENT_REPO = "volantvm/volant";
@@ -82,7 +83,7 @@ export class AgentPlugin {
       } catch {
         throw new FledgeError("FLEDGE_AGENT", `[agent] path: ${agent.path} does not exist`, { hint: "point path at the kestrel binary, relative to fledge.toml" });
       }
-      if (!st.isFile()) throw new FledgeError("FLEDGE_AGENT", `[agent] path: ${agent.path} is a directory, expected the kestrel binary`);
+      if (!st.isFile()) throw new FledgeError("FLEDGE_AGENT", `[agent] path: ${agent.path} is ${describeKind(st)}, expected the kestrel binary`);
     });
     hooks.agent.tapPromise(this.name, async (tree, ctx) => {
       if (ctx.config.init.mode !== "default" || !ctx.config.agent) return;

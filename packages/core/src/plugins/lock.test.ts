@@ -147,7 +147,7 @@ describe("builds and the download cache", () => {
     expect(await ls(join(root, "cache", "tmp"))).toEqual([]);
     expect((await ls(dir)).filter((f) => f.startsWith(".fledge-tmp"))).toEqual([]);
     expect((await readLock(join(dir, "fledge.lock")))!.inputs.busybox!.sha256).toBe(BB_SHA);
-  });
+  }, 30_000); // four builds at once on a shared 2-core machine
 });
 
 describe("fledge.lock in builds", () => {
