@@ -4,11 +4,16 @@
 # busybox-static (busybox payload, so nothing is fetched from the internet),
 # cpio and libarchive-tools (GNU cpio and bsdtar check the archives), pigz, zstd, lz4 and
 # xz-utils (baselines and cross-checks of the compressors), musl-tools (rebuilds fledge's init),
-# time (GNU time: peak RSS in npm run bench).
+# time (GNU time: peak RSS in npm run bench), qemu-system-arm (boots aarch64 artifacts).
+# Then, from Debian's arm64 packages (dpkg --add-architecture arm64), the kernel of
+# linux-image-arm64 and busybox-static:arm64, unpacked (not installed: they would replace the
+# host's busybox and add an arm64 kernel to /boot) into $FLEDGE_E2E_ARM64_DIR
+# (default /opt/fledge-e2e/arm64): boot/vmlinuz-*-arm64, lib/modules/…, bin/busybox.
 # Idempotent: installs only what is missing. Run as root (or with sudo available).
 set -euo pipefail
 
-packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools time)
+packages=(qemu-system-x86 qemu-system-arm linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools time)
+arm64_dir=${FLEDGE_E2E_ARM64_DIR:-/opt/fledge-e2e/arm64}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -17,8 +22,10 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-e2e-deps: everything is installed (${packages[*]})"
+arm64_ready() { ls "$arm64_dir"/boot/vmlinuz-*-arm64 >/dev/null 2>&1 && [ -x "$arm64_dir/bin/busybox" ]; }
+
+if [ ${#missing[@]} -eq 0 ] && arm64_ready; then
+  echo "install-e2e-deps: everything is installed (${packages[*]}; arm64 kernel and busybox in $arm64_dir)"
   exit 0
 fi
 
@@ -30,9 +37,28 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-echo "install-e2e-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64
+fi
 $SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-e2e-deps: installing ${missing[*]}"
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
 ls /boot/vmlinuz-* >/dev/null
+
+if ! arm64_ready; then
+  # the kernel package linux-image-arm64 points at, e.g. linux-image-6.1.0-57-arm64
+  kpkg=$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-[0-9]/ { sub(":arm64", "", $2); print $2; exit }')
+  [ -n "$kpkg" ] || { echo "install-e2e-deps: cannot tell which kernel linux-image-arm64 depends on" >&2; exit 1; }
+  echo "install-e2e-deps: unpacking $kpkg:arm64 and busybox-static:arm64 into $arm64_dir"
+  dl=$(mktemp -d)
+  trap 'rm -rf "$dl"' EXIT
+  chmod 0755 "$dl"
+  (cd "$dl" && $SUDO apt-get download -q "$kpkg:arm64" busybox-static:arm64)
+  $SUDO mkdir -p "$arm64_dir"
+  for deb in "$dl"/*.deb; do $SUDO dpkg-deb -x "$deb" "$arm64_dir"; done
+  arm64_ready || { echo "install-e2e-deps: $arm64_dir has no arm64 kernel or busybox after unpacking" >&2; exit 1; }
+fi
 echo "install-e2e-deps: done"

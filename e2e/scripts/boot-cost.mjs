@@ -79,7 +79,8 @@ function kernel() {
   return `/boot/${ks[ks.length - 1]}`;
 }
 const qemu = process.env.FLEDGE_E2E_QEMU ?? "qemu-system-x86_64";
-const kvm = existsSync("/dev/kvm") && process.env.FLEDGE_E2E_KVM !== "0" && !values.icount;
+// KVM by fledge run's rule (a /dev/kvm that opens is not enough: the CPU must advertise vmx/svm)
+const kvm = (process.env.FLEDGE_E2E_KVM ? process.env.FLEDGE_E2E_KVM === "1" : (await import("@fledge/vm")).chooseAccel("x86_64").accel === "kvm") && !values.icount;
 
 /** A fixture copy whose payload announces its start through /dev/kmsg, with a plugin that adds that node. */
 function measuredCopy(mode, dir) {

@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
+import { chooseAccel } from "@fledge/vm";
 
 export const INSTALL_HINT = "run `bash scripts/install-e2e-deps.sh` (as root) to install qemu-system-x86, linux-image-amd64 and busybox-static";
 
@@ -32,6 +33,16 @@ export function hostBusybox(): string {
   throw new Error(`busybox-static is not installed: ${INSTALL_HINT}`);
 }
 
+/**
+ * KVM by the rule `fledge run` uses (/dev/kvm opens read-write and the CPU advertises vmx/svm:
+ * some sandboxes expose a /dev/kvm that qemu cannot use); FLEDGE_E2E_KVM=0|1 forces it.
+ */
+export function useKvm(): boolean {
+  const forced = process.env.FLEDGE_E2E_KVM;
+  if (forced === "0" || forced === "1") return forced === "1";
+  return chooseAccel("x86_64").accel === "kvm";
+}
+
 export interface BootOptions {
   /** Extra kernel command line. */
   append?: string;
@@ -61,7 +72,9 @@ export interface BootResult {
 export async function bootInitramfs(initrd: string, opts: BootOptions = {}): Promise<BootResult> {
   const qemu = qemuBinary();
   const kernel = findKernel();
-  const append = ["console=ttyS0", "panic=-1", opts.append].filter(Boolean).join(" ");
+  // Under TCG a loaded host can fail the kernel's IO-APIC timer check ("IO-APIC + timer doesn't
+  // work!" panic); fledge run skips the check the same way.
+  const append = ["console=ttyS0", "panic=-1", useKvm() ? "" : "no_timer_check", opts.append].filter(Boolean).join(" ");
   const args = [
     "-kernel", kernel,
     "-initrd", initrd,
@@ -73,7 +86,7 @@ export async function bootInitramfs(initrd: string, opts: BootOptions = {}): Pro
     "-serial", "stdio",
     "-monitor", "none",
   ];
-  if (existsSync("/dev/kvm") && process.env.FLEDGE_E2E_KVM !== "0") args.unshift("-enable-kvm", "-cpu", "host");
+  if (useKvm()) args.unshift("-enable-kvm", "-cpu", "host");
   const started = performance.now();
   return new Promise<BootResult>((resolve, reject) => {
     const child = spawn(qemu, args, { stdio: ["ignore", "pipe", "pipe"] });

@@ -136,11 +136,15 @@ describe("issue 11: stale temps and a safe prune", () => {
     const dead = deadPid();
     await writeFile(join(cache, "tmp", `.fledge-tmp-${dead}-${HOST8}-0123456789ab-busybox`), "partial");
     await writeFile(join(cache, "segments", "tmp", `.fledge-tmp-${dead}-${HOST8}-0123456789ac-${"a".repeat(64)}`), "partial");
+    await mkdir(join(cache, "kernels"), { recursive: true });
+    await writeFile(join(cache, "kernels", `${"c".repeat(64)}.vmlinux`), "kernel");
+    await writeFile(join(cache, "kernels", "my-kernel.vmlinux"), "mine");
     const r = await fledge(["cache", "prune", "--cache-dir", cache], root);
     expect(r.code, r.stderr).toBe(0);
     for (const [p, c] of Object.entries(precious)) expect(await readFile(join(cache, p), "utf8"), p).toBe(c);
     expect(await readdir(join(cache, "tmp"))).toEqual(["1234-0123456789ab", "thesis.tex"]);
     expect(await readdir(join(cache, "segments", "tmp"))).toEqual(["draft.txt"]);
+    expect(await readdir(join(cache, "kernels"))).toEqual(["my-kernel.vmlinux"]);
     expect(r.stdout).toMatch(/removed 1 temp file/);
   });
 
@@ -198,7 +202,7 @@ describe("issue 11: special files and signals", () => {
     expect(r.stderr).toMatch(/\/dev\/zero is a character device/);
   });
 
-  it("Ctrl-C stops a build within a second and leaves no temp in the segment cache", async () => {
+  it.each([["Ctrl-C", "SIGINT"], ["SIGHUP (the terminal closed)", "SIGHUP"], ["SIGTERM", "SIGTERM"]] as const)("%s stops a build within a second and leaves no temp in the segment cache", async (_what, sig) => {
     const dir = await project({ files: { "big/a.bin": randomBytes(24 << 20), "big/b.bin": randomBytes(24 << 20), "big/c.bin": randomBytes(24 << 20) } });
     await writeFile(join(dir, "fledge.toml"), `version = "1"\n[init]\nnone = true\n[source]\nbusybox_url = "/bin/busybox"\n[mappings]\n"./init.sh" = "/init"\n"./big" = "/big"\n`);
     const cache = join(root, "cache");
@@ -208,7 +212,7 @@ describe("issue 11: special files and signals", () => {
     for (let i = 0; i < 400 && (await readdir(segTmp).catch(() => [])).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
     expect((await readdir(segTmp)).length).toBeGreaterThan(0);
     const t0 = performance.now();
-    child.kill("SIGINT");
+    child.kill(sig);
     const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
     const code = await exited;
     clearTimeout(timer);

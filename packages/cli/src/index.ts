@@ -22,6 +22,9 @@ const COMMANDS: Record<string, Command> = {
   schema: { summary: "print the JSON Schema of fledge.toml or manifest.toml", load: () => import("./commands/schema.js") },
   update: { summary: "resolve the inputs again (latest agent release, …) and rewrite fledge.lock", load: () => import("./commands/update.js") },
   cache: { summary: "list, prune or seed the download cache (ls | prune | add)", load: () => import("./commands/cache.js") },
+  run: { summary: "build if needed, then boot the plugin in qemu the way Volant would", load: () => import("./commands/run.js") },
+  dev: { summary: "build and boot, then rebuild and reboot on every change", load: () => import("./commands/dev.js") },
+  diff: { summary: "what changed between two builds, entry by entry and by origin", load: () => import("./commands/diff.js") },
   inspect: { summary: "list the entries of an initramfs artifact (like cpio -tv)", load: () => import("./commands/inspect.js") },
 };
 

@@ -4,6 +4,8 @@ export interface CliIO {
   stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** The terminal's input, for commands that attach a console (fledge run); lazy, so other commands never open it. */
+  stdin?: () => NodeJS.ReadableStream & { isTTY?: boolean };
 }
 
 /** Thrown by commands to exit with a code; the message (if any) is printed by main. */

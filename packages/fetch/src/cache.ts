@@ -39,7 +39,7 @@ export interface PruneResult {
 }
 
 /** What a cache entry turned out to hold when it was checked. */
-export type VerifyResult = { ok: true; size: number } | { ok: false; reason: "missing" | "not-a-file" | "mismatch"; actual?: string; size?: number };
+export type VerifyResult = { ok: true; size: number; data?: Buffer } | { ok: false; reason: "missing" | "not-a-file" | "mismatch"; actual?: string; size?: number };
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -81,7 +81,7 @@ export class ContentCache {
    * Hashes entry `sha256` (streamed, not following a symlink planted in its place) and says
    * whether it still holds that content. Nothing is removed here.
    */
-  async verify(sha256: string): Promise<VerifyResult> {
+  async verify(sha256: string, opts: { keepMax?: number } = {}): Promise<VerifyResult> {
     let fh;
     try {
       fh = await open(this.pathFor(sha256), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -93,16 +93,22 @@ export class ContentCache {
       const st = await fh.stat();
       if (!st.isFile()) return { ok: false, reason: "not-a-file" };
       const hash = createHash("sha256");
-      const buf = Buffer.allocUnsafe(1 << 20);
+      // the bytes hashed are the bytes handed out (when small enough), so nothing can be swapped in between
+      const keep = st.size <= (opts.keepMax ?? -1);
+      const chunks: Buffer[] = [];
       let size = 0;
       for (;;) {
+        const buf = Buffer.allocUnsafe(keep ? Math.max(64 * 1024, st.size + 1 - size) : 1 << 20);
         const { bytesRead } = await fh.read(buf, 0, buf.length, size);
         if (bytesRead === 0) break;
-        hash.update(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+        const chunk = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+        hash.update(chunk);
+        if (keep) chunks.push(chunk);
         size += bytesRead;
       }
       const actual = hash.digest("hex");
-      return actual === sha256 ? { ok: true, size } : { ok: false, reason: "mismatch", actual, size };
+      if (actual !== sha256) return { ok: false, reason: "mismatch", actual, size };
+      return keep && size <= (opts.keepMax ?? -1) ? { ok: true, size, data: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) } : { ok: true, size };
     } finally {
       await fh.close();
     }

@@ -384,6 +384,15 @@ describe("a shared cache is never trusted (issue 11)", () => {
     expect((await readFile(b.path)).equals(BUSYBOX)).toBe(true);
   });
 
+  it("hands out the very bytes it verified, so swapping the entry afterwards changes nothing", async () => {
+    const a = await fetcher().fetch({ url: `${srv.url}/busybox`, sha256: SHA });
+    expect(a.data?.equals(BUSYBOX)).toBe(true);
+    const b = await fetcher().fetch({ url: `${srv.url}/busybox`, sha256: SHA });
+    expect(b.fromCache).toBe(true);
+    await damage(b.path, "swapped after verification");
+    expect(b.data?.equals(BUSYBOX)).toBe(true);
+  });
+
   it("an entry replaced by a symlink is not followed", async () => {
     const a = await fetcher().fetch({ url: `${srv.url}/busybox`, sha256: SHA });
     await rm(a.path);

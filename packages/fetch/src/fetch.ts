@@ -38,7 +38,16 @@ export interface FetchResult {
   fromCache: boolean;
   /** True for `file://` URLs and plain paths (never cached, never networked). */
   local: boolean;
+  /**
+   * The verified bytes themselves, for a download or cache hit of at most 64 MiB. Use them
+   * rather than reading `path` again: the cache directory may be shared and writable by others,
+   * and what is at `path` could have been swapped since it was verified.
+   */
+  data?: Buffer;
 }
+
+/** Downloads and cache hits up to this size are handed out in memory as well (`FetchResult.data`). */
+export const KEEP_IN_MEMORY_MAX = 64 * 2 ** 20;
 
 export interface ProgressEvent {
   label: string;
@@ -141,20 +150,22 @@ export class Fetcher {
     try {
       let digest = "";
       let size = 0;
+      let data: Buffer | undefined;
       const info = await this.http.get(from, {
         label,
         sink: async (body, res) => {
-          const h = this.hasher(label, req.url, res.total);
+          const h = this.hasher(label, req.url, res.total, KEEP_IN_MEMORY_MAX);
           await pipeline(body, h.stream, createWriteStream(temp));
           digest = h.digest();
           size = h.size();
+          data = h.data();
         },
       });
       if (expected && digest !== expected) throw this.mismatch(label, req.url, info.finalUrl, expected, digest);
       const path = await this.cache.commit(temp, digest);
       await this.cache.recordUrl(req.url, digest);
       this.log("debug", `${label}: downloaded ${size} bytes from ${info.finalUrl} sha256:${digest}`);
-      return { path, sha256: digest, size, url: req.url, fetchedFrom: info.finalUrl, fromCache: false, local: false };
+      return { path, sha256: digest, size, url: req.url, fetchedFrom: info.finalUrl, fromCache: false, local: false, ...(data ? { data } : {}) };
     } catch (err) {
       await this.cache.discard(temp);
       throw err;
@@ -211,7 +222,7 @@ export class Fetcher {
    */
   private async hit(url: string, sha256: string, label: string): Promise<FetchResult | undefined> {
     const path = this.cache.pathFor(sha256);
-    const v = await this.cache.verify(sha256);
+    const v = await this.cache.verify(sha256, { keepMax: KEEP_IN_MEMORY_MAX });
     if (!v.ok) {
       const what = v.reason === "mismatch" ? `holds content with sha256 ${v.actual} (${v.size} bytes)` : v.reason === "missing" ? "vanished" : "is not a regular file";
       if (v.reason !== "missing") await this.cache.evict(sha256);
@@ -224,7 +235,7 @@ export class Fetcher {
     }
     await this.cache.touch(sha256);
     this.log("debug", `${label}: sha256:${sha256} from the cache, verified (${url})`);
-    return { path, sha256, size: v.size, url, fetchedFrom: path, fromCache: true, local: false };
+    return { path, sha256, size: v.size, url, fetchedFrom: path, fromCache: true, local: false, ...(v.data ? { data: v.data } : {}) };
   }
 
   private mismatch(label: string, url: string, from: string, expected: string, actual: string): FetchError {
@@ -256,9 +267,10 @@ export class Fetcher {
     return { path: local, sha256: actual, size: h.size(), url: req.url, fetchedFrom: local, fromCache: false, local: true };
   }
 
-  private hasher(label: string, url: string, total: number | undefined) {
+  private hasher(label: string, url: string, total: number | undefined, keepMax = -1) {
     const hash = createHash("sha256");
     let size = 0;
+    let kept: Buffer[] | undefined = keepMax >= 0 ? [] : undefined;
     const started = performance.now();
     const max = this.http.options.maxBytes;
     const emit = (done: boolean) => {
@@ -273,6 +285,8 @@ export class Fetcher {
           return;
         }
         hash.update(chunk);
+        if (kept && size <= keepMax) kept.push(chunk);
+        else kept = undefined;
         emit(false);
         cb(null, chunk);
       },
@@ -281,6 +295,6 @@ export class Fetcher {
         cb();
       },
     });
-    return { stream, digest: () => hash.digest("hex"), size: () => size };
+    return { stream, digest: () => hash.digest("hex"), size: () => size, data: () => (kept ? Buffer.concat(kept, size) : undefined) };
   }
 }

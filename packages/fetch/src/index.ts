@@ -1,5 +1,6 @@
 export {
   Fetcher,
+  KEEP_IN_MEMORY_MAX,
   normalizeSha256,
   type FetchRequest,
   type FetchResult,
@@ -7,7 +8,7 @@ export {
   type FetchLog,
   type ProgressEvent,
 } from "./fetch.js";
-export { ContentCache, defaultCacheDir, type CacheEntry, type PruneResult, type UrlRecord } from "./cache.js";
+export { ContentCache, defaultCacheDir, type CacheEntry, type PruneResult, type UrlRecord, type VerifyResult } from "./cache.js";
 export { FetchError, isFetchError } from "./errors.js";
 export { HttpClient, HTTP_DEFAULTS, parseRetryAfter, type HttpOptions, type GetOptions, type ResponseInfo } from "./http.js";
 export { applyMirrors, parseMirrors, type Mirror } from "./mirrors.js";

@@ -29,6 +29,9 @@ Options:
       --offline             never touch the network: use the cache and fledge.lock, or fail
                             listing every input that is missing
       --locked              fail if fledge.lock is missing or would change (for CI)
+      --boot-check          boot the artifact headless before it is kept: wait for its health
+                            check, record boot times and peak memory, fail past [check] budgets
+      --kernel <path>       kernel for --boot-check (default: as "fledge run" chooses)
       --json                print the result as JSON on stdout
   -v, --verbose             more detail: stage timings, fetched URLs, stacks
   -q, --quiet               only warnings and errors
@@ -44,6 +47,18 @@ Exit codes: 0 built, 1 build or config error (nothing is left under the output n
 2 usage error, 130 interrupted.
 `;
 
+/** The origins record beside the artifact, for fledge diff and inspect --sizes (issue 15). */
+async function originsPlugin() {
+  const { OriginsPlugin } = await import("@fledge/plugin-origins");
+  return new OriginsPlugin();
+}
+
+/** The boot check plugin, loaded only when asked for (minimal change for issue 15). */
+async function bootCheckPlugin(kernel: string | undefined) {
+  const { BootCheckPlugin } = await import("@fledge/plugin-bootcheck");
+  return new BootCheckPlugin(kernel ? { kernel } : {});
+}
+
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
   const { values } = parseCommand("build", argv, {
     dir: { type: "string", short: "C" },
@@ -58,6 +73,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     offline: { type: "boolean" },
     locked: { type: "boolean" },
     verify: { type: "boolean" },
+    "boot-check": { type: "boolean" },
+    kernel: { type: "string" },
   });
   if (values.help) {
     io.stdout.write(help);
@@ -69,6 +86,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     level = Number(values.level);
   }
   checkBaseUrl(values["base-url"]);
+  if (values.kernel !== undefined && !values["boot-check"]) throw new UsageError("--kernel is for --boot-check (fledge run takes --kernel too)");
 
   const cwd = resolve(io.cwd, values.dir ?? ".");
   const at = (p: string | undefined) => (p === undefined ? undefined : resolve(cwd, p));
@@ -84,8 +102,9 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     io.stderr.write("\ninterrupted: nothing was written\n");
     process.exit(130);
   };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  // SIGHUP too: a closed terminal must not leave temps behind either
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const sig of signals) process.once(sig, onSignal);
   let result: BuildResult;
   try {
     result = await build({
@@ -102,14 +121,14 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       locked: values.locked,
       verify: values.verify,
       env: io.env,
+      plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, io, flags);
       },
     });
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    for (const sig of signals) process.off(sig, onSignal);
   }
   if (flags.json) {
     io.stdout.write(JSON.stringify({ ok: true, ...result }, null, 2) + "\n");

@@ -1,4 +1,6 @@
+import { lstat, readdir, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { reapStaleTemps } from "@fledge/safe-fs";
 import { pruneSegments } from "@fledge/cpio";
 import { ContentCache, defaultCacheDir } from "@fledge/fetch";
 import { ExitError, UsageError, colors, type CliIO } from "../io.js";
@@ -10,7 +12,9 @@ export const help = `fledge cache — the download cache
 Usage:
   fledge cache ls                         list cached files (sha256, size, last used, URLs)
   fledge cache prune [--older-than <age>] remove downloads and compressed segments not used for
-                                          <age> (e.g. 30d, 12h, 2w); without --older-than, all
+                                          <age> (e.g. 30d, 12h, 2w); without --older-than, all;
+                                          also temp files of builds that are gone. Only files
+                                          fledge made are removed, never anything else in <dir>
   fledge cache add <file> [--url <url>] [--sha256 <hex>]
                                           seed the cache by hand (air-gapped machines): builds
                                           then find <file> by its sha256; with --url, also an
@@ -35,6 +39,26 @@ function human(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/**
+ * Removes, directly in `dir`, regular files whose name matches `pattern` and that were not used
+ * for `olderThanMs` (all when undefined), and temps of processes that are gone. Nothing else.
+ */
+async function pruneNamed(dir: string, pattern: RegExp, olderThanMs: number | undefined, now = Date.now()): Promise<{ removed: number; freedBytes: number }> {
+  const out = { removed: 0, freedBytes: 0 };
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!pattern.test(name)) continue;
+    const st = await lstat(join(dir, name)).catch(() => undefined);
+    if (!st?.isFile() || (olderThanMs !== undefined && now - st.mtimeMs < olderThanMs)) continue;
+    await rm(join(dir, name), { force: true });
+    out.removed++;
+    out.freedBytes += st.size;
+  }
+  const temps = await reapStaleTemps(dir, { now });
+  out.removed += temps.removed.length;
+  out.freedBytes += temps.freedBytes;
+  return out;
 }
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
@@ -84,6 +108,10 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       const r = await cache.prune(age);
       // the archive stage's compressed segments live beside the downloads
       const seg = await pruneSegments(join(cache.dir, "segments"), age);
+      // fledge run's unpacked kernels: a pure cache, strictly named
+      const kernels = await pruneNamed(join(cache.dir, "kernels"), /^[0-9a-f]{64}\.(vmlinux|no-pvh)$/, age);
+      seg.removed += kernels.removed;
+      seg.freedBytes += kernels.freedBytes;
       if (flags.json) out(JSON.stringify({ ok: true, dir: cache.dir, removed: r.removed.map((e) => e.sha256), freedBytes: r.freedBytes, kept: r.kept, temps: r.temps, segments: seg }, null, 2) + "\n");
       else if (!flags.quiet)
         out(

@@ -18,6 +18,10 @@ memory stays small whatever the size of the artifact. Control characters in name
 escaped (\\n, \\e, \\xNN) in the listing; --json gives them exactly.
 
 Options:
+      --sizes               where the bytes go: a du-like tree (each directory with the bytes
+                            under it) and the bytes of each origin (busybox, init, kestrel,
+                            each mapping, each layer) from the origins record of the build
+      --depth <n>           with --sizes: show directories down to this depth (default 2)
       --json                entries and members as JSON on stdout
       --max-size <size>     stop when the archive decompresses to more than <size>
                             (bytes, or with K, M, G: default 4G)
@@ -145,7 +149,7 @@ const MAX_HELD = 65_536;
 const EMPTY_SHA = createHash("sha256").digest("hex");
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
-  const { values, positionals } = parseCommand("inspect", argv, { "max-size": { type: "string" } }, { positionals: true });
+  const { values, positionals } = parseCommand("inspect", argv, { "max-size": { type: "string" }, sizes: { type: "boolean" }, depth: { type: "string" } }, { positionals: true });
   if (values.help) {
     io.stdout.write(help);
     return 0;
@@ -153,6 +157,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   if (positionals.length !== 1) throw new UsageError(`expected one artifact, got ${positionals.length}\nRun "fledge inspect --help" for usage.`);
   const maxOutput = values["max-size"] !== undefined ? parseSize(values["max-size"]) : DEFAULT_MAX_OUTPUT;
   const path = resolve(io.cwd, positionals[0]!);
+  if (values.sizes || values.depth !== undefined) return (await import("../sizes-command.js")).runSizes(path, values.depth, io, flags, maxOutput);
   const fh = await openArtifact(path);
   try {
     const size = (await fh.stat()).size;
