@@ -265,6 +265,9 @@ try {
     const info = treeInfo(t.tree);
     log(`benchmarking the ${t.name} tree (${info.files} files, ${fmt.size(info.bytes)}) …`);
     tables.push({ ...t, info, table: benchTree(t.name, t.tree) });
+    // Each tree's table as soon as it is done (a long run interrupted later keeps it).
+    const done = tables[tables.length - 1];
+    log(["", ...render(`${done.name} tree: ${info.files} files, ${fmt.size(info.bytes)} (${done.what}) — ${new Date().toISOString()}`, done.table), "", ...targets(done.table), ""].join("\n"));
   }
   let big;
   if (args.has("--rss-1g")) {
@@ -282,7 +285,7 @@ try {
       rmSync(cache, { recursive: true, force: true });
       rmSync(join(work, `big.${c}`), { force: true });
       big.rows.push({ label: `fledge ${c}, 1 GB tree`, fledge: c, runs: 1, ...m });
-      log(`  1 GB: ${c}: ${m.wall.toFixed(2)} s, ${Math.round(m.rssKb / 1024)} MB`);
+      log(`  1 GB: ${c}: ${m.wall.toFixed(2)} s, CPU ${m.cpu.toFixed(2)} s, ${Math.round(m.rssKb / 1024)} MB, ${fmt.size(m.size)}`);
     }
     rmSync(tree, { recursive: true, force: true });
   }
