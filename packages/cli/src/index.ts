@@ -1,4 +1,7 @@
+import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
+import { dirname, sep } from "node:path";
+import { fileURLToPath } from "node:url";
 import { ExitError, type CliIO } from "./io.js";
 import { errorJson, printError } from "./errors.js";
 
@@ -28,9 +31,42 @@ const COMMANDS: Record<string, Command> = {
   inspect: { summary: "list the entries of an initramfs artifact (like cpio -tv)", load: () => import("./commands/inspect.js") },
 };
 
-function version(): string {
+/** Exit code for a bug (sysexits' EX_SOFTWARE): an exception no part of fledge expected. */
+export const EXIT_INTERNAL = 70;
+
+/**
+ * A bug rather than a user's problem: an error with no `code` (TypeError, RangeError, …) or a
+ * failed assertion, unless it came out of a third-party plugin's tap (reported under its name).
+ */
+export function isInternal(err: unknown): boolean {
+  let cur = err;
+  while (cur instanceof Error && cur.name === "PluginError" && cur.cause) {
+    if (!String((cur as { plugin?: unknown }).plugin).startsWith("fledge:")) return false;
+    cur = cur.cause;
+  }
+  if (!(cur instanceof Error)) return cur === undefined || typeof cur !== "object";
+  const code = (cur as { code?: unknown }).code;
+  return typeof code !== "string" || code === "ERR_ASSERTION" || code === "ERR_INTERNAL_ASSERTION";
+}
+
+/** Set by `npm run package` (esbuild `define`) in the one-file executable. */
+declare const __FLEDGE_BUILD__: { version: string; commit: string; node: string } | undefined;
+
+/** "fledge 0.1.0 (commit abc1234)": the version, and the commit it was built from when known. */
+function version(cwdOfPackage = dirname(fileURLToPath(import.meta.url))): string {
+  if (typeof __FLEDGE_BUILD__ !== "undefined") {
+    return `fledge ${__FLEDGE_BUILD__.version} (commit ${__FLEDGE_BUILD__.commit}, one-file executable, Node ${__FLEDGE_BUILD__.node})`;
+  }
   const require = createRequire(import.meta.url);
-  return (require("../package.json") as { version: string }).version;
+  const v = (require("../package.json") as { version: string }).version;
+  // Run from a fledge checkout: ask git which commit. An installed package (under node_modules)
+  // may sit inside someone else's repository, whose commit is not ours.
+  if (cwdOfPackage.split(sep).includes("node_modules")) return `fledge ${v}`;
+  const git = spawnSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: cwdOfPackage, encoding: "utf8", timeout: 2000, stdio: ["ignore", "pipe", "ignore"] });
+  const commit = git.status === 0 ? git.stdout.trim() : "";
+  if (!commit) return `fledge ${v}`;
+  const dirty = spawnSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: cwdOfPackage, encoding: "utf8", timeout: 2000, stdio: ["ignore", "pipe", "ignore"] });
+  return `fledge ${v} (commit ${commit}${dirty.status === 0 && dirty.stdout.trim() ? ", modified" : ""})`;
 }
 
 function mainHelp(): string {
@@ -95,6 +131,12 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         else io.stderr.write(`error: ${e.message}\n`);
       }
       return e.exitCode;
+    }
+    if (isInternal(err)) {
+      const stack = (err as Error)?.stack ?? String(err);
+      if (flags.json) io.stdout.write(JSON.stringify({ ok: false, error: { ...errorJson(err), code: "FLEDGE_INTERNAL", stack } }, null, 2) + "\n");
+      else io.stderr.write(`fledge: internal error (a bug in fledge or a dependency, not in your configuration):\n${stack}\n  Please report it, with the command you ran and the output above.\n`);
+      return EXIT_INTERNAL;
     }
     if (flags.json) io.stdout.write(JSON.stringify({ ok: false, error: errorJson(err) }, null, 2) + "\n");
     else printError(io, err, flags.verbose);

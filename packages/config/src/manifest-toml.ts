@@ -17,7 +17,7 @@ const CloudInitDoc = z.union([
     .strictObject({
       inline: z.boolean().optional().describe("true when `content` holds the document; false when `path` names a file. Inferred when omitted."),
       content: z.string().optional().describe("The document itself (inline = true)."),
-      path: z.string().optional().describe("Path of the document on the Volant host (inline = false)."),
+      path: z.string().optional().describe("A file holding the document, relative to manifest.toml (or absolute). fledge inlines it into manifest.json, as volar would, so the manifest installs wherever it is written; an absolute path missing on the build machine is left for volar to read when it installs."),
     })
     .describe("A cloud-init document: inline `content` or a `path`, not both."),
 ]);

@@ -3,6 +3,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { FledgePlugin } from "./builder.js";
 import { FledgeError } from "./errors.js";
+import { importModule } from "./import-module.js";
 
 function isPlugin(x: unknown): x is FledgePlugin {
   return !!x && typeof (x as FledgePlugin).apply === "function";
@@ -25,7 +26,7 @@ export async function loadPlugins(specs: string[], rootDir: string): Promise<Fle
     }
     let mod: Record<string, unknown>;
     try {
-      mod = (await import(url)) as Record<string, unknown>;
+      mod = await importModule(url);
     } catch (err) {
       throw new FledgeError("FLEDGE_PLUGIN_LOAD", `plugin "${spec}" failed to load: ${(err as Error).message}`, { cause: err });
     }

@@ -7,6 +7,36 @@ import type { WorkerRequest } from "./jobs.js";
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
 type Pending = { resolve: (v: any) => void; reject: (e: Error) => void };
 
+/** The asset of fledge's one-file executable that holds the worker script (a CommonJS bundle). */
+export const WORKER_ASSET = "@fledge/cpio/codec-worker.cjs";
+
+interface SeaModule {
+  isSea(): boolean;
+  getAsset(key: string, encoding: string): string;
+}
+
+/** `node:sea` inside a single executable application, else undefined. */
+function sea(): SeaModule | undefined {
+  const get = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+  try {
+    const m = get?.("node:sea") as SeaModule | undefined;
+    return m?.isSea() ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How to start a worker: the embedded script inside the one-file executable, else the module file. */
+function workerSource(): { url: URL } | { code: string } {
+  const s = sea();
+  if (!s) return { url: workerUrl() };
+  try {
+    return { code: s.getAsset(WORKER_ASSET, "utf8") };
+  } catch (err) {
+    throw new CpioError("EWORKER", `this executable has no asset ${WORKER_ASSET} (${(err as Error).message}); rebuild it with npm run package`);
+  }
+}
+
 /** The worker script: next to this module once built; from src/ (tests), the built copy. */
 function workerUrl(): URL {
   const here = new URL("./codec-worker.js", import.meta.url);
@@ -23,16 +53,17 @@ function workerUrl(): URL {
 export class CodecPool {
   readonly #workers: { w: Worker; busy: number }[] = [];
   readonly #pending = new Map<number, Pending>();
-  readonly #url: URL;
+  readonly #source: { url: URL } | { code: string };
   #next = 1;
   #failed: Error | undefined;
 
   constructor(private readonly size: number) {
-    this.#url = workerUrl();
+    this.#source = workerSource();
   }
 
   #start(): { w: Worker; busy: number } {
-    const w = new Worker(this.#url);
+    const src = this.#source;
+    const w = "code" in src ? new Worker(src.code, { eval: true }) : new Worker(src.url);
     const slot = { w, busy: 0 };
     w.on("message", (m: { id: number; ok: boolean; error?: { message: string; code?: string; path?: string } } & Record<string, unknown>) => {
       const p = this.#pending.get(m.id);

@@ -5,6 +5,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { reapStaleTemps, tempName } from "@fledge/safe-fs";
 import { hashFile, normalizeSha256 } from "./sha.js";
+import { FetchError } from "./errors.js";
 
 /** `$FLEDGE_CACHE_DIR`, else `$XDG_CACHE_HOME/fledge`, else `~/.cache/fledge`. */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -243,14 +244,14 @@ export class ContentCache {
    */
   async add(file: string, opts: { url?: string; expectedSha256?: string } = {}): Promise<{ sha256: string; size: number; path: string; existed: boolean }> {
     const st = await stat(file);
-    if (!st.isFile()) throw new Error(`${file} is not a regular file`);
+    if (!st.isFile()) throw new FetchError("ENOTFILE", file, `${file} is not a regular file`);
     const temp = await this.tempPath("add");
     try {
       await copyFile(file, temp);
       const { sha256, size } = await hashFile(temp);
       if (opts.expectedSha256) {
         const expected = normalizeSha256(opts.expectedSha256);
-        if (expected !== sha256) throw new Error(`sha256 mismatch for ${file}\n  expected ${expected}\n  actual   ${sha256}`);
+        if (expected !== sha256) throw new FetchError("ECHECKSUM", file, `sha256 mismatch for ${file}\n  expected ${expected}\n  actual   ${sha256}`);
       }
       const existed = await this.has(sha256);
       const path = await this.commit(temp, sha256);

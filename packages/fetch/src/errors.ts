@@ -17,12 +17,15 @@ export class FetchError extends Error {
   readonly hint?: string;
   /** HTTP status, for `EHTTP` / `ERATELIMIT`. */
   readonly status?: number;
-  constructor(code: string, url: string, message: string, options?: { cause?: unknown; hint?: string; status?: number }) {
+  /** The response headers of an `EHTTP` answer (e.g. a 401's `WWW-Authenticate`). */
+  readonly headers?: Record<string, string | string[] | undefined>;
+  constructor(code: string, url: string, message: string, options?: { cause?: unknown; hint?: string; status?: number; headers?: Record<string, string | string[] | undefined> }) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.code = code;
     this.url = url;
     this.hint = options?.hint;
     this.status = options?.status;
+    this.headers = options?.headers;
   }
 }
 

@@ -251,6 +251,7 @@ describe("Fetcher.fetch over HTTP", () => {
     expect(e.status).toBe(404);
     expect(e.message).toBe(`busybox: ${srv.url}/nope/busybox answered HTTP 404 Not Found: not found`);
     expect(srv.hits("/nope/busybox")).toBe(1);
+    expect(e.headers?.["content-length"]).toBe("9");
   });
 
   it("enforces the size limit, with and without Content-Length", async () => {
@@ -430,6 +431,13 @@ describe("mirrors", () => {
     });
     const got = await f.fetch({ url: "https://example.org/bin/busybox", sha256: SHA });
     expect(got).toMatchObject({ path: "/bin/busybox", url: "https://example.org/bin/busybox" });
+  });
+
+  it("a file:// mirror serves --offline builds (no network involved), still verified", async () => {
+    const off = fetcher({ offline: true, env: { FLEDGE_MIRRORS: "https://example.org/bin/=file:///bin/" } });
+    expect(await off.fetch({ url: "https://example.org/bin/busybox" })).toMatchObject({ path: "/bin/busybox", sha256: SHA, local: true });
+    expect((await failure(off.fetch({ url: "https://example.org/bin/busybox", sha256: "c".repeat(64) }))).code).toBe("ECHECKSUM");
+    expect((await failure(off.fetch({ url: "https://example.org/other/busybox" }))).code).toBe("EOFFLINE");
   });
 });
 

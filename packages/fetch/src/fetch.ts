@@ -7,7 +7,7 @@ import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { ContentCache, defaultCacheDir } from "./cache.js";
 import { FetchError } from "./errors.js";
-import { HttpClient, type HttpOptions } from "./http.js";
+import { HttpClient, httpOptionsFromEnv, type HttpOptions } from "./http.js";
 import { applyMirrors, parseMirrors, type Mirror } from "./mirrors.js";
 import { normalizeSha256 } from "./sha.js";
 
@@ -68,7 +68,11 @@ export interface FetcherOptions {
   offline?: boolean;
   /** Prefix rewrites from configuration; `FLEDGE_MIRRORS` (from `env`) is tried first. */
   mirrors?: Mirror[];
-  /** Environment for `FLEDGE_MIRRORS`, `FLEDGE_CACHE_DIR`, `FLEDGE_GITHUB_API`, `GITHUB_TOKEN` (default `process.env`). */
+  /**
+   * Environment for `FLEDGE_MIRRORS`, `FLEDGE_CACHE_DIR`, `FLEDGE_GITHUB_API`, `GITHUB_TOKEN` and the
+   * timeouts `FLEDGE_DOWNLOAD_TIMEOUT`, `FLEDGE_DOWNLOAD_IDLE_TIMEOUT`, `FLEDGE_CONNECT_TIMEOUT`
+   * (default `process.env`). `http` wins over the environment.
+   */
   env?: NodeJS.ProcessEnv;
   http?: HttpOptions;
   onProgress?: (e: ProgressEvent) => void;
@@ -98,7 +102,7 @@ export class Fetcher {
     this.configMirrors = opts.mirrors ?? [];
     this.onProgress = opts.onProgress;
     this.log = opts.onLog ?? (() => {});
-    this.http = new HttpClient(opts.http, this.log);
+    this.http = new HttpClient({ ...httpOptionsFromEnv(this.env), ...opts.http }, this.log);
   }
 
   /** The URL really fetched for `url` after mirror rewrites (logged when it changes). */
@@ -134,16 +138,17 @@ export class Fetcher {
         if (got) return got;
       }
     }
+    const from = this.mirrored(req.url, label);
+    if (!isRemote(from)) {
+      // A mirror on the local filesystem (`https://busybox.net/=file:///srv/mirror/`): no
+      // network involved, so it serves --offline builds too.
+      const got = await this.readLocal({ ...req, url: from }, label, expected);
+      return { ...got, url: req.url };
+    }
     if (this.offline) {
       throw new FetchError("EOFFLINE", req.url, `${label}: ${req.url}${expected ? ` (sha256:${expected})` : ""} is not in the cache and the network is off (--offline)`, {
         hint: `run once with the network, or seed the cache: fledge cache add <file>${expected ? "" : ` --url ${req.url}`}`,
       });
-    }
-    const from = this.mirrored(req.url, label);
-    if (!isRemote(from)) {
-      // A mirror on the local filesystem (`https://busybox.net/=file:///srv/mirror/`).
-      const got = await this.readLocal({ ...req, url: from }, label, expected);
-      return { ...got, url: req.url };
     }
     const temp = await this.cache.tempPath(label.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 40));
     this.#temps.add(temp);

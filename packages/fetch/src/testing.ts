@@ -144,3 +144,89 @@ export async function startFakeGitHub(opts: { repo?: string; releases?: FakeRele
   for (const r of opts.releases ?? []) gh.addRelease(r);
   return gh;
 }
+
+/** How a misbehaving server answers (see `startRawServer`). */
+export type RawBehaviour =
+  /** Content-Length, the body, then the server closes the connection at once (HTTP/1.0 style). */
+  | "close-after-body"
+  /** No Content-Length: the body ends when the server closes the connection. */
+  | "eof-delimited"
+  /** Content-Length, half the body, then silence with the connection open. */
+  | "stall"
+  /** Content-Length, half the body, then the connection closes. */
+  | "truncate"
+  /** Headers, then one byte every `dribbleMs`, forever. */
+  | "dribble";
+
+export interface RawServer {
+  url: string;
+  /** Connections accepted so far. */
+  connections(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP server on 127.0.0.1 written on raw TCP, so it can misbehave exactly: the path names
+ * the behaviour (`/close-after-body`, `/eof-delimited`, `/stall`, `/truncate`, `/dribble`).
+ */
+export async function startRawServer(body: Buffer, opts: { dribbleMs?: number } = {}): Promise<RawServer> {
+  const { createServer: createTcpServer } = await import("node:net");
+  const sockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  let count = 0;
+  const server = createTcpServer((socket) => {
+    count++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    let head = "";
+    socket.on("data", (d) => {
+      if (head.includes("\r\n\r\n")) return;
+      head += d.toString("latin1");
+      if (!head.includes("\r\n\r\n")) return;
+      const path = /^GET (\S+)/.exec(head)?.[1]?.split("?")[0]?.slice(1) as RawBehaviour;
+      const half = body.subarray(0, body.length >> 1);
+      switch (path) {
+        case "close-after-body":
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+          socket.end(body);
+          return;
+        case "eof-delimited":
+          socket.write("HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n");
+          socket.end(body);
+          return;
+        case "stall":
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`);
+          socket.write(half);
+          return;
+        case "truncate":
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`);
+          socket.end(half);
+          return;
+        case "dribble": {
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`);
+          let i = 0;
+          const t = setInterval(() => {
+            if (socket.destroyed || i >= body.length) return clearInterval(t);
+            socket.write(body.subarray(i, ++i));
+          }, opts.dribbleMs ?? 1000);
+          timers.add(t);
+          return;
+        }
+        default:
+          socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    connections: () => count,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const t of timers) clearInterval(t);
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}

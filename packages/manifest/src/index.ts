@@ -9,3 +9,4 @@ export {
   type MergeResult,
   type ComposeResult,
 } from "./merge.js";
+export { estimateKernelCmdline, volantNormalized, goJson, KERNEL_CMDLINE_MAX, type CmdlineEstimate } from "./cmdline.js";

@@ -1,4 +1,7 @@
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { placeIssues, type ConfigIssue, type ManifestToml } from "@fledge/config";
+import { estimateKernelCmdline, KERNEL_CMDLINE_MARGIN, KERNEL_CMDLINE_MAX } from "./cmdline.js";
 import { VolantManifest, MANIFEST_SCHEMA_URL } from "./model.js";
 
 /** What the build knows that manifest.toml does not. */
@@ -13,7 +16,14 @@ export interface BuildMetadata {
   manifestFile?: string;
   /** Its text, to give findings a line and column. */
   manifestText?: string;
+  /** Where relative cloud-init paths resolve (default: the directory of `manifestFile`, else the current one). */
+  manifestDir?: string;
+  /** Reads a cloud-init document (default `fs.readFileSync`). */
+  readFile?: (path: string) => Buffer;
 }
+
+/** Largest cloud-init document fledge inlines (Volant passes the whole manifest on the kernel command line). */
+const MAX_CLOUD_INIT_BYTES = 1024 * 1024;
 
 export interface MergeResult {
   manifest: VolantManifest;
@@ -175,6 +185,40 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
   }
 
   // --- cloud-init documents
+  // volar resolves a relative `path` against the directory of manifest.json and inlines the file when
+  // installing; fledge writes manifest.json elsewhere (beside the artifact, or --manifest-output), so a
+  // path relative to manifest.toml would break. fledge inlines the document itself, exactly as volar
+  // would: { inline: true, content }, so the manifest installs wherever it is written.
+  const baseDir = meta.manifestDir ?? (meta.manifestFile && isAbsolute(meta.manifestFile) ? dirname(meta.manifestFile) : resolve("."));
+  const read = meta.readFile ?? ((p: string) => readFileSync(p));
+  const inlineCloudDoc = (path: string, keyPath: string): { inline: true; content: string } | undefined => {
+    const full = isAbsolute(path) ? path : join(baseDir, path);
+    let data: Buffer;
+    try {
+      data = read(full);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" && isAbsolute(path)) {
+        warn(keyPath, `${path} does not exist here: left as a path, which volar reads (and inlines) when it installs the manifest, so it must exist on that machine`, "use a path relative to manifest.toml to have fledge inline the document");
+        return undefined;
+      }
+      const why = code === "ENOENT" ? "does not exist" : code === "EISDIR" ? "is a directory" : ((err as Error).message ?? String(err));
+      problem(keyPath, `${JSON.stringify(path)}: ${full} ${why}`, isAbsolute(path) ? undefined : "a relative path is relative to manifest.toml");
+      return undefined;
+    }
+    if (data.length > MAX_CLOUD_INIT_BYTES) {
+      problem(keyPath, `${full} is ${data.length} bytes; fledge inlines cloud-init documents up to ${MAX_CLOUD_INIT_BYTES} bytes`, "Volant passes the whole manifest on the kernel command line: keep cloud-init documents small");
+      return undefined;
+    }
+    let content: string;
+    try {
+      content = new TextDecoder("utf-8", { fatal: true }).decode(data);
+    } catch {
+      problem(keyPath, `${full} is not UTF-8 text: a JSON manifest cannot carry it`, "cloud-init reads YAML or a #! script: save it as UTF-8");
+      return undefined;
+    }
+    return { inline: true, content };
+  };
   let cloudInit: VolantManifest["cloud_init"];
   if (toml.cloud_init) {
     const ci = toml.cloud_init;
@@ -187,6 +231,10 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
       if (doc.content?.trim() && doc.path?.trim()) problem(`cloud_init.${k}`, `cloud_init.${k}: content and path cannot both be set`, "keep `content` for an inline document, or `path` for a file on the Volant host");
       else if (doc.content?.trim() && !doc.inline) problem(`cloud_init.${k}.inline`, `cloud_init.${k}: inline must be true when content provided`, "remove `inline = false` (or set it true)");
       else if (doc.path?.trim() && doc.inline) problem(`cloud_init.${k}.inline`, `cloud_init.${k}: inline must be false when path provided`, "remove `inline = true` (or set it false)");
+      else if (doc.path?.trim()) {
+        const inlined = inlineCloudDoc(doc.path.trim(), `cloud_init.${k}.path`);
+        if (inlined) cloudInit[k] = inlined;
+      }
     }
   }
 
@@ -221,6 +269,20 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
     ...(toml.devices ? { devices: toml.devices } : {}),
   };
   if (toml.enabled === false) warn("enabled", "the plugin is installed disabled: Volant will not start VMs from it until it is enabled");
+
+  // Volant hands the manifest to the guest on the kernel command line; x86 allows 2048 bytes in all.
+  if (!problems.length && VolantManifest.safeParse(manifest).success) {
+    const { param, total } = estimateKernelCmdline(manifest);
+    const key = cloudInit ? "cloud_init" : "";
+    const what = `Volant passes the manifest to the guest on the kernel command line (volant.manifest=base64url(gzip(json)), ${param.length} bytes)`;
+    const fix = cloudInit
+      ? "make the cloud-init documents smaller, or serve them another way (a meta_data/user_data that fetches the rest)"
+      : "make the manifest smaller (fewer or shorter env, labels, actions)";
+    if (total > KERNEL_CMDLINE_MAX)
+      warn(key, `${what}: with Volant's own parameters about ${total} bytes, more than the kernel's limit of ${KERNEL_CMDLINE_MAX} on x86; the guest would not get its manifest`, fix);
+    else if (total > KERNEL_CMDLINE_MAX - KERNEL_CMDLINE_MARGIN)
+      warn(key, `${what}: with Volant's own parameters about ${total} of the ${KERNEL_CMDLINE_MAX} bytes the kernel allows on x86, leaving ${KERNEL_CMDLINE_MAX - total} for anything else`, fix);
+  }
 
   if (!problems.length) {
     // What Volant itself checks: the JSON Schema and its Go validator. Reaching here means a rule

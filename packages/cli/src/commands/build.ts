@@ -42,9 +42,12 @@ Environment:
   FLEDGE_MIRRORS            URL prefix rewrites, from=to[,from=to…] (before [fetch] mirrors)
   FLEDGE_GITHUB_API         GitHub API base for [agent] releases (default https://api.github.com)
   GITHUB_TOKEN              sent to the GitHub API as a bearer token (raises the rate limit)
+  FLEDGE_DOWNLOAD_TIMEOUT   total time for one download, retries included (default 15m)
+  FLEDGE_DOWNLOAD_IDLE_TIMEOUT  no data from the server for this long fails an attempt (default 30s)
+  FLEDGE_CONNECT_TIMEOUT    TCP/TLS connect timeout (default 15s)
 
 Exit codes: 0 built, 1 build or config error (nothing is left under the output names),
-2 usage error, 130 interrupted.
+2 usage error, 70 internal error (a bug), 130 interrupted.
 `;
 
 /** The origins record beside the artifact, for fledge diff and inspect --sizes (issue 15). */

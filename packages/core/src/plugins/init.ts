@@ -1,6 +1,6 @@
 import { open, lstat, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
-import { initBinaryPath } from "@fledge/cinit";
+import { initBinary } from "@fledge/cinit";
 import type { FledgeConfig } from "@fledge/config";
 import type { Builder } from "../builder.js";
 import type { BuildContext } from "../context.js";
@@ -30,7 +30,7 @@ export class InitPlugin {
       const { init, output } = ctx.config;
       if (init.mode === "default" || init.mode === "custom-image") {
         try {
-          initBinaryPath(output.arch);
+          initBinary(output.arch);
         } catch (err) {
           throw new FledgeError("FLEDGE_NO_INIT_BINARY", (err as Error).message, {
             hint: `set [output] arch to an architecture @fledge/cinit ships (x86_64, aarch64), or use [init] path / none with your own init`,
@@ -69,11 +69,11 @@ export class InitPlugin {
           return;
         }
         case "custom-image":
-          tree.addHostFile("/init", initBinaryPath(output.arch), 0o755);
+          tree.addFile("/init", initBinary(output.arch), 0o755);
           tree.addFile(VOLANT_INIT_FILE, init.imagePath + "\n", 0o644);
           return;
         case "default":
-          tree.addHostFile("/init", initBinaryPath(output.arch), 0o755);
+          tree.addFile("/init", initBinary(output.arch), 0o755);
           return;
       }
     });
