@@ -89,7 +89,9 @@ export class AgentPlugin {
       if (ctx.config.init.mode !== "default" || !ctx.config.agent) return;
       const { fetched: got } = await resolvedInput(ctx, "agent");
       ctx.debug(`kestrel ${got.fromCache ? "from cache" : got.local ? "from a local file" : "fetched"}: ${got.url} sha256:${got.sha256}`, this.name);
-      tree.addHostFile("/bin/kestrel", got.path, 0o755, got.size);
+      // the verified bytes themselves when fetch kept them: a shared cache entry swapped since cannot get in
+      if (got.data) tree.addFile("/bin/kestrel", got.data, 0o755);
+      else tree.addHostFile("/bin/kestrel", got.path, 0o755, got.size);
     });
   }
 }
