@@ -8,7 +8,7 @@ import { fledge } from "./cli.js";
 import { bootInitramfs, hostBusybox, type BootResult } from "./qemu.js";
 
 /**
- * Every init mode of DESIGN.md §3, built with the CLI from e2e/fixtures/modes/<mode> and booted
+ * Every init mode of docs/architecture.md ("Init modes"), built with the CLI from e2e/fixtures/modes/<mode> and booted
  * in Debian's kernel. Each payload prints "FLEDGE-MODE …" lines on the console and powers off.
  */
 const fixtures = fileURLToPath(new URL("../fixtures/modes/", import.meta.url));

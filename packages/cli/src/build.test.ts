@@ -224,7 +224,7 @@ describe("fledge build: bad input gets a clear error, exit 1, and no output", ()
     });
     const r = await run(["build"], dir);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`"./app" = "/usr/bin/app"  (${join(dir, "app")} does not exist)`);
+    expect(r.stderr).toContain(`${join(dir, "fledge.toml")}:8:1 mappings."./app": ${join(dir, "app")} does not exist`);
     expect(outputs(dir)).toEqual([]);
   });
 

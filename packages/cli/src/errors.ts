@@ -9,6 +9,7 @@ interface ErrorLike {
   issues?: { file: string; keyPath: string; message: string; hint?: string; line?: number; column?: number; codeFrame?: string }[];
   hook?: string;
   plugin?: string;
+  kept?: string[];
 }
 
 /** The JSON shape of an error for `--json`. */
@@ -21,6 +22,7 @@ export function errorJson(err: unknown): Record<string, unknown> {
     ...(e?.hint ? { hint: e.hint } : {}),
     ...(e?.issues ? { issues: e.issues } : {}),
     ...(e?.hook ? { hook: e.hook, plugin: e.plugin } : {}),
+    ...(e?.kept ? { kept: e.kept } : {}),
   };
 }
 
@@ -30,7 +32,8 @@ export function printError(io: CliIO, err: unknown, verbose: boolean): void {
   const e = err as ErrorLike;
   if (e?.issues?.length) {
     const n = e.issues.length;
-    io.stderr.write(`${c.red("error")}: ${n === 1 ? "1 problem" : `${n} problems`} in ${e.issues[0]!.file}\n`);
+    const files = [...new Set(e.issues.map((i) => i.file))];
+    io.stderr.write(`${c.red("error")}: ${n === 1 ? "1 problem" : `${n} problems`} in ${files.length === 1 ? files[0] : `${files.length} files`}\n`);
     for (const i of e.issues) {
       const where = i.line ? `${i.file}:${i.line}:${i.column ?? 1}` : i.file;
       io.stderr.write(`  ${c.bold(where)}${i.keyPath ? ` ${c.cyan(i.keyPath)}` : ""}: ${i.message}\n`);

@@ -71,7 +71,7 @@ export function attachReporter(builder: Builder, io: CliIO, opts: { verbose: boo
   });
   builder.hooks.progress.tap("fledge-cli:reporter", (p: ProgressInfo) => line.update(p));
   if (opts.verbose) {
-    for (const name of ["beforeBuild", "skeleton", "overlay", "busybox", "init", "agent", "mappings", "beforeArchive", "archive", "manifest", "afterBuild"] as const) {
+    for (const name of ["check", "beforeBuild", "inputs", "skeleton", "overlay", "busybox", "init", "agent", "mappings", "beforeArchive", "archive", "manifest", "afterBuild"] as const) {
       let started = 0;
       const report = () => {
         clear();

@@ -85,7 +85,49 @@ describe("defaults", () => {
     );
     expect(c.output).toEqual({ compression: "none", level: 3, arch: "aarch64" });
     expect(c.fetch.mirrors).toEqual([{ from: "https://busybox.net/", to: "http://mirror.local/bb/" }]);
-    expect(c.plugins).toEqual(["@fledge/plugin-oci", "./local.js"]);
+    expect(c.plugins).toEqual([
+      { use: "@fledge/plugin-oci", keyPath: "plugins[0]" },
+      { use: "./local.js", keyPath: "plugins[1]" },
+    ]);
+  });
+
+  it("plugins entries are a module or { use, options }; strategy is any name (checked once plugins load)", () => {
+    const c = parseFledgeConfig(
+      'version = "1"\nstrategy = "my_disk"\nplugins = ["./a.mjs", { use = "./motd.mjs", options = { text = "hi", lines = [1, 2] } }, { use = "pkg" }]\n',
+      FILE,
+    );
+    expect(c.strategy).toBe("my_disk");
+    expect(c.plugins).toEqual([
+      { use: "./a.mjs", keyPath: "plugins[0]" },
+      { use: "./motd.mjs", options: { text: "hi", lines: [1, 2] }, keyPath: "plugins[1]" },
+      { use: "pkg", keyPath: "plugins[2]" },
+    ]);
+  });
+
+  it("overlays: [source] image, [source] dockerfile, then every [[overlay]] in order, the rest of each table as options", () => {
+    const c = parseFledgeConfig(
+      [
+        'version = "1"',
+        "[source]",
+        'image = "nginx:alpine"',
+        'dockerfile = "./Dockerfile"',
+        'target = "run"',
+        "[[overlay]]",
+        'kind = "tarball"',
+        'url = "https://example.test/rootfs.tar.zst"',
+        'sha256 = "' + "a".repeat(64) + '"',
+        "[[overlay]]",
+        'kind = "mine"',
+        "deep = { x = 1 }",
+      ].join("\n"),
+      FILE,
+    );
+    expect(c.overlays).toEqual([
+      { kind: "image", options: { ref: "nginx:alpine" }, keyPath: "source.image" },
+      { kind: "dockerfile", options: { dockerfile: "./Dockerfile", target: "run" }, keyPath: "source.dockerfile" },
+      { kind: "tarball", options: { url: "https://example.test/rootfs.tar.zst", sha256: "a".repeat(64) }, keyPath: "overlay[0]" },
+      { kind: "mine", options: { deep: { x: 1 } }, keyPath: "overlay[1]" },
+    ]);
   });
 
   it("accepts the oci_rootfs keys of the Go fledge (building them needs a plugin)", () => {
@@ -118,18 +160,17 @@ describe("defaults", () => {
 });
 
 /**
- * Every rule of DESIGN.md §4 (and §3's init modes), with exactly what the user reads:
+ * Every rule of docs/architecture.md ("fledge.toml", and its init modes), with exactly what the user reads:
  * `line:column key.path: message (hint: …)`.
  */
 const RULES: [rule: string, toml: string, expected: string[], hostFiles?: string[]][] = [
   ["version is required", 'strategy = "initramfs"\n', ['-:- version: is required: "1" (hint: add version = "1")']],
   ["version must be \"1\"", 'version = "2"\n', ['1:1 version: must be "1", got the string "2"']],
   ["version must be a string", "version = 1\n", ['1:1 version: must be "1", got the integer 1 (hint: quote it: version = "1")']],
-  [
-    "strategy is initramfs or oci_rootfs",
-    'version = "1"\nstrategy = "initramsf"\n',
-    ['2:1 strategy: must be one of "initramfs", "oci_rootfs", got the string "initramsf" (hint: did you mean "initramfs"?)'],
-  ],
+  ["strategy is a name", 'version = "1"\nstrategy = ""\n', ["2:1 strategy: must not be empty"]],
+  ["a plugins entry is a module or a table", 'version = "1"\nplugins = [3]\n', ["2:1 plugins[0]: expected a string or a table, got the integer 3"]],
+  ["a plugins table has use and options", 'version = "1"\nplugins = [{ module = "x" }]\n', ["2:1 plugins[0].use: is required (a string)", "2:1 plugins[0].module: unknown key `module` in [plugins[0]] (hint: [plugins[0]] accepts: use, options)"]],
+  ["an [[overlay]] needs a kind", 'version = "1"\n[[overlay]]\nurl = "x"\n', ["2:1 overlay[0].kind: is required (a string)"]],
   [
     "agent source_strategy is release, local or http",
     'version = "1"\n[agent]\nsource_strategy = "github"\n',
@@ -215,7 +256,7 @@ const RULES: [rule: string, toml: string, expected: string[], hostFiles?: string
   [
     "oci_rootfs needs an image or a Dockerfile",
     'version = "1"\nstrategy = "oci_rootfs"\n',
-    ['-:- source: the oci_rootfs strategy needs source.image or source.dockerfile (hint: add [source] image = "docker.io/library/nginx:alpine")'],
+    ['-:- source: the oci_rootfs strategy needs source.image, source.dockerfile or an [[overlay]] (hint: add [source] image = "docker.io/library/nginx:alpine")'],
   ],
   [
     "oci_rootfs takes one of image and Dockerfile",
@@ -243,7 +284,7 @@ const RULES: [rule: string, toml: string, expected: string[], hostFiles?: string
   ["a table where a value belongs", 'version = "1"\n[init.path]\nx = "y"\n', ["2:1 init.path: expected a string, got a table"]],
 ];
 
-describe("DESIGN.md §4 rules, as the user reads them", () => {
+describe("the fledge.toml rules of docs/architecture.md, as the user reads them", () => {
   it.each(RULES)("%s", (_rule, toml, expected, hostFiles) => {
     const r = check(toml, hostFiles);
     expect(seen(r)).toEqual(expected);
@@ -313,7 +354,7 @@ describe("every problem at once", () => {
   it("ConfigError carries every issue and prints each on its line", () => {
     let err: unknown;
     try {
-      parseFledgeConfig('version = "1"\nstrategy = "oops"\n[mapping]\n', "/p/fledge.toml");
+      parseFledgeConfig('version = "1"\nstrategy = 3\n[mapping]\n', "/p/fledge.toml");
     } catch (e) {
       err = e;
     }
@@ -322,7 +363,7 @@ describe("every problem at once", () => {
     expect(e.issues).toHaveLength(2);
     expect(e.message).toBe(
       [
-        '/p/fledge.toml:2:1: strategy: must be one of "initramfs", "oci_rootfs", got the string "oops"',
+        '/p/fledge.toml:2:1: strategy: expected a string, got the integer 3\n  hint: quote it: strategy = "3"',
         "/p/fledge.toml:3:1: mapping: unknown table [mapping]\n  hint: did you mean [mappings]?",
       ].join("\n"),
     );

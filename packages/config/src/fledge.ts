@@ -14,7 +14,7 @@ export type AgentConfig =
   | { source: "local"; path: string }
   | { source: "http"; url: string; checksum?: string };
 
-/** The init mode, resolved as DESIGN.md §3 says. */
+/** The init mode, resolved as docs/architecture.md ("Init modes") says. */
 export type InitConfig =
   | { mode: "default" }
   | { mode: "custom-host"; hostPath: string }
@@ -30,9 +30,34 @@ export interface Mapping {
   dest: string;
 }
 
+/** One entry of `plugins` in fledge.toml. */
+export interface PluginSpec {
+  /** The module as written: a package name or a path relative to fledge.toml. */
+  use: string;
+  /** `options = { … }` as written; undefined when the entry is a plain string. */
+  options?: Record<string, unknown>;
+  /** Where it is written, for messages: `plugins[0]`. */
+  keyPath: string;
+}
+
+/**
+ * A rootfs source to overlay, in order: `[source] image` (kind "image", options `{ ref }`),
+ * `[source] dockerfile` (kind "dockerfile", options `{ dockerfile, context?, target?,
+ * build_args? }`), then each `[[overlay]]` table (its keys besides `kind` as options).
+ */
+export interface OverlaySpec {
+  kind: string;
+  /** The request for the plugin, as written (relative paths are relative to fledge.toml). */
+  options: Record<string, unknown>;
+  /** Where it is written: `source.image`, `source.dockerfile`, `overlay[0]`. */
+  keyPath: string;
+}
+
 /** fledge.toml after validation and defaults: what the builder gets. */
 export interface FledgeConfig {
   file: string;
+  /** The TOML text, to place later findings (plugins, overlays) on lines. */
+  text?: string;
   /** Directory of fledge.toml; relative host paths resolve against it. */
   rootDir: string;
   version: "1";
@@ -44,9 +69,11 @@ export interface FledgeConfig {
   source: { image?: string; dockerfile?: string; context?: string; target?: string; buildArgs: Record<string, string> };
   filesystem?: z.output<typeof FledgeTomlInput>["filesystem"];
   mappings: Mapping[];
+  /** Rootfs sources, in the order the overlay stage applies them. */
+  overlays: OverlaySpec[];
   output: { compression: string; level?: number; arch: "x86_64" | "aarch64" };
   fetch: { mirrors: { from: string; to: string }[] };
-  plugins: string[];
+  plugins: PluginSpec[];
   /** Things that are allowed but probably not what was meant (not errors). */
   warnings?: ConfigIssue[];
 }
@@ -184,7 +211,7 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
   const hostPath = (p: string) => (isAbsolute(p) ? p : resolve(rootDir, p));
   const strategy = c.strategy;
 
-  // --- init mode (DESIGN.md §3)
+  // --- init mode (docs/architecture.md, "Init modes")
   let init: InitConfig = { mode: "default" };
   const initPath = c.init?.path;
   const none = c.init?.none === true;
@@ -271,7 +298,7 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
     problem("source.busybox", "busybox can only be left out in the custom and none init modes", "remove `busybox = false`, or choose a custom or none init");
 
   // --- what the image must provide in custom-image and none modes
-  const overlay = !!(c.source?.image || c.source?.dockerfile);
+  const overlay = !!(c.source?.image || c.source?.dockerfile || c.overlay?.length);
   const provides = (p: string) => mappings.some((m) => m.dest === p || p.startsWith(m.dest === "/" ? "/" : m.dest + "/"));
   if (init.mode === "none" && !overlay && !provides("/init"))
     warn("init.none", "no mapping puts a file at /init, so the image would have no PID 1 (the build fails unless a plugin adds one)", 'map your binary: [mappings] "./my-init" = "/init"');
@@ -284,8 +311,8 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
 
   // --- strategies
   if (strategy === "oci_rootfs") {
-    if (!c.source?.image && !c.source?.dockerfile && !problems.some((p) => p.keyPath.startsWith("source.")))
-      problem("source", "the oci_rootfs strategy needs source.image or source.dockerfile", 'add [source] image = "docker.io/library/nginx:alpine"');
+    if (!c.source?.image && !c.source?.dockerfile && !c.overlay?.length && !problems.some((p) => p.keyPath.startsWith("source.") || p.keyPath.startsWith("overlay")))
+      problem("source", "the oci_rootfs strategy needs source.image, source.dockerfile or an [[overlay]]", 'add [source] image = "docker.io/library/nginx:alpine"');
     if (c.source?.image && c.source?.dockerfile) problem("source", "source.image and source.dockerfile are both set: give only one", "keep one of them");
   } else if (strategy === "initramfs" && c.filesystem) {
     warn("filesystem", "[filesystem] is only used by the oci_rootfs strategy", "remove it, or set strategy = \"oci_rootfs\"");
@@ -308,8 +335,20 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
 
   const p = parsed.data;
   const sha = p.source?.busybox_sha256 ?? (p.source?.busybox_url ? undefined : DEFAULT_BUSYBOX_SHA256);
+  const overlays: OverlaySpec[] = [];
+  if (p.source?.image) overlays.push({ kind: "image", options: { ref: p.source.image }, keyPath: "source.image" });
+  if (p.source?.dockerfile) {
+    const { dockerfile, context, target, build_args } = p.source;
+    overlays.push({
+      kind: "dockerfile",
+      options: { dockerfile, ...(context !== undefined ? { context } : {}), ...(target !== undefined ? { target } : {}), ...(build_args !== undefined ? { build_args } : {}) },
+      keyPath: "source.dockerfile",
+    });
+  }
+  (p.overlay ?? []).forEach(({ kind, ...options }, i) => overlays.push({ kind, options, keyPath: `overlay[${i}]` }));
   const config: FledgeConfig = {
     file,
+    ...(text !== undefined ? { text } : {}),
     rootDir,
     version: p.version,
     strategy: p.strategy,
@@ -330,9 +369,10 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
     },
     filesystem: p.filesystem,
     mappings,
+    overlays,
     output: { compression: p.output?.compression ?? "gzip", level: p.output?.level, arch: p.output?.arch ?? "x86_64" },
     fetch: { mirrors: Object.entries(p.fetch?.mirrors ?? {}).map(([from, to]) => ({ from, to })) },
-    plugins: p.plugins ?? [],
+    plugins: (p.plugins ?? []).map((e, i) => (typeof e === "string" ? { use: e, keyPath: `plugins[${i}]` } : { use: e.use, ...(e.options ? { options: e.options } : {}), keyPath: `plugins[${i}]` })),
   };
   return { config, problems, warnings };
 }

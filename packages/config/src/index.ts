@@ -8,6 +8,8 @@ export {
   FilesystemInput,
   OutputInput,
   FetchInput,
+  OverlayInput,
+  PluginInput,
   DEFAULT_BUSYBOX_URL,
   DEFAULT_BUSYBOX_SHA256,
 } from "./schema.js";
@@ -24,6 +26,8 @@ export {
   type AgentConfig,
   type InitConfig,
   type Mapping,
+  type PluginSpec,
+  type OverlaySpec,
   type LoadOptions,
 } from "./fledge.js";
 export {

@@ -78,12 +78,32 @@ export const FetchInput = z
   })
   .describe("Download options (fledge addition).");
 
+/** One `[[overlay]]` table: `kind` picks the plugin; the rest of the table is that plugin's request. */
+export const OverlayInput = z
+  .looseObject({
+    kind: nonEmpty.describe('The kind of source: "image" (@fledge/plugin-oci), "tarball" (@fledge/plugin-tarball), "dockerfile" (@fledge/plugin-dockerfile), or a kind a plugin provides.'),
+  })
+  .describe("A rootfs source. The keys besides `kind` are the providing plugin's, which checks them.");
+
+/** One entry of `plugins`: a module, or a module with options. */
+export const PluginInput = z.union([
+  nonEmpty.describe("A module whose default export is a plugin: a package name or a path relative to fledge.toml."),
+  z
+    .strictObject({
+      use: nonEmpty.describe("The module: a package name or a path relative to fledge.toml."),
+      options: z.record(z.string(), z.unknown()).optional().describe("Options for the plugin: passed to its class constructor or factory, and checked by the plugin."),
+    })
+    .describe("A plugin with options."),
+]);
+
 /** fledge.toml v1 as the user writes it. Unknown keys are errors. */
 export const FledgeTomlInput = z
   .strictObject({
     $schema: z.string().optional().describe("JSON Schema of this file, for editors."),
     version: z.literal("1").describe('fledge.toml format version: "1".'),
-    strategy: z.enum(["initramfs", "oci_rootfs"]).default("initramfs").describe('What to build: "initramfs" (built in) or "oci_rootfs" (needs a plugin).'),
+    strategy: nonEmpty
+      .default("initramfs")
+      .describe('What to build: "initramfs" (built in), "oci_rootfs" (@fledge/plugin-rootfs), or any strategy a plugin provides. Checked once the plugins are loaded.'),
     agent: AgentInput.optional(),
     init: InitInput.optional(),
     source: SourceInput.optional(),
@@ -94,7 +114,14 @@ export const FledgeTomlInput = z
       .describe('Files to put in the image: "host path" = "/absolute/path/in/image". Host paths are relative to fledge.toml.'),
     output: OutputInput.optional(),
     fetch: FetchInput.optional(),
-    plugins: z.array(nonEmpty).optional().describe("Modules to load as fledge plugins (package names or paths relative to fledge.toml)."),
+    overlay: z
+      .array(OverlayInput)
+      .optional()
+      .describe("Rootfs sources overlaid into the image in order, after [source] image and dockerfile: each table is handed to the plugin that provides its `kind`."),
+    plugins: z
+      .array(PluginInput)
+      .optional()
+      .describe('Plugins to load, in order: a module (package name, or a path relative to fledge.toml), or { use = "module", options = { … } }.'),
   })
   .describe("fledge.toml v1: how to build a Volant plugin's boot artifact.");
 export type FledgeTomlInput = z.input<typeof FledgeTomlInput>;

@@ -1,10 +1,25 @@
 import { dirname, join, resolve } from "node:path";
-import { loadFledgeConfig, loadManifestToml } from "@fledge/config";
-import { Builder, type FledgePlugin } from "./builder.js";
+import {
+  checkFledgeConfig,
+  checkManifestTomlData,
+  ConfigError,
+  defaultPluginName,
+  placeIssues,
+  readToml,
+  type ConfigIssue,
+  type FledgeConfig,
+  type ManifestConfig,
+} from "@fledge/config";
+import type { Fetcher } from "@fledge/fetch";
+import { Builder, manifestRules, type CheckReport, type FledgePlugin, type UpdateResult } from "./builder.js";
 import type { BuildOptions, BuildResult } from "./context.js";
-import { loadPlugins } from "./load-plugins.js";
+import { CheckError } from "./errors.js";
+import { FIRST_PARTY } from "./first-party.js";
+import { tappedKeys } from "./hooks.js";
+import { loadPlugin, PluginLoadError, resolvePluginModule } from "./load-plugins.js";
+import type { HostInput } from "./outputs.js";
 
-export interface BuildRequest extends Omit<BuildOptions, "output"> {
+export interface PreflightRequest extends Omit<BuildOptions, "output"> {
   /** fledge.toml path. */
   config: string;
   /** manifest.toml path; default: manifest.toml beside fledge.toml (optional file). */
@@ -13,23 +28,176 @@ export interface BuildRequest extends Omit<BuildOptions, "output"> {
   output?: string;
   /** Plugins given in code, applied before those of fledge.toml. */
   plugins?: FledgePlugin[];
-  /** Called with the builder before it runs, e.g. to attach observers. */
+  /** Directories to look for plugin packages from, after the project (the CLI passes its own). */
+  pluginSearchPaths?: string[];
+  /** Check the output paths too (default true; `fledge update` writes no outputs). */
+  checkOutputs?: boolean;
+  /** Check manifest.toml too (default true; `fledge update` does not need it). */
+  checkManifest?: boolean;
+  /** Reuse a fetcher. */
+  fetcher?: Fetcher;
+  /** Called with the builder once every plugin is applied, before pre-flight runs, e.g. to attach observers. */
   onBuilder?: (builder: Builder) => void;
 }
 
-/** Loads both documents, applies plugins, runs the build. */
-export async function build(req: BuildRequest): Promise<BuildResult> {
-  const config = await loadFledgeConfig(req.config);
-  const manifestFile = req.manifest ?? join(dirname(resolve(req.config)), "manifest.toml");
-  const manifestConfig = await loadManifestToml(manifestFile, { required: req.manifest !== undefined });
-  const fromConfig = await loadPlugins(config.plugins, config.rootDir);
-  const { config: _c, manifest: _m, plugins: _p, onBuilder: _o, ...options } = req;
+export interface BuildRequest extends PreflightRequest {}
+
+/** Everything pre-flight found, and the builder ready to run when there are no problems. */
+export interface Preflight extends CheckReport {
+  ok: boolean;
+  /** Notes for the user (the defaults used without a manifest.toml, plugins loaded by themselves). */
+  notes: string[];
+  config?: FledgeConfig;
+  manifestConfig?: ManifestConfig;
+  /** Present when fledge.toml is valid and every plugin loaded. */
+  builder?: Builder;
+}
+
+async function readConfig(file: string): Promise<{ config?: FledgeConfig; problems: ConfigIssue[]; warnings: ConfigIssue[] }> {
+  let text: string;
+  try {
+    ({ text } = await readToml(file));
+  } catch (err) {
+    if (err instanceof ConfigError) return { problems: err.issues, warnings: [] };
+    throw err;
+  }
+  const r = checkFledgeConfig(text, file);
+  if (r.config) r.config.warnings = r.warnings;
+  return r;
+}
+
+async function readManifest(file: string, required: boolean): Promise<{ manifest?: ManifestConfig; problems: ConfigIssue[] }> {
+  let data: Record<string, unknown>;
+  let text: string;
+  try {
+    ({ data, text } = await readToml(file));
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    if (!required && err.issues[0]?.message === "file not found") {
+      const name = defaultPluginName(dirname(file));
+      return {
+        manifest: { data: { name, runtime: name, version: "0.1.0" }, notes: [`no manifest.toml at ${file}: using name "${name}", runtime "${name}", version 0.1.0`] },
+        problems: [],
+      };
+    }
+    return { problems: err.issues };
+  }
+  const r = checkManifestTomlData(data, file, text);
+  return { manifest: { file, text, data: r.data ?? r.partial, notes: [] }, problems: r.problems };
+}
+
+/**
+ * Pre-flight, the one check `fledge build`, `fledge validate` and `fledge update` share: reads
+ * both files, loads and applies the plugins (fledge.toml's, then the first-party plugins the
+ * config needs, when installed), then runs `Builder.check()` — strategy and overlay kinds,
+ * every plugin's `hooks.check`, manifest.toml as Volant will read it, the output paths.
+ * Nothing is fetched or written. Never throws for bad input: every problem is in the result,
+ * with its file, key and, where it is written, line and column.
+ */
+export async function preflight(req: PreflightRequest): Promise<Preflight> {
+  const configFile = resolve(req.config);
+  const manifestFile = resolve(req.manifest ?? join(dirname(configFile), "manifest.toml"));
+  const problems: ConfigIssue[] = [];
+  const notes: string[] = [];
+  const cfg = await readConfig(configFile);
+  const man = await readManifest(manifestFile, req.manifest !== undefined);
+  problems.push(...cfg.problems);
+  if (man.manifest) notes.push(...man.manifest.notes);
+  const done = (extra: Partial<Preflight> = {}): Preflight => {
+    const all = [...problems, ...(extra.problems ?? [])];
+    return { ok: all.length === 0, notes, warnings: cfg.warnings, manifestWarnings: [], config: cfg.config, manifestConfig: man.manifest, ...extra, problems: all };
+  };
+  // Without a builder (fledge.toml or a plugin failed), manifest.toml is still checked in full.
+  const manifestOnly = () => {
+    if (req.checkManifest === false || !man.manifest) return { problems: req.checkManifest === false ? [] : man.problems, manifestWarnings: [] };
+    const r = manifestRules(man.manifest, man.problems, req.baseUrl);
+    return { problems: r.problems, manifestWarnings: r.warnings };
+  };
+  if (!cfg.config || !man.manifest) return done(manifestOnly());
+  const config = cfg.config;
+  const { config: _c, manifest: _m, plugins: _p, pluginSearchPaths, checkOutputs, checkManifest, fetcher, onBuilder, ...options } = req;
+  if (checkManifest === false) man.problems.length = 0;
+  const searchPaths = pluginSearchPaths ?? [];
+
+  const hostInputs: HostInput[] = [];
+  const loaded: FledgePlugin[] = [];
+  for (const spec of config.plugins) {
+    try {
+      const l = await loadPlugin(spec, { rootDir: config.rootDir, file: config.file, searchPaths });
+      loaded.push(l.plugin);
+      hostInputs.push({ path: l.file, what: `the plugin module ${spec.use}` });
+    } catch (err) {
+      if (!(err instanceof PluginLoadError)) throw err;
+      problems.push(...place(err.issues, config));
+    }
+  }
+  if (problems.length) return done(manifestOnly());
+
   const builder = new Builder({
     config,
-    manifestConfig,
+    manifestConfig: man.manifest,
+    manifestProblems: man.problems,
     options: { ...options, output: resolve(req.output ?? "plugin.cpio.gz") },
-    plugins: [...(req.plugins ?? []), ...fromConfig],
+    hostInputs,
+    ...(fetcher ? { fetcher } : {}),
   });
-  req.onBuilder?.(builder);
-  return builder.run();
+  const use = (p: FledgePlugin, keyPath: string) => {
+    try {
+      builder.use(p);
+    } catch (err) {
+      const e = err as Error & { hint?: string };
+      problems.push(...place([{ file: config.file, keyPath, message: e.message, ...(e.hint ? { hint: e.hint } : {}) }], config));
+    }
+  };
+  for (const p of req.plugins ?? []) builder.use(p);
+  loaded.forEach((p, i) => use(p, config.plugins[i]!.keyPath));
+
+  // First-party plugins behind keys of fledge.toml are loaded by themselves when installed.
+  const wanted: { pkg: string; keyPath: string }[] = [];
+  if (!tappedKeys(builder.hooks.strategy).includes(config.strategy) && FIRST_PARTY.strategies[config.strategy])
+    wanted.push({ pkg: FIRST_PARTY.strategies[config.strategy]!, keyPath: "strategy" });
+  for (const o of config.overlays)
+    for (const kind of [o.kind, ...(FIRST_PARTY.requires[o.kind] ?? [])])
+      if (!tappedKeys(builder.hooks.resolveSource).includes(kind) && FIRST_PARTY.sources[kind]) wanted.push({ pkg: FIRST_PARTY.sources[kind]!, keyPath: o.keyPath });
+  const seen = new Set<string>();
+  for (const w of wanted) {
+    if (seen.has(w.pkg)) continue;
+    seen.add(w.pkg);
+    if (!resolvePluginModule(w.pkg, { rootDir: config.rootDir, searchPaths })) continue; // reported by check(): "not installed"
+    try {
+      const l = await loadPlugin({ use: w.pkg, keyPath: w.keyPath }, { rootDir: config.rootDir, file: config.file, searchPaths });
+      use(l.plugin, w.keyPath);
+      notes.push(`${w.keyPath} uses ${w.pkg} (loaded by itself)`);
+    } catch (err) {
+      if (!(err instanceof PluginLoadError)) throw err;
+      problems.push(...place(err.issues, config));
+    }
+  }
+  if (problems.length) return done(manifestOnly());
+  onBuilder?.(builder);
+  const report = await builder.check({ outputs: checkOutputs !== false, manifest: checkManifest !== false });
+  return done({ ...report, warnings: report.warnings, builder });
+}
+
+/** Issues at entries of fledge.toml, with their line and column. */
+function place(issues: ConfigIssue[], config: FledgeConfig): ConfigIssue[] {
+  return config.text ? placeIssues(issues, config.text) : issues;
+}
+
+/** Pre-flight, then the build. Throws the pre-flight problems (all of them) before any work. */
+export async function build(req: BuildRequest): Promise<BuildResult> {
+  const pf = await preflight(req);
+  if (!pf.builder || !pf.ok) {
+    throw new CheckError(pf.problems);
+  }
+  return pf.builder.run();
+}
+
+export interface UpdateRequest extends Omit<PreflightRequest, "output" | "manifestOutput" | "checkOutputs" | "checkManifest" | "locked"> {}
+
+/** `fledge update`: pre-flight, then every input of the build (plugins' included) resolved afresh into fledge.lock. */
+export async function updateLock(req: UpdateRequest): Promise<UpdateResult> {
+  const pf = await preflight({ ...req, checkOutputs: false, checkManifest: false });
+  if (!pf.builder || !pf.ok) throw new CheckError(pf.problems);
+  return pf.builder.updateInputs();
 }

@@ -1,6 +1,11 @@
-import type { FledgeConfig, ManifestConfig } from "@fledge/config";
+import type { ConfigIssue, FledgeConfig, ManifestConfig } from "@fledge/config";
 import type { Fetcher } from "@fledge/fetch";
 import type { VolantManifest } from "@fledge/manifest";
+import type { FledgeError } from "./errors.js";
+import type { BuildInputs } from "./inputs.js";
+import type { ManifestDefaults } from "./manifest-defaults.js";
+import type { Output, Outputs } from "./outputs.js";
+import type { RootfsTree } from "./tree.js";
 
 export interface BuildOptions {
   /** Where the artifact goes (absolute). */
@@ -29,28 +34,62 @@ export interface BuildOptions {
 /** 2024-01-01T00:00:00Z, the fixed epoch the Go fledge uses too. */
 export const DEFAULT_MTIME = 1704067200;
 
-/** A request for a rootfs source, handled by `hooks.resolveSource.for(kind)`. */
+/**
+ * A rootfs source to overlay, handed to `hooks.resolveSource.for(kind)` in the overlay stage:
+ * `[source] image = "x"` is `{ kind: "image", options: { ref: "x" } }`; `[source] dockerfile`
+ * is `{ kind: "dockerfile", options: { dockerfile, context?, target?, build_args? } }`; an
+ * `[[overlay]]` table is its `kind` plus the rest of the table as `options`.
+ */
 export interface SourceRequest {
   kind: string;
-  ref: string;
-  options?: Record<string, unknown>;
+  /** The request as written in fledge.toml (relative host paths are relative to `baseDir`). */
+  options: Record<string, unknown>;
+  /** Where it is written, for messages: `source.image`, `overlay[2]`. Use with `ctx.configError`. */
+  keyPath: string;
+  /** The directory of fledge.toml. */
+  baseDir: string;
 }
 
+/** What a strategy made. */
 export interface ArtifactInfo {
-  /** Final path of the artifact. */
+  /** What the manifest points at: `initramfs {url, checksum}` or `rootfs {url, checksum, format}`. */
+  kind: "initramfs" | "rootfs";
+  /** Disk image format, for `kind: "rootfs"`. */
+  format?: "raw" | "qcow2";
+  /** Final path of the artifact (`ctx.outputs.artifact.path`). */
   path: string;
-  /** Where it is written until the build succeeds. */
-  tempPath: string;
+  /** Where it was written (`ctx.outputs.artifact.stagedPath`); moved to `path` at `AfterBuildStage.COMMIT`. */
+  stagedPath: string;
   sha256: string;
   size: number;
-  compression: string;
-  entries: number;
+  /** initramfs: the compressor used. */
+  compression?: string;
+  /** Number of entries in the image. */
+  entries?: number;
+  /** The tree the artifact was made from, handed to afterBuild steps as `result.tree`. */
+  tree?: RootfsTree;
 }
 
+/** One output of the build, as the result reports it. */
+export interface OutputInfo {
+  label: string;
+  path: string;
+  /** Who added it (`fledge` for the artifact and the manifest). */
+  plugin: string;
+}
+
+/** What a build produced. Passed to `afterBuild` and `done`, and returned by `build()`. */
 export interface BuildResult {
-  artifact: Omit<ArtifactInfo, "tempPath">;
+  /** The artifact. Before `AfterBuildStage.COMMIT` read it at `stagedPath`; from then on at `path`. */
+  artifact: Omit<ArtifactInfo, "tree">;
   manifestPath: string;
   manifest: VolantManifest;
+  /** Every output written (artifact, manifest, plugin outputs). */
+  outputs: OutputInfo[];
+  /** False until the outputs have been moved into place. */
+  committed: boolean;
+  /** The image's tree, when the strategy gave one (not serialised to JSON). */
+  readonly tree?: RootfsTree;
   warnings: string[];
   durationMs: number;
 }
@@ -75,17 +114,84 @@ export interface ProgressInfo {
   done?: boolean;
 }
 
-/** Everything a plugin can read during one build. */
+/** Everything a plugin can read and use during one build. */
 export interface BuildContext {
   readonly config: FledgeConfig;
   readonly manifestConfig: ManifestConfig;
   readonly options: Readonly<BuildOptions> & { mtime: number };
+  /** Downloads: cache, mirrors, retries, `--offline`. Prefer `inputs` (locked) and `fetchBlob`. */
   readonly fetcher: Fetcher;
+  /** The build's declared inputs, resolved: `await ctx.inputs.get("busybox")`. */
+  readonly inputs: BuildInputs;
+  /** The build's outputs: the artifact, the manifest, and any a plugin adds. */
+  readonly outputs: Outputs;
+  /** Defaults plugins contribute to the manifest; manifest.toml always wins. */
+  readonly manifestDefaults: ManifestDefaults;
+  /** A directory for this build's scratch files, removed when the build ends (made on first use by you). */
+  readonly scratchDir: string;
   /** Warnings collected so far (also sent through hooks.log). */
   readonly warnings: string[];
+  /** Logs through `hooks.log`; `source` defaults to the calling plugin's name. */
   warn(message: string, source?: string): void;
   info(message: string, source?: string): void;
   debug(message: string, source?: string): void;
+  /**
+   * A content-addressed blob (an OCI layer, …) by digest through the download cache: served
+   * from the cache without a request when present, else fetched (mirrors, retries,
+   * `--offline`), verified against `digest` while it streams, and stored.
+   */
+  fetchBlob(req: BlobRequest): Promise<FetchedFile>;
+  /** An error at a key of fledge.toml, with its file, line and column: `throw ctx.configError("overlay[0].url", "…")`. */
+  configError(keyPath: string, message: string, hint?: string): FledgeError;
   /** Registers a temp file to remove if the build fails. */
   trackTemp(path: string): void;
 }
+
+/** A blob to fetch by digest. */
+export interface BlobRequest {
+  url: string;
+  /** `sha256:<hex>` or bare hex. */
+  digest: string;
+  /** For messages and progress. */
+  label?: string;
+  /** Request headers (e.g. a registry's bearer token); never part of the cache key. */
+  headers?: Record<string, string>;
+}
+
+/** A verified file on this machine. */
+export interface FetchedFile {
+  /** A path to the verified content (in the cache, or the local file itself). */
+  path: string;
+  sha256: string;
+  size: number;
+  /** The URL as requested (before mirrors). */
+  url: string;
+  fromCache: boolean;
+  /** A local file (`file://` or a path): never cached, never locked. */
+  local: boolean;
+  /**
+   * The verified bytes themselves, for a download or cache hit of at most 64 MiB: use them
+   * rather than reading `path` again (a shared cache directory may be writable by others, and
+   * what is at `path` could have been swapped since it was verified).
+   */
+  data?: Uint8Array;
+}
+
+/** Pre-flight findings, handed to `hooks.check` taps. */
+export interface Check {
+  /** A problem at a key of fledge.toml (placed on its line); the build will not start. */
+  problem(keyPath: string, message: string, hint?: string): void;
+  /** A warning at a key of fledge.toml. */
+  warning(keyPath: string, message: string, hint?: string): void;
+  /** A problem in another file (manifest.toml, a plugin's own file), already placed or not. */
+  issue(issue: ConfigIssue): void;
+  /**
+   * Says the build reads this host file (or, with `dir`, every file under this directory): no
+   * output may be written over it (or into it). Outputs already set up are checked at once.
+   */
+  readsHostPath(path: string, what: string, opts?: { dir?: boolean }): void;
+  readonly problems: readonly ConfigIssue[];
+  readonly warnings: readonly ConfigIssue[];
+}
+
+export type { Output, Outputs };

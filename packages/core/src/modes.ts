@@ -6,7 +6,7 @@ const LIB_DIRS = ["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", 
 const under = (dest: string, dirs: string[]) => dirs.some((d) => dest.startsWith(d + "/"));
 
 /**
- * The mode a mapped regular file gets in the image (DESIGN.md §3, "File modes for mappings"),
+ * The mode a mapped regular file gets in the image (docs/architecture.md, "File modes for mappings"),
  * normalised as git does so that neither the umask nor the host's group/other bits reach the
  * artifact: 0755 when the host file has any execute bit, lies in a bin directory or is a shared
  * library in a lib directory; otherwise 0644. No setuid, setgid or sticky bit and no group/other

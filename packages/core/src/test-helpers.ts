@@ -11,6 +11,7 @@ export function testConfig(overrides: Partial<FledgeConfig> = {}): FledgeConfig 
     busybox: { include: false, url: "file:///nonexistent" },
     source: { buildArgs: {} },
     mappings: [],
+    overlays: [],
     output: { compression: "gzip", arch: "x86_64" },
     fetch: { mirrors: [] },
     plugins: [],

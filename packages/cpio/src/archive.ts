@@ -298,12 +298,13 @@ export function writeArchive(entries: Iterable<CpioEntry> | AsyncIterable<CpioEn
 }
 
 /**
- * Writes the archive to the file at `path` (created, or truncated) and returns its size and
+ * Writes the archive to the file at `path` (created, or truncated; with `flags` "wx" it must not exist) and returns its size and
  * sha256. Unlike `writeArchive`, every chunk is written before the next is made, so buffers are
  * reused instead of handed on: memory stays flat and the bytes are hashed while they are written.
  */
-export async function writeArchiveFile(entries: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: ArchiveOptions, path: string, stats?: ArchiveStats): Promise<{ size: number; sha256: string }> {
-  const fh = await open(path, "w");
+export async function writeArchiveFile(entries: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: ArchiveOptions, path: string, stats?: ArchiveStats, flags: "w" | "wx" = "w"): Promise<{ size: number; sha256: string }> {
+  // "wx": fail if the file exists (a staged output that must be new).
+  const fh = await open(path, flags);
   const hash = createHash("sha256");
   let size = 0;
   try {

@@ -141,7 +141,7 @@ describe("scanArchive (streaming, issue 11)", () => {
         expect(seen.map((e) => [e.path, e.sha256 ?? e.target, e.data]), c).toEqual([["big", sha, undefined], ["link", "big", undefined]]);
         expect(res.entries).toBe(2);
         expect(res.uncompressedSize).toBeGreaterThan(big.length);
-        await expect(scanArchive(fh, { maxOutput: 8 << 20 }), c).rejects.toMatchObject({ code: "E2BIG" });
+        await expect(scanArchive(fh, { maxOutput: 8 << 20 }), c).rejects.toMatchObject({ code: "FLEDGE_TOOBIG" });
       } finally {
         await fh.close();
       }

@@ -96,19 +96,19 @@ describe("newc writer", () => {
   });
 
   it("refuses, before writing anything, what newc or the kernel cannot take", async () => {
-    await refuses([{ path: "big", type: "file", mode: 0o644, stream: async function* () {}, size: 2 ** 32 }], "E2BIG", /4 GiB/);
-    await refuses([{ path: "x".repeat(4096), type: "dir", mode: 0o755 }], "ENAMETOOLONG", /4095/);
-    await refuses([{ path: "a/../etc", type: "dir", mode: 0o755 }], "EPATH", /\.\./);
-    await refuses([{ path: "a\0b", type: "dir", mode: 0o755 }], "EPATH", /NUL/);
-    await refuses([{ path: "/abs", type: "dir", mode: 0o755 }], "EPATH", /relative/);
-    await refuses([{ path: "f", type: "file", mode: 0o644, data: new Uint8Array(1), mtime: 2 ** 32 }], "EMTIME", /32-bit/);
-    await refuses([{ path: "f", type: "file", mode: 0o644, data: new Uint8Array(1), mtime: -1 }], "EMTIME", /32-bit/);
+    await refuses([{ path: "big", type: "file", mode: 0o644, stream: async function* () {}, size: 2 ** 32 }], "FLEDGE_TOOBIG", /4 GiB/);
+    await refuses([{ path: "x".repeat(4096), type: "dir", mode: 0o755 }], "FLEDGE_NAMETOOLONG", /4095/);
+    await refuses([{ path: "a/../etc", type: "dir", mode: 0o755 }], "FLEDGE_PATH", /\.\./);
+    await refuses([{ path: "a\0b", type: "dir", mode: 0o755 }], "FLEDGE_PATH", /NUL/);
+    await refuses([{ path: "/abs", type: "dir", mode: 0o755 }], "FLEDGE_PATH", /relative/);
+    await refuses([{ path: "f", type: "file", mode: 0o644, data: new Uint8Array(1), mtime: 2 ** 32 }], "FLEDGE_MTIME", /32-bit/);
+    await refuses([{ path: "f", type: "file", mode: 0o644, data: new Uint8Array(1), mtime: -1 }], "FLEDGE_MTIME", /32-bit/);
     await refuses(
       [
         { path: "p", type: "dir", mode: 0o755 },
         { path: "p", type: "file", mode: 0o644, data: new Uint8Array(1) },
       ],
-      "ECONFLICT",
+      "FLEDGE_CONFLICT",
       /different types/,
     );
     await refuses(
@@ -116,11 +116,11 @@ describe("newc writer", () => {
         { path: "f", type: "file", mode: 0o644, data: new Uint8Array(1) },
         { path: "f/g", type: "file", mode: 0o644, data: new Uint8Array(1) },
       ],
-      "ECONFLICT",
+      "FLEDGE_CONFLICT",
       /not a directory/,
     );
-    await refuses([{ path: "h", type: "file", mode: 0o644, linkTo: "nope" }], "ELINK", /not in the archive/);
-    await refuses([{ path: "m", type: "file", mode: 0o644, file: "/nonexistent/fledge-test" }], "ENOENT", /nonexistent/);
+    await refuses([{ path: "h", type: "file", mode: 0o644, linkTo: "nope" }], "FLEDGE_LINK", /not in the archive/);
+    await refuses([{ path: "m", type: "file", mode: 0o644, file: "/nonexistent/fledge-test" }], "FLEDGE_NOENT", /nonexistent/);
   });
 
   it("accepts a name of exactly 4095 bytes and a file from a stream", async () => {
@@ -149,9 +149,9 @@ describe("newc writer", () => {
           const opts = { mtime: MTIME, compressor: "zstd", workers, segment: { min: 64, max } };
           // Small files are read into their segment, larger ones compressed from disk: both check the size.
           const grew = archiveToBuffer([{ path: "f", type: "file", mode: 0o644, file, size: 8 }, { path: "g", type: "file", mode: 0o644, data: Buffer.alloc(300) }], opts);
-          await expect(grew).rejects.toMatchObject({ code: "ECHANGED" });
+          await expect(grew).rejects.toMatchObject({ code: "FLEDGE_CHANGED" });
           const shrank = archiveToBuffer([{ path: "f", type: "file", mode: 0o644, file, size: 12 }, { path: "g", type: "file", mode: 0o644, data: Buffer.alloc(300) }], opts);
-          await expect(shrank).rejects.toMatchObject({ code: "ECHANGED" });
+          await expect(shrank).rejects.toMatchObject({ code: "FLEDGE_CHANGED" });
         }
       }
     } finally {

@@ -1,12 +1,22 @@
 /**
+ * fledge's one error-code scheme is `FLEDGE_<WHAT>`; this package's codes were once written
+ * `E<WHAT>`, and a code given that way is normalised to the scheme (`ECHECKSUM` →
+ * `FLEDGE_CHECKSUM`).
+ */
+export function fledgeCode(code: string): string {
+  return code.startsWith("FLEDGE_") ? code : `FLEDGE_${code.replace(/^E/, "")}`;
+}
+
+/**
  * Raised when an input cannot be downloaded, read or verified. Recognise it by `name` and
  * `code`, not `instanceof` (a plugin may carry its own copy of this package).
  *
- * Codes: `ENETWORK` (connection failed or dropped), `ETIMEOUT`, `EHTTP` (an HTTP status that
- * is not retried), `ERATELIMIT`, `EREDIRECT` (loop, too many, bad target), `ETOOBIG`,
- * `ECHECKSUM`, `ECACHE` (a cache entry no longer matches its sha256, offline), `EOFFLINE` (not in
- * the cache and the network is off), `ENOENT`, `ENOTFILE`,
- * `ERELEASE` (a GitHub release cannot be resolved), `EINPUT` (a malformed request).
+ * Codes: `FLEDGE_NETWORK` (connection failed or dropped), `FLEDGE_TIMEOUT`, `FLEDGE_HTTP` (an
+ * HTTP status that is not retried), `FLEDGE_RATELIMIT`, `FLEDGE_REDIRECT` (loop, too many, bad
+ * target), `FLEDGE_TOOBIG`, `FLEDGE_CHECKSUM`, `FLEDGE_CACHE` (a cache entry no longer matches
+ * its sha256, offline), `FLEDGE_OFFLINE` (not in the cache and the network is off),
+ * `FLEDGE_NOENT`, `FLEDGE_NOTFILE`, `FLEDGE_RELEASE` (a GitHub release cannot be resolved),
+ * `FLEDGE_INPUT` (a malformed request).
  */
 export class FetchError extends Error {
   override name = "FetchError";
@@ -21,7 +31,7 @@ export class FetchError extends Error {
   readonly headers?: Record<string, string | string[] | undefined>;
   constructor(code: string, url: string, message: string, options?: { cause?: unknown; hint?: string; status?: number; headers?: Record<string, string | string[] | undefined> }) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
-    this.code = code;
+    this.code = fledgeCode(code);
     this.url = url;
     this.hint = options?.hint;
     this.status = options?.status;

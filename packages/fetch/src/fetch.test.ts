@@ -71,7 +71,7 @@ describe("Fetcher.fetch over HTTP", () => {
   it("a checksum mismatch names expected and actual and leaves nothing in the cache", async () => {
     const wrong = "a".repeat(64);
     const e = await failure(fetcher().fetch({ url: `${srv.url}/busybox`, sha256: wrong, label: "busybox" }));
-    expect(e.code).toBe("ECHECKSUM");
+    expect(e.code).toBe("FLEDGE_CHECKSUM");
     expect(e.message).toContain(`expected ${wrong}`);
     expect(e.message).toContain(`actual   ${SHA}`);
     expect(await cacheFiles("sha256")).toEqual([]);
@@ -136,7 +136,7 @@ describe("Fetcher.fetch over HTTP", () => {
       res.end();
     });
     const e = await failure(fetcher().fetch({ url: `${srv.url}/down`, label: "busybox" }));
-    expect(e.code).toBe("EHTTP");
+    expect(e.code).toBe("FLEDGE_HTTP");
     expect(e.message).toContain(`${srv.url}/down answered HTTP 502 Bad Gateway`);
     expect(e.message).toContain("gave up after 3 attempts");
     expect(srv.hits("/down")).toBe(3);
@@ -148,7 +148,7 @@ describe("Fetcher.fetch over HTTP", () => {
     });
     const t0 = Date.now();
     const e = await failure(fetcher({ http: { ...FAST, retries: 1 } }).fetch({ url: `${srv.url}/slow`, label: "busybox" }));
-    expect(e.code).toBe("ETIMEOUT");
+    expect(e.code).toBe("FLEDGE_TIMEOUT");
     expect(e.message).toContain("no response within 300 ms");
     expect(srv.hits("/slow")).toBe(2);
     expect(Date.now() - t0).toBeLessThan(5000);
@@ -175,7 +175,7 @@ describe("Fetcher.fetch over HTTP", () => {
       for (let i = 0; i < 4; i++) fillers.push(connect(port, "127.0.0.1").on("error", () => {}));
       await new Promise((r) => setTimeout(r, 200));
       const e = await failure(fetcher({ http: { ...FAST, retries: 1, connectTimeoutMs: 300 } }).fetch({ url: `http://127.0.0.1:${port}/busybox`, label: "busybox" }));
-      expect(e.code).toBe("ETIMEOUT");
+      expect(e.code).toBe("FLEDGE_TIMEOUT");
       expect(e.message).toBe(`busybox: cannot download http://127.0.0.1:${port}/busybox: could not connect within 300 ms (gave up after 2 attempts)`);
     } finally {
       for (const f of fillers) f.destroy();
@@ -228,7 +228,7 @@ describe("Fetcher.fetch over HTTP", () => {
     srv.route("/x", to("/y"));
     srv.route("/y", to("/x"));
     const e = await failure(fetcher().fetch({ url: `${srv.url}/x`, label: "busybox" }));
-    expect(e.code).toBe("EREDIRECT");
+    expect(e.code).toBe("FLEDGE_REDIRECT");
     expect(e.message).toBe(`busybox: redirect loop: ${srv.url}/x → ${srv.url}/y → ${srv.url}/x`);
     expect(srv.log).toEqual(["/x", "/y"]);
   });
@@ -247,7 +247,7 @@ describe("Fetcher.fetch over HTTP", () => {
 
   it("a 404 names the URL and is not retried", async () => {
     const e = await failure(fetcher().fetch({ url: `${srv.url}/nope/busybox`, label: "busybox" }));
-    expect(e.code).toBe("EHTTP");
+    expect(e.code).toBe("FLEDGE_HTTP");
     expect(e.status).toBe(404);
     expect(e.message).toBe(`busybox: ${srv.url}/nope/busybox answered HTTP 404 Not Found: not found`);
     expect(srv.hits("/nope/busybox")).toBe(1);
@@ -262,7 +262,7 @@ describe("Fetcher.fetch over HTTP", () => {
     const f = fetcher({ http: { ...FAST, maxBytes: 500_000 } });
     expect((await failure(f.fetch({ url: `${srv.url}/busybox` }))).message).toMatch(/is 1982256 bytes|is \d+ bytes, more than the limit of 500000/);
     const e = await failure(f.fetch({ url: `${srv.url}/chunked` }));
-    expect(e.code).toBe("ETOOBIG");
+    expect(e.code).toBe("FLEDGE_TOOBIG");
     expect(await cacheFiles("sha256")).toEqual([]);
     expect(await cacheFiles("tmp")).toEqual([]);
   });
@@ -272,7 +272,7 @@ describe("Fetcher.fetch over HTTP", () => {
     const url = `${gone.url}/busybox`;
     await gone.close();
     const e = await failure(fetcher().fetch({ url, label: "busybox" }));
-    expect(e.code).toBe("ENETWORK");
+    expect(e.code).toBe("FLEDGE_NETWORK");
     expect(e.message).toBe(`busybox: cannot download ${url}: connection refused (gave up after 3 attempts)`);
   });
 
@@ -318,13 +318,13 @@ describe("local inputs", () => {
     const f = fetcher();
     await mkdir(join(dir, "d"));
     expect((await failure(f.fetch({ url: join(dir, "d"), label: "kestrel" }))).message).toBe(`kestrel: ${join(dir, "d")} is a directory, expected a file`);
-    expect((await failure(f.fetch({ url: join(dir, "missing") }))).code).toBe("ENOENT");
-    expect((await failure(f.fetch({ url: "/bin/busybox", sha256: "0".repeat(64) }))).code).toBe("ECHECKSUM");
+    expect((await failure(f.fetch({ url: join(dir, "missing") }))).code).toBe("FLEDGE_NOENT");
+    expect((await failure(f.fetch({ url: "/bin/busybox", sha256: "0".repeat(64) }))).code).toBe("FLEDGE_CHECKSUM");
   });
 
   it("rejects a malformed checksum", async () => {
     const e = await failure(fetcher().fetch({ url: "/bin/busybox", sha256: "sha256:xyz", label: "busybox" }));
-    expect(e.code).toBe("EINPUT");
+    expect(e.code).toBe("FLEDGE_INPUT");
     expect(e.message).toContain('busybox: not a sha256: "sha256:xyz"');
   });
 });
@@ -333,9 +333,9 @@ describe("offline", () => {
   it("never touches the network: a miss fails, a cached entry is served", async () => {
     const off = fetcher({ offline: true });
     const e = await failure(off.fetch({ url: `${srv.url}/busybox`, sha256: SHA, label: "busybox" }));
-    expect(e.code).toBe("EOFFLINE");
+    expect(e.code).toBe("FLEDGE_OFFLINE");
     expect(e.message).toContain(`${srv.url}/busybox (sha256:${SHA}) is not in the cache`);
-    expect((await failure(off.getText(`${srv.url}/api`, { label: "api" }))).code).toBe("EOFFLINE");
+    expect((await failure(off.getText(`${srv.url}/api`, { label: "api" }))).code).toBe("FLEDGE_OFFLINE");
     expect(srv.log).toEqual([]);
     await fetcher().fetch({ url: `${srv.url}/busybox` });
     expect((await off.fetch({ url: `${srv.url}/busybox`, sha256: SHA })).fromCache).toBe(true);
@@ -368,7 +368,7 @@ describe("a shared cache is never trusted (issue 11)", () => {
     const evil = Buffer.concat([BUSYBOX.subarray(0, 5000), Buffer.from("evil")]);
     await damage(a.path, evil);
     const e = await failure(fetcher({ offline: true }).fetch({ url: `${srv.url}/busybox`, sha256: SHA, label: "busybox" }));
-    expect(e.code).toBe("ECACHE");
+    expect(e.code).toBe("FLEDGE_CACHE");
     expect(e.message).toContain(`busybox: cache entry ${a.path} is damaged`);
     expect(e.message).toContain(`expected ${SHA}`);
     expect(e.message).toContain(`actual   ${createHash("sha256").update(evil).digest("hex")}`);
@@ -419,7 +419,7 @@ describe("mirrors", () => {
     expect(got).toMatchObject({ url, fetchedFrom: `${srv.url}/busybox` });
     expect(logs).toContain(`debug: busybox: ${url} → ${srv.url}/busybox (mirror https://busybox.net/=${srv.url}/)`);
     const e = await failure(fetcher({ env: { FLEDGE_MIRRORS: `https://busybox.net/=${srv.url}/` } }).fetch({ url: "https://busybox.net/busybox", sha256: "b".repeat(64) }));
-    expect(e.code).toBe("ECHECKSUM");
+    expect(e.code).toBe("FLEDGE_CHECKSUM");
   });
 
   it("uses the longest matching prefix of config mirrors, and a file:// mirror", async () => {
@@ -436,8 +436,8 @@ describe("mirrors", () => {
   it("a file:// mirror serves --offline builds (no network involved), still verified", async () => {
     const off = fetcher({ offline: true, env: { FLEDGE_MIRRORS: "https://example.org/bin/=file:///bin/" } });
     expect(await off.fetch({ url: "https://example.org/bin/busybox" })).toMatchObject({ path: "/bin/busybox", sha256: SHA, local: true });
-    expect((await failure(off.fetch({ url: "https://example.org/bin/busybox", sha256: "c".repeat(64) }))).code).toBe("ECHECKSUM");
-    expect((await failure(off.fetch({ url: "https://example.org/other/busybox" }))).code).toBe("EOFFLINE");
+    expect((await failure(off.fetch({ url: "https://example.org/bin/busybox", sha256: "c".repeat(64) }))).code).toBe("FLEDGE_CHECKSUM");
+    expect((await failure(off.fetch({ url: "https://example.org/other/busybox" }))).code).toBe("FLEDGE_OFFLINE");
   });
 });
 

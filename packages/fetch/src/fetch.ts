@@ -24,6 +24,8 @@ export interface FetchRequest {
   refresh?: boolean;
   /** Directory relative local paths resolve against (default: the current directory). */
   baseDir?: string;
+  /** Request headers (e.g. a registry's bearer token). Not part of any cache key; never sent across origins on redirects. */
+  headers?: Record<string, string>;
 }
 
 export interface FetchResult {
@@ -123,7 +125,7 @@ export class Fetcher {
     try {
       expected = req.sha256 ? normalizeSha256(req.sha256) : undefined;
     } catch (err) {
-      throw new FetchError("EINPUT", req.url, `${label}: ${(err as Error).message}`, { hint: (err as FetchError).hint });
+      throw new FetchError("FLEDGE_INPUT", req.url, `${label}: ${(err as Error).message}`, { hint: (err as FetchError).hint });
     }
     if (!isRemote(req.url)) return this.readLocal(req, label, expected);
 
@@ -146,7 +148,7 @@ export class Fetcher {
       return { ...got, url: req.url };
     }
     if (this.offline) {
-      throw new FetchError("EOFFLINE", req.url, `${label}: ${req.url}${expected ? ` (sha256:${expected})` : ""} is not in the cache and the network is off (--offline)`, {
+      throw new FetchError("FLEDGE_OFFLINE", req.url, `${label}: ${req.url}${expected ? ` (sha256:${expected})` : ""} is not in the cache and the network is off (--offline)`, {
         hint: `run once with the network, or seed the cache: fledge cache add <file>${expected ? "" : ` --url ${req.url}`}`,
       });
     }
@@ -158,6 +160,7 @@ export class Fetcher {
       let data: Buffer | undefined;
       const info = await this.http.get(from, {
         label,
+        ...(req.headers ? { headers: req.headers } : {}),
         sink: async (body, res) => {
           const h = this.hasher(label, req.url, res.total, KEEP_IN_MEMORY_MAX);
           await pipeline(body, h.stream, createWriteStream(temp));
@@ -188,7 +191,7 @@ export class Fetcher {
   /** Downloads a small text document (API answers, checksums.txt) without caching it. */
   async getText(url: string, opts: { label: string; headers?: Record<string, string>; maxBytes?: number }): Promise<{ text: string; finalUrl: string }> {
     if (this.offline)
-      throw new FetchError("EOFFLINE", url, `${opts.label}: ${url} cannot be fetched: the network is off (--offline)`, {
+      throw new FetchError("FLEDGE_OFFLINE", url, `${opts.label}: ${url} cannot be fetched: the network is off (--offline)`, {
         hint: "run once with the network so fledge.lock records what it resolves to",
       });
     const from = this.mirrored(url, opts.label);
@@ -205,7 +208,7 @@ export class Fetcher {
           n += (c as Buffer).length;
           if (n > max) {
             body.destroy();
-            throw new FetchError("ETOOBIG", url, `${opts.label}: ${from} is larger than ${max} bytes`);
+            throw new FetchError("FLEDGE_TOOBIG", url, `${opts.label}: ${from} is larger than ${max} bytes`);
           }
           chunks.push(c as Buffer);
         }
@@ -244,7 +247,7 @@ export class Fetcher {
   }
 
   private mismatch(label: string, url: string, from: string, expected: string, actual: string): FetchError {
-    return new FetchError("ECHECKSUM", url, `${label}: sha256 mismatch for ${from}${from !== url ? ` (for ${url})` : ""}\n  expected ${expected}\n  actual   ${actual}`, {
+    return new FetchError("FLEDGE_CHECKSUM", url, `${label}: sha256 mismatch for ${from}${from !== url ? ` (for ${url})` : ""}\n  expected ${expected}\n  actual   ${actual}`, {
       hint: "the file changed or the checksum is wrong; nothing was kept. Fix the checksum only if you trust the new file",
     });
   }
@@ -254,15 +257,15 @@ export class Fetcher {
     try {
       local = /^file:/i.test(req.url) ? fileURLToPath(req.url) : isAbsolute(req.url) ? req.url : resolve(req.baseDir ?? ".", req.url);
     } catch (err) {
-      throw new FetchError("EINPUT", req.url, `${label}: ${req.url} is not a usable file URL: ${(err as Error).message}`);
+      throw new FetchError("FLEDGE_INPUT", req.url, `${label}: ${req.url} is not a usable file URL: ${(err as Error).message}`);
     }
     let st;
     try {
       st = await stat(local);
     } catch {
-      throw new FetchError("ENOENT", req.url, `${label}: ${local} does not exist`);
+      throw new FetchError("FLEDGE_NOENT", req.url, `${label}: ${local} does not exist`);
     }
-    if (!st.isFile()) throw new FetchError("ENOTFILE", req.url, `${label}: ${local} is ${st.isDirectory() ? "a directory" : "not a regular file"}, expected a file`);
+    if (!st.isFile()) throw new FetchError("FLEDGE_NOTFILE", req.url, `${label}: ${local} is ${st.isDirectory() ? "a directory" : "not a regular file"}, expected a file`);
     const h = this.hasher(label, req.url, st.size);
     await pipeline(createReadStream(local), h.stream, async function* (src) {
       for await (const _ of src);
@@ -286,7 +289,7 @@ export class Fetcher {
       transform(chunk: Buffer, _enc, cb) {
         size += chunk.length;
         if (size > max) {
-          cb(new FetchError("ETOOBIG", url, `${label}: ${url} is larger than the limit of ${max} bytes`));
+          cb(new FetchError("FLEDGE_TOOBIG", url, `${label}: ${url} is larger than the limit of ${max} bytes`));
           return;
         }
         hash.update(chunk);

@@ -71,7 +71,7 @@ describe("resolveGitHubRelease", () => {
     const r = await resolveGitHubRelease(f, { version: "v0.3.0-bad" });
     expect(r.sha256).toBe(sha(K1));
     const e = await failure(f.fetch({ url: r.url, sha256: r.sha256, label: "kestrel" }));
-    expect(e.code).toBe("ECHECKSUM");
+    expect(e.code).toBe("FLEDGE_CHECKSUM");
     expect(e.message).toContain(`expected ${sha(K1)}`);
     expect(e.message).toContain(`actual   ${sha(K2)}`);
     expect(await f.cache.list()).toEqual([]);
@@ -79,7 +79,7 @@ describe("resolveGitHubRelease", () => {
 
   it("refuses a checksums.txt that does not list the asset", async () => {
     const e = await failure(resolveGitHubRelease(f, { version: "v0.4.0-nolist" }));
-    expect(e.code).toBe("ERELEASE");
+    expect(e.code).toBe("FLEDGE_RELEASE");
     expect(e.message).toContain('checksums.txt of volantvm/volant v0.4.0-nolist has no line for "kestrel"');
   });
 
@@ -88,7 +88,7 @@ describe("resolveGitHubRelease", () => {
       'kestrel: release v0.5.0-noasset of volantvm/volant has no asset named "kestrel" (it has: volar)',
     );
     const e = await failure(resolveGitHubRelease(f, { version: "v9.9.9" }));
-    expect(e.code).toBe("ERELEASE");
+    expect(e.code).toBe("FLEDGE_RELEASE");
     expect(e.message).toBe(`kestrel: release v9.9.9 of volantvm/volant not found (${gh.api}/repos/volantvm/volant/releases/tags/v9.9.9 answered 404)`);
   });
 
@@ -107,7 +107,7 @@ describe("resolveGitHubRelease", () => {
     gh.rateLimited = true;
     try {
       const e = await failure(resolveGitHubRelease(f, { version: "latest" }));
-      expect(e.code).toBe("ERATELIMIT");
+      expect(e.code).toBe("FLEDGE_RATELIMIT");
       expect(e.message).toContain("rate limit reached");
       expect(e.message).toContain("until 2030-01-01T00:00:00.000Z");
       expect(e.hint).toContain("set GITHUB_TOKEN");
@@ -119,7 +119,7 @@ describe("resolveGitHubRelease", () => {
 
   it("offline, it does not call the API", async () => {
     const off = new Fetcher({ cacheDir: join(dir, "cache"), env: { FLEDGE_GITHUB_API: gh.api }, offline: true });
-    expect((await failure(resolveGitHubRelease(off, { version: "latest" }))).code).toBe("EOFFLINE");
+    expect((await failure(resolveGitHubRelease(off, { version: "latest" }))).code).toBe("FLEDGE_OFFLINE");
     expect(gh.log).toEqual([]);
   });
 });

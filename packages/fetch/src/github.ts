@@ -60,28 +60,28 @@ export async function resolveGitHubRelease(fetcher: Fetcher, req: ReleaseRequest
     ({ text } = await fetcher.getText(apiUrl, { label: `${label} (${repo} ${what})`, headers, maxBytes: 8 * 1024 * 1024 }));
   } catch (err) {
     const e = err as FetchError;
-    if (e.code === "EHTTP" && e.status === 404)
-      throw new FetchError("ERELEASE", apiUrl, `${label}: ${what} of ${repo} not found (${apiUrl} answered 404)`, {
+    if (e.code === "FLEDGE_HTTP" && e.status === 404)
+      throw new FetchError("FLEDGE_RELEASE", apiUrl, `${label}: ${what} of ${repo} not found (${apiUrl} answered 404)`, {
         cause: err,
         hint: version === "latest" ? `${repo} has no published release yet; pin a tag with [agent] version` : `check the tag in [agent] version; tags look like "v0.1.0"`,
       });
-    if (e.code === "EHTTP" && e.status === 401 && token)
-      throw new FetchError("EHTTP", apiUrl, e.message, { cause: err, status: 401, hint: "GITHUB_TOKEN was refused: check it, or unset it (public releases need no token)" });
+    if (e.code === "FLEDGE_HTTP" && e.status === 401 && token)
+      throw new FetchError("FLEDGE_HTTP", apiUrl, e.message, { cause: err, status: 401, hint: "GITHUB_TOKEN was refused: check it, or unset it (public releases need no token)" });
     throw err;
   }
   let rel: GhRelease;
   try {
     rel = JSON.parse(text) as GhRelease;
   } catch {
-    throw new FetchError("ERELEASE", apiUrl, `${label}: ${apiUrl} did not answer JSON`, { hint: "check FLEDGE_GITHUB_API" });
+    throw new FetchError("FLEDGE_RELEASE", apiUrl, `${label}: ${apiUrl} did not answer JSON`, { hint: "check FLEDGE_GITHUB_API" });
   }
   const tag = rel.tag_name;
-  if (typeof tag !== "string" || !tag) throw new FetchError("ERELEASE", apiUrl, `${label}: ${apiUrl} answered a release without tag_name`);
+  if (typeof tag !== "string" || !tag) throw new FetchError("FLEDGE_RELEASE", apiUrl, `${label}: ${apiUrl} answered a release without tag_name`);
   const assets = Array.isArray(rel.assets) ? rel.assets : [];
   const asset = assets.find((a) => a.name === assetName);
   if (!asset?.browser_download_url) {
     const names = assets.map((a) => a.name).filter(Boolean);
-    throw new FetchError("ERELEASE", apiUrl, `${label}: release ${tag} of ${repo} has no asset named "${assetName}"${names.length ? ` (it has: ${names.join(", ")})` : " (it has no assets)"}`, {
+    throw new FetchError("FLEDGE_RELEASE", apiUrl, `${label}: release ${tag} of ${repo} has no asset named "${assetName}"${names.length ? ` (it has: ${names.join(", ")})` : " (it has no assets)"}`, {
       hint: 'pick a release that ships kestrel with [agent] version, or use source_strategy = "local" / "http"',
     });
   }
@@ -91,7 +91,7 @@ export async function resolveGitHubRelease(fetcher: Fetcher, req: ReleaseRequest
     const { text: sumsText } = await fetcher.getText(sums.browser_download_url, { label: `${label} (${checksumsName} of ${tag})`, maxBytes: 1024 * 1024 });
     const sha = parseChecksums(sumsText).get(assetName);
     if (!sha)
-      throw new FetchError("ERELEASE", sums.browser_download_url, `${label}: ${checksumsName} of ${repo} ${tag} has no line for "${assetName}", so it cannot be verified`, {
+      throw new FetchError("FLEDGE_RELEASE", sums.browser_download_url, `${label}: ${checksumsName} of ${repo} ${tag} has no line for "${assetName}", so it cannot be verified`, {
         hint: "report it to the release's maintainers, or pin the agent with source_strategy = \"http\" and a checksum",
       });
     out.sha256 = sha;

@@ -21,7 +21,7 @@ export function parseMirrors(value: string | undefined): Mirror[] {
     const m = /=(?=[a-z][a-z0-9+.-]*:\/\/|\/)/i.exec(s);
     const i = m ? m.index : s.indexOf("=");
     if (i <= 0 || i === s.length - 1)
-      throw new FetchError("EINPUT", "", `FLEDGE_MIRRORS: "${s}" is not a from=to pair`, {
+      throw new FetchError("FLEDGE_INPUT", "", `FLEDGE_MIRRORS: "${s}" is not a from=to pair`, {
         hint: "write FLEDGE_MIRRORS=https://busybox.net/=http://mirror.local/busybox/ (several pairs separated by commas)",
       });
     out.push({ from: s.slice(0, i), to: s.slice(i + 1) });

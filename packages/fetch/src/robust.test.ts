@@ -113,7 +113,7 @@ describe("the total deadline", () => {
     await f.close();
     expect(Date.now() - t0).toBeLessThan(3000);
     expect(e.name).toBe("FetchError");
-    expect(e.code).toBe("ETIMEOUT");
+    expect(e.code).toBe("FLEDGE_TIMEOUT");
     expect(e.message).toMatch(new RegExp(`^busybox: cannot download ${url}: not finished within 700 ms, the limit for one download \\(\\d+ of 65536 bytes received\\)$`));
     expect(e.hint).toContain("FLEDGE_DOWNLOAD_TIMEOUT");
   });
@@ -126,7 +126,7 @@ describe("the total deadline", () => {
     const e = await failure(f.fetch({ url, label: "kestrel" }));
     await f.close();
     expect(Date.now() - t0).toBeLessThan(2000);
-    expect(e.code).toBe("ETIMEOUT");
+    expect(e.code).toBe("FLEDGE_TIMEOUT");
     expect(e.message).toContain(`kestrel: cannot download ${url}`);
     expect(e.message).toMatch(/within 500 ms, the limit for one download/);
   });

@@ -6,7 +6,7 @@ import { FetchError } from "./errors.js";
 export function normalizeSha256(s: string): string {
   const hex = s.trim().replace(/^sha256:/i, "").toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(hex))
-    throw new FetchError("EINPUT", "", `not a sha256: "${s}"`, { hint: "write sha256:<64 hex digits> or the 64 hex digits alone" });
+    throw new FetchError("FLEDGE_INPUT", "", `not a sha256: "${s}"`, { hint: "write sha256:<64 hex digits> or the 64 hex digits alone" });
   return hex;
 }
 

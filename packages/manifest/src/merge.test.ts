@@ -49,7 +49,7 @@ describe("each example's manifest.toml", () => {
   });
 });
 
-describe("mergeManifest (DESIGN.md §6)", () => {
+describe("mergeManifest (docs/architecture.md, \"manifest.json\")", () => {
   it("entrypoint + args become one array; [env] becomes workload.env; defaults fill the rest", () => {
     const { manifest } = mergeManifest(toml('name = "app"\n[workload]\nentrypoint = "/app"\nargs = ["-v"]\nbase_url = "http://127.0.0.1:9000"\n[env]\nA = "1"\n'), meta);
     expect(manifest.workload).toEqual({ type: "http", base_url: "http://127.0.0.1:9000", entrypoint: ["/app", "-v"], env: { A: "1" } });

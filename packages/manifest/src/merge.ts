@@ -10,6 +10,13 @@ export interface BuildMetadata {
   artifactPath: string;
   /** sha256 of the artifact, hex. */
   sha256: string;
+  /**
+   * What the artifact is: an initramfs (`initramfs {url, checksum}`, the default) or a root disk
+   * image (`rootfs {url, checksum, format}`).
+   */
+  kind?: "initramfs" | "rootfs";
+  /** The disk image format of a rootfs (`raw` or `qcow2`; default `raw`). */
+  format?: "raw" | "qcow2";
   /** Publish the artifact under this URL prefix instead of its local path. */
   baseUrl?: string;
   /** The manifest.toml the data came from, for messages (default "manifest.toml"). */
@@ -76,12 +83,12 @@ function cloudDoc(d: CloudDoc): { inline?: boolean; content?: string; path?: str
 function tomlPathOf(jsonPath: PropertyKey[], toml: ManifestToml): string {
   const [a, b, ...rest] = jsonPath.map(String);
   if (a === "workload" && b === "env") return rest.length && toml.env?.[rest[0]!] !== undefined ? `env.${rest[0]}` : "workload.env";
-  if (a === "initramfs") return "";
+  if (a === "initramfs" || a === "rootfs") return "";
   return [a, b, ...rest].filter((x) => x !== undefined).join(".");
 }
 
 /**
- * manifest.toml + build metadata → manifest.json (DESIGN.md §6), with every problem and warning
+ * manifest.toml + build metadata → manifest.json (docs/architecture.md, "manifest.json"), with every problem and warning
  * found. Never throws for bad input: `manifest` is set only when Volant would accept it.
  */
 export function composeManifest(toml: ManifestToml, meta: BuildMetadata): ComposeResult {
@@ -263,7 +270,9 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
     },
     ...(toml.health_check ? { health_check: { endpoint: toml.health_check.endpoint, timeout_ms: toml.health_check.timeout_ms ?? DEFAULT_HEALTH_TIMEOUT_MS } } : {}),
     ...(toml.actions && Object.keys(toml.actions).length ? { actions: toml.actions } : {}),
-    initramfs: { url, checksum: `sha256:${meta.sha256}` },
+    ...(meta.kind === "rootfs"
+      ? { rootfs: { url, checksum: `sha256:${meta.sha256}`, format: meta.format ?? "raw" } }
+      : { initramfs: { url, checksum: `sha256:${meta.sha256}` } }),
     ...(network ? { network } : {}),
     ...(cloudInit ? { cloud_init: cloudInit } : {}),
     ...(toml.devices ? { devices: toml.devices } : {}),
@@ -299,7 +308,7 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
   return problems.length ? { problems, warnings } : { manifest, problems, warnings };
 }
 
-/** manifest.toml + build metadata → manifest.json (DESIGN.md §6). Throws ManifestError with every problem. */
+/** manifest.toml + build metadata → manifest.json (docs/architecture.md, "manifest.json"). Throws ManifestError with every problem. */
 export function mergeManifest(toml: ManifestToml, meta: BuildMetadata): MergeResult {
   const r = composeManifest(toml, meta);
   if (!r.manifest) throw new ManifestError(r.problems);

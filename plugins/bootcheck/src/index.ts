@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { stat } from "node:fs/promises";
-import { AfterBuildStage, FledgeError, resolvedInput, type Builder, type BuildContext, type BuildResult } from "@fledge/core";
+import { AfterBuildStage, FledgeError, type Builder, type BuildContext, type BuildResult } from "@fledge/core";
 import { measureBoot, selectKernel, type BootMeasurement, type KernelChoice } from "@fledge/vm";
 
 export const PLUGIN_NAME = "@fledge/plugin-bootcheck";
@@ -60,10 +60,14 @@ export class BootCheckPlugin {
     });
   }
 
-  /** Runs the check on the built artifact; throws when a budget is exceeded or the guest never gets ready. */
+  /**
+   * Runs the check on the built artifact — staged, before it is moved into place (a failure
+   * leaves nothing under the output names); throws when a budget is exceeded or the guest never
+   * gets ready.
+   */
   async check(result: BuildResult, ctx: BuildContext): Promise<BootCheckReport> {
     const o = this.options;
-    const artifact = result.artifact.path;
+    const artifact = result.committed ? result.artifact.path : result.artifact.stagedPath;
     const size = (await stat(artifact)).size;
     if (o.size_budget_mb !== undefined && mib(size) > o.size_budget_mb)
       throw new FledgeError("FLEDGE_SIZE_BUDGET", `the artifact is ${mib(size).toFixed(2)} MiB, over the size budget of ${o.size_budget_mb} MiB ([check] size_budget_mb)`, {
@@ -114,7 +118,7 @@ export class BootCheckPlugin {
     let volantVersion = "latest";
     if (ctx.config.init.mode === "default" && ctx.config.agent) {
       try {
-        const agent = await resolvedInput(ctx, "agent");
+        const agent = await ctx.inputs.get("agent");
         if (agent.entry?.source === "release" && agent.entry.tag) volantVersion = agent.entry.tag;
       } catch {
         /* no agent input: latest */

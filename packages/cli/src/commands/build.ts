@@ -1,5 +1,6 @@
 import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { build, resolveMtime, type Builder, type BuildResult } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
 import { removeOwnTempsAfterExit, removeOwnTempsSync } from "@fledge/safe-fs";
@@ -46,9 +47,16 @@ Environment:
   FLEDGE_DOWNLOAD_IDLE_TIMEOUT  no data from the server for this long fails an attempt (default 30s)
   FLEDGE_CONNECT_TIMEOUT    TCP/TLS connect timeout (default 15s)
 
-Exit codes: 0 built, 1 build or config error (nothing is left under the output names),
+Outputs are written only as regular files, never over an input of the build or into a
+mapped directory, and all of them are moved into place together once every one is complete.
+
+Exit codes: 0 built, 1 build or config error (nothing is left under the output names; a
+failing upload or report step after the outputs were written says that they are kept),
 2 usage error, 70 internal error (a bug), 130 interrupted.
 `;
+
+/** Where the CLI is installed: first-party plugins installed with it are found from here. */
+const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
 /** The origins record beside the artifact, for fledge diff and inspect --sizes (issue 15). */
 async function originsPlugin() {
@@ -124,6 +132,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       locked: values.locked,
       verify: values.verify,
       env: io.env,
+      pluginSearchPaths: [CLI_DIR],
       plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
       onBuilder: (b) => {
         builder = b;
@@ -134,7 +143,11 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     for (const sig of signals) process.off(sig, onSignal);
   }
   if (flags.json) {
-    io.stdout.write(JSON.stringify({ ok: true, ...result }, null, 2) + "\n");
+    // Everything the result holds (a boot check's record too), but not the staged path (gone
+    // once the outputs are in place) or the commit flag.
+    const { artifact: { stagedPath: _s, ...artifact }, committed: _c, ...rest } = result;
+    const json = { ok: true, artifact, ...rest };
+    io.stdout.write(JSON.stringify(json, null, 2) + "\n");
     return 0;
   }
   if (!flags.quiet) {
@@ -144,9 +157,12 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       return r.startsWith("..") ? p : r || ".";
     };
     const a = result.artifact;
+    const what = [a.entries !== undefined ? `${a.entries} entries` : a.kind, `${(a.size / 1024).toFixed(1)} KiB${a.compression ? ` ${a.compression}` : a.format ? ` ${a.format}` : ""}`];
+    const others = result.outputs.filter((o) => o.path !== a.path && o.path !== result.manifestPath);
     io.stdout.write(
-      `${c.green("built")} ${rel(a.path)} ${c.dim(`(${a.entries} entries, ${(a.size / 1024).toFixed(1)} KiB ${a.compression}, sha256:${a.sha256.slice(0, 12)}…, ${(result.durationMs / 1000).toFixed(2)} s)`)}\n` +
+      `${c.green("built")} ${rel(a.path)} ${c.dim(`(${what.join(", ")}, sha256:${a.sha256.slice(0, 12)}…, ${(result.durationMs / 1000).toFixed(2)} s)`)}\n` +
         `${c.green("wrote")} ${rel(result.manifestPath)}\n` +
+        others.map((o) => `${c.green("wrote")} ${rel(o.path)} ${c.dim(`(${o.label}, ${o.plugin})`)}\n`).join("") +
         `${c.dim("install with:")} volar plugins install --manifest ${rel(result.manifestPath)}\n`,
     );
   }

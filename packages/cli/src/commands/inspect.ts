@@ -236,7 +236,7 @@ async function listJson(fh: FileHandle, path: string, size: number, maxOutput: n
     unresolved.clear();
     await release(true);
     const message = `${path}: ${(err as Error).message}`;
-    await out.add(`\n  ],\n  "ok": false,\n  "error": ${JSON.stringify({ code: (err as { code?: string }).code ?? "ECORRUPT", message })}\n}\n`);
+    await out.add(`\n  ],\n  "ok": false,\n  "error": ${JSON.stringify({ code: (err as { code?: string }).code ?? "FLEDGE_CORRUPT", message })}\n}\n`);
     await out.flush();
     io.stderr.write(`error: ${message}\n`);
     return 1;

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
-import { build, resolveMtime, readLock, lockPath, type Builder } from "@fledge/core";
+import { join, resolve } from "node:path";
+import { build, resolveMtime, readLock, LOCK_FILE, type Builder } from "@fledge/core";
 import { loadFledgeConfig, type FledgeConfig } from "@fledge/config";
 import { defaultCacheDir } from "@fledge/fetch";
 import type { GuestArch } from "@fledge/vm";
@@ -140,7 +140,7 @@ export async function prepareTarget(io: CliIO, flags: GlobalFlags, r: TargetRequ
   const arch = (config.output.arch ?? "x86_64") as GuestArch;
   const runKernel = (config as { run?: { kernel?: string } }).run?.kernel;
   let volantVersion: string | undefined;
-  const lock = await readLock(lockPath(config)).catch(() => undefined);
+  const lock = await readLock(join(config.rootDir, LOCK_FILE)).catch(() => undefined);
   const agentLock = lock?.inputs.agent;
   if (agentLock?.source === "release" && agentLock.tag) volantVersion = agentLock.tag;
   else if (config.agent?.source === "release") volantVersion = config.agent.version;

@@ -1,4 +1,5 @@
-import { relative, resolve } from "node:path";
+import { dirname, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { updateLock, type LockEntry } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
 import { colors, type CliIO } from "../io.js";
@@ -8,9 +9,10 @@ import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge update — resolve the inputs again and rewrite fledge.lock
 
-Asks again what fledge.toml's inputs resolve to (the latest kestrel release, the current
-bytes of a busybox_url without a checksum, …), downloads them into the cache, verifies them,
-and rewrites fledge.lock beside fledge.toml. Builds then use exactly these bytes.
+Asks again what the build's inputs resolve to (the latest kestrel release, the current
+bytes of a busybox_url without a checksum, the inputs plugins declare, …), downloads them
+into the cache, verifies them, and rewrites fledge.lock beside fledge.toml. Builds then use
+exactly these bytes.
 
 Usage: fledge update [options]
 
@@ -24,7 +26,16 @@ Options:
 Environment: FLEDGE_MIRRORS, FLEDGE_GITHUB_API, GITHUB_TOKEN (see fledge build --help).
 `;
 
-const short = (e: LockEntry) => `${e.tag ? `${e.tag} ` : ""}${e.url} sha256:${e.sha256.slice(0, 12)}…`;
+const short = (e: LockEntry) =>
+  e.url && e.sha256
+    ? `${e.tag ? `${e.tag} ` : ""}${e.url} sha256:${e.sha256.slice(0, 12)}…`
+    : Object.entries(e)
+        .filter(([k]) => k !== "source" && k !== "scope")
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ");
+
+/** Where the CLI is installed: first-party plugins installed with it are found from here. */
+const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
   const { values } = parseCommand("update", argv, {
@@ -43,13 +54,16 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     config: values.config ? resolve(cwd, values.config) : resolve(cwd, "fledge.toml"),
     cacheDir: values["cache-dir"] ? resolve(cwd, values["cache-dir"]) : defaultCacheDir(io.env),
     env: io.env,
-    onLog: (level, message) => {
-      if (level === "debug" && !flags.verbose) return;
-      if (level === "info" && (flags.quiet || flags.json) && !flags.verbose) return;
-      line.clear();
-      io.stderr.write(`${level === "warn" ? c.yellow("warning") : level === "info" ? c.cyan("note") : c.dim("debug")}: ${message}\n`);
+    pluginSearchPaths: [CLI_DIR],
+    onBuilder: (b) => {
+      b.hooks.log.tap("fledge-cli:update", ({ level, message }) => {
+        if (level === "debug" && !flags.verbose) return;
+        if (level === "info" && (flags.quiet || flags.json) && !flags.verbose) return;
+        line.clear();
+        io.stderr.write(`${level === "warn" ? c.yellow("warning") : level === "info" ? c.cyan("note") : c.dim("debug")}: ${message}\n`);
+      });
+      b.hooks.progress.tap("fledge-cli:update", (p) => line.update(p));
     },
-    onProgress: (e) => line.update({ kind: "fetch", label: e.label, current: e.bytes, total: e.total, rate: e.rate, done: e.done }),
   });
   line.clear();
   if (flags.json) {

@@ -86,7 +86,7 @@ describe("fledge validate", () => {
       {
         file: join(dir, "cfg/fledge.toml"),
         keyPath: "strategy",
-        message: 'must be one of "initramfs", "oci_rootfs", got the string "initramsf"',
+        message: 'no plugin provides the "initramsf" strategy; on offer: initramfs',
         hint: 'did you mean "initramfs"?',
         line: 2,
         column: 1,
@@ -110,7 +110,7 @@ describe("fledge validate", () => {
     t = fakeIO(dir);
     // Without manifest.toml, a build uses defaults, and those have no [workload].
     expect(await main(["validate", "-c", "a/my.toml"], t.io)).toBe(1);
-    expect(t.out.stderr).toContain(`note: no manifest.toml at ${join(dir, "a/manifest.toml")}: a build uses name "a", runtime "a", version 0.1.0`);
+    expect(t.out.stderr).toContain(`note: no manifest.toml at ${join(dir, "a/manifest.toml")}: using name "a", runtime "a", version 0.1.0`);
     expect(t.out.stderr).toContain("manifest.toml needs a [workload]");
   });
 

@@ -1,19 +1,8 @@
-import { lstat } from "node:fs/promises";
-import { dirname, join, relative, resolve } from "node:path";
-import {
-  byPosition,
-  checkFledgeConfig,
-  checkManifestToml,
-  ConfigError,
-  defaultPluginName,
-  dropEchoes,
-  placeIssues,
-  readTomlText,
-  type ConfigIssue,
-  type FledgeConfig,
-} from "@fledge/config";
-import { checkManifest } from "@fledge/manifest";
-import { colors, type CliIO } from "../io.js";
+import { dirname, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { ConfigIssue, FledgeConfig } from "@fledge/config";
+import { preflight } from "@fledge/core";
+import { UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand, checkBaseUrl } from "../args.js";
 import type { GlobalFlags } from "../index.js";
 
@@ -21,8 +10,10 @@ export const help = `fledge validate — check fledge.toml and manifest.toml wit
 
 Usage: fledge validate [options]
 
-Checks both files against their schemas and against the rules a build applies (init mode,
-agent, mappings, the host files they name; what Volant accepts in manifest.json), and lists
+Runs the same pre-flight check as fledge build: both files against their schemas and the rules
+a build applies (init mode, agent, mappings and the host files they name, compression and
+level, the plugins — found, loaded, their options and their own checks —, the strategy and
+overlay kinds they provide, what Volant accepts in manifest.json, the output paths), and lists
 every problem at once. Nothing is downloaded or written.
 
 Options:
@@ -30,12 +21,19 @@ Options:
   -c, --config <file>       fledge.toml to check (default: ./fledge.toml)
   -m, --manifest <file>     manifest.toml to check (default: manifest.toml beside fledge.toml;
                             without one, the defaults a build would use are checked)
+  -o, --output <file>       check the artifact path as fledge build -o would (default: ./plugin.cpio.gz)
+      --manifest-output <f> check the manifest.json path as fledge build would
       --base-url <url>      check the manifest as "fledge build --base-url <url>" writes it
+      --compression <name>  check a compressor given on the command line
+      --level <n>           check a level given on the command line
       --json                print {ok, problems, warnings, notes, init} on stdout
   -h, --help                show this help
 
 Exit codes: 0 valid (warnings allowed), 1 problems found, 2 usage error.
 `;
+
+/** Where the CLI is installed: first-party plugins installed with it are found from here. */
+const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
 interface Report {
   ok: boolean;
@@ -44,79 +42,33 @@ interface Report {
   notes: string[];
   /** The init mode fledge.toml resolves to, when it is valid. */
   init?: FledgeConfig["init"];
+  /** The plugins applied, in order (built-ins last). */
+  plugins?: string[];
   files: { config: string; manifest?: string };
 }
 
-async function readText(file: string): Promise<{ text?: string; issue?: ConfigIssue; missing?: boolean }> {
-  try {
-    // regular files only (a FIFO would hang), size-limited, BOM dropped (hardening: issue 11)
-    return { text: await readTomlText(file) };
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    const issue = err.issues[0]!;
-    return { missing: issue.message === "file not found", issue };
-  }
-}
-
-/** Checks the files; never throws for bad input. */
-export async function validateFiles(opts: { config: string; manifest?: string; baseUrl?: string }): Promise<Report> {
-  const problems: ConfigIssue[] = [];
-  const warnings: ConfigIssue[] = [];
-  const notes: string[] = [];
-  let init: FledgeConfig["init"] | undefined;
-
-  const cfg = await readText(opts.config);
-  if (cfg.issue) problems.push(cfg.issue);
-  else {
-    const r = checkFledgeConfig(cfg.text!, opts.config);
-    const missing = r.config ? placeIssues(await missingHostFiles(r.config), cfg.text!) : [];
-    problems.push(...[...r.problems, ...missing].sort(byPosition));
-    warnings.push(...r.warnings);
-    init = r.config?.init;
-  }
-
-  const manifestFile = opts.manifest ?? join(dirname(opts.config), "manifest.toml");
-  const man = await readText(manifestFile);
-  let usedFile: string | undefined = manifestFile;
-  if (man.missing && opts.manifest === undefined) {
-    // As in a build: no manifest.toml means defaults from the directory name.
-    const name = defaultPluginName(dirname(manifestFile));
-    usedFile = undefined;
-    notes.push(`no manifest.toml at ${manifestFile}: a build uses name "${name}", runtime "${name}", version 0.1.0`);
-    const m = checkManifest({ name, runtime: name, version: "0.1.0" }, { file: manifestFile, baseUrl: opts.baseUrl });
-    problems.push(...m.problems);
-    warnings.push(...m.warnings);
-  } else if (man.issue) problems.push(man.issue);
-  else {
-    const text = man.text!;
-    const r = checkManifestToml(text, manifestFile);
-    const mine = [...r.problems];
-    // After a syntax error there is nothing more to check.
-    if (r.data || !r.problems.some((p) => p.message.startsWith("TOML syntax error"))) {
-      const m = checkManifest(r.data ?? r.partial, { file: manifestFile, text, baseUrl: opts.baseUrl });
-      mine.push(...m.problems);
-      dropEchoes(mine, r.problems.length);
-      warnings.push(...m.warnings);
-    }
-    problems.push(...mine.sort(byPosition));
-  }
-  return { ok: problems.length === 0, problems, warnings, notes, ...(init ? { init } : {}), files: { config: opts.config, ...(usedFile ? { manifest: usedFile } : {}) } };
-}
-
-/** Host files the build would read and that are not there (the build would fail on them). */
-async function missingHostFiles(c: FledgeConfig): Promise<ConfigIssue[]> {
-  const exists = (p: string) => lstat(p).then(() => true, () => false);
-  const out: ConfigIssue[] = [];
-  for (const m of c.mappings)
-    if (!(await exists(m.source)))
-      out.push({ file: c.file, keyPath: `mappings.${JSON.stringify(m.written)}`, message: `${m.source} does not exist`, hint: "host paths are relative to fledge.toml" });
-  if (c.agent?.source === "local" && !(await exists(c.agent.path)))
-    out.push({ file: c.file, keyPath: "agent.path", message: `${c.agent.path} does not exist`, hint: "point path at the kestrel binary, relative to fledge.toml" });
-  if (c.busybox.include && !/^[a-z][a-z0-9+.-]*:\/\//i.test(c.busybox.url) && !(await exists(c.busybox.url)))
-    out.push({ file: c.file, keyPath: "source.busybox_url", message: `${c.busybox.url} does not exist` });
-  if (c.busybox.include && c.busybox.url.startsWith("file://") && !(await exists(new URL(c.busybox.url).pathname)))
-    out.push({ file: c.file, keyPath: "source.busybox_url", message: `${new URL(c.busybox.url).pathname} does not exist` });
-  return out;
+/** Checks the files exactly as a build's pre-flight does; never throws for bad input. */
+export async function validateFiles(opts: {
+  config: string;
+  manifest?: string;
+  output: string;
+  manifestOutput?: string;
+  baseUrl?: string;
+  compression?: string;
+  level?: number;
+  env?: NodeJS.ProcessEnv;
+}): Promise<Report> {
+  const pf = await preflight({ ...opts, pluginSearchPaths: [CLI_DIR], offline: true });
+  const manifestFile = pf.manifestConfig?.file ?? (opts.manifest ? resolve(opts.manifest) : undefined);
+  return {
+    ok: pf.ok,
+    problems: pf.problems,
+    warnings: [...pf.warnings, ...pf.manifestWarnings],
+    notes: pf.notes,
+    ...(pf.config && pf.ok ? { init: pf.config.init } : {}),
+    ...(pf.builder ? { plugins: [...pf.builder.plugins] } : {}),
+    files: { config: opts.config, ...(manifestFile ? { manifest: manifestFile } : {}) },
+  };
 }
 
 function describeInit(init: FledgeConfig["init"], rel: (p: string) => string): string {
@@ -137,18 +89,32 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     dir: { type: "string", short: "C" },
     config: { type: "string", short: "c" },
     manifest: { type: "string", short: "m" },
+    output: { type: "string", short: "o" },
+    "manifest-output": { type: "string" },
     "base-url": { type: "string" },
+    compression: { type: "string" },
+    level: { type: "string" },
   });
   if (values.help) {
     io.stdout.write(help);
     return 0;
   }
   checkBaseUrl(values["base-url"]);
+  let level: number | undefined;
+  if (values.level !== undefined) {
+    if (!/^-?\d+$/.test(values.level)) throw new UsageError(`--level must be a whole number, got "${values.level}"`);
+    level = Number(values.level);
+  }
   const cwd = resolve(io.cwd, values.dir ?? ".");
   const report = await validateFiles({
     config: resolve(cwd, values.config ?? "fledge.toml"),
     manifest: values.manifest === undefined ? undefined : resolve(cwd, values.manifest),
+    output: resolve(cwd, values.output ?? "plugin.cpio.gz"),
+    manifestOutput: values["manifest-output"] === undefined ? undefined : resolve(cwd, values["manifest-output"]),
     baseUrl: values["base-url"],
+    compression: values.compression,
+    level,
+    env: io.env,
   });
 
   if (flags.json) {

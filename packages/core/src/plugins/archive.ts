@@ -1,11 +1,9 @@
-import { randomBytes } from "node:crypto";
-import { mkdir } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
 import { builtinCompressors, checkLevel, writeArchiveFile, type ArchiveStats } from "@fledge/cpio";
 import { defaultCacheDir } from "@fledge/fetch";
 import type { Builder } from "../builder.js";
 import { FledgeError } from "../errors.js";
-import { hookMapKeys } from "../hooks.js";
+import { tappedKeys } from "../hooks.js";
 import { PLUGIN } from "./names.js";
 
 /** Registers the built-in compressors under hooks.compressor. */
@@ -21,11 +19,14 @@ export class ArchivePlugin {
   readonly name = PLUGIN.archive;
   apply(builder: Builder): void {
     const { hooks } = builder;
-    hooks.beforeBuild.tapPromise(this.name, async (ctx) => {
+    hooks.check.tap(this.name, (check, ctx) => {
       const name = ctx.options.compression ?? ctx.config.output.compression;
+      // A value from the command line is reported as such; one from fledge.toml at its line.
+      const report = (flag: boolean, keyPath: string, option: string, message: string, hint: string) =>
+        flag ? check.issue({ file: "(command line)", keyPath: option, message, hint }) : check.problem(keyPath, message, hint);
       if (!hooks.compressor.get(name)?.isUsed()) {
-        const known = hookMapKeys(hooks.compressor).join(", ");
-        throw new FledgeError("FLEDGE_COMPRESSION", `unknown compression "${name}"`, { hint: `choose one of: ${known}` });
+        report(ctx.options.compression !== undefined, "output.compression", "--compression", `unknown compression "${name}"`, `choose one of: ${tappedKeys(hooks.compressor).join(", ")}`);
+        return;
       }
       const compressor = hooks.compressor.get(name)!.call();
       const level = ctx.options.level ?? ctx.config.output.level;
@@ -34,7 +35,7 @@ export class ArchivePlugin {
           checkLevel(compressor, level);
         } catch (err) {
           const range = compressor.levels ? `levels ${compressor.levels.min}–${compressor.levels.max}` : "no levels";
-          throw new FledgeError("FLEDGE_COMPRESSION", (err as Error).message, { hint: `${compressor.name} takes ${range}: fix [output] level or --level` });
+          report(ctx.options.level !== undefined, "output.level", "--level", (err as Error).message, `${compressor.name} takes ${range}`);
         }
       }
     });
@@ -43,10 +44,7 @@ export class ArchivePlugin {
       const compressor = hooks.compressor.get(name)?.call();
       if (!compressor) throw new FledgeError("FLEDGE_COMPRESSION", `unknown compression "${name}"`);
       const level = ctx.options.level ?? ctx.config.output.level ?? compressor.defaultLevel;
-      const out = ctx.options.output;
-      await mkdir(dirname(out), { recursive: true });
-      const temp = join(dirname(out), `.fledge-tmp-${randomBytes(6).toString("hex")}-${basename(out)}`);
-      ctx.trackTemp(temp);
+      const { path: out, stagedPath: temp } = ctx.outputs.artifact;
       const entries = tree.toCpioEntries();
       // Segmented, parallel, cached: the bytes depend on the tree only (not on cores or cache).
       // Written straight to the temp file and hashed on the way, with buffers reused.
@@ -66,6 +64,7 @@ export class ArchivePlugin {
         },
         temp,
         stats,
+        "wx",
       );
       ctx.debug(
         `archive: ${stats.segments} segments (${stats.cached} from cache, ${stats.compressed} compressed on ${stats.workers} workers), ${stats.uncompressedSize} bytes of newc; ${stats.statHits} files unchanged by the stat cache, ${stats.hashed} read and hashed`,
@@ -74,7 +73,7 @@ export class ArchivePlugin {
       if (stats.cacheSkipped) ctx.warn(`segment cache not used: ${stats.cacheSkipped}`, this.name);
       if (stats.rejected) ctx.warn(`${stats.rejected} segment-cache ${stats.rejected === 1 ? "entry was" : "entries were"} not written by you for this content (forged, swapped or damaged); recomputed, the artifact is unaffected`, this.name);
       hooks.progress.call({ kind: "archive", label: "archive", current: entries.length, total: entries.length });
-      return { path: out, tempPath: temp, sha256, size, compression: compressor.name, entries: entries.length };
+      return { kind: "initramfs", path: out, stagedPath: temp, sha256, size, compression: compressor.name, entries: entries.length };
     });
   }
 }

@@ -1,7 +1,6 @@
-import type { FledgeConfig } from "@fledge/config";
-import { normalizeSha256 } from "@fledge/fetch";
+import { stat } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import type { Builder } from "../builder.js";
-import { resolvedInput, type InputSpec } from "./inputs.js";
 import { PLUGIN } from "./names.js";
 
 /** Applets linked to /bin/busybox (relative links, so they work wherever the image is unpacked). */
@@ -15,36 +14,32 @@ export const BUSYBOX_APPLETS = [
   "sha256sum", "md5sum", "hexdump", "od", "yes", "sysctl", "nslookup", "netstat", "clear", "reset", "httpd",
 ].sort();
 
-/** busybox as an input of the build (undefined when `[source] busybox = false`). */
-export function busyboxInput(config: FledgeConfig): InputSpec | undefined {
-  const bb = config.busybox;
-  if (!bb.include) return undefined;
-  const remote = /^https?:\/\//i.test(bb.url);
-  return {
-    key: "busybox",
-    label: "busybox",
-    lockable: remote,
-    request: bb.url,
-    matches: (e) => e.source === "url" && e.url === bb.url && (!bb.sha256 || normalizeSha256(bb.sha256) === e.sha256),
-    async resolve(fetcher, entry, opts) {
-      if (!bb.sha256) opts.warn(`busybox from ${bb.url} has no busybox_sha256: its content is not verified${remote ? " (fledge.lock pins what was downloaded)" : ""}`);
-      const fetched = await fetcher.fetch({ url: bb.url, sha256: bb.sha256 ?? entry?.sha256, label: "busybox", refresh: opts.refresh, baseDir: config.rootDir });
-      return { key: "busybox", label: "busybox", fetched, entry: remote ? { source: "url", url: bb.url, sha256: fetched.sha256 } : undefined };
-    },
-  };
-}
-
-/** Stage 3: busybox at /bin/busybox (0755) and /bin/<applet> -> busybox. */
+/** Stage 3: busybox at /bin/busybox (0755) and /bin/<applet> -> busybox; busybox is the `busybox` input. */
 export class BusyboxPlugin {
   readonly name = PLUGIN.busybox;
   apply(builder: Builder): void {
-    builder.hooks.busybox.tapPromise(this.name, async (tree, ctx) => {
+    const { hooks } = builder;
+    hooks.check.tapPromise(this.name, async (check, ctx) => {
+      const bb = ctx.config.busybox;
+      if (!bb.include || /^https?:\/\//i.test(bb.url)) return;
+      const path = bb.url.startsWith("file://") ? fileURLToPath(bb.url) : bb.url;
+      const st = await stat(path).catch(() => undefined);
+      if (!st) check.problem("source.busybox_url", `${path} does not exist`, "give the busybox binary's path relative to fledge.toml, or a URL");
+      else if (!st.isFile()) check.problem("source.busybox_url", `${path} is not a regular file`);
+    });
+    hooks.inputs.tap(this.name, (inputs, ctx) => {
+      const bb = ctx.config.busybox;
+      if (!bb.include) return;
+      inputs.add({ name: "busybox", url: bb.url, ...(bb.sha256 ? { sha256: bb.sha256 } : {}), checksumKey: "busybox_sha256" });
+    });
+    hooks.busybox.tapPromise(this.name, async (t, ctx) => {
       if (!ctx.config.busybox.include) {
-        ctx.info("busybox left out ([source] busybox = false)", this.name);
+        ctx.info("busybox left out ([source] busybox = false)");
         return;
       }
-      const { fetched: got } = await resolvedInput(ctx, "busybox");
-      ctx.debug(`busybox ${got.fromCache ? "from cache" : got.local ? "from a local file" : "fetched"}: ${got.url} sha256:${got.sha256}`, this.name);
+      const got = await ctx.inputs.file("busybox");
+      ctx.debug(`busybox ${got.fromCache ? "from cache" : got.local ? "from a local file" : "fetched"}: ${got.url} sha256:${got.sha256}`);
+      const tree = t.withOrigin("busybox");
       // the verified bytes themselves when fetch kept them: a shared cache entry swapped since cannot get in
       if (got.data) tree.addFile("/bin/busybox", got.data, 0o755);
       else tree.addHostFile("/bin/busybox", got.path, 0o755, got.size);

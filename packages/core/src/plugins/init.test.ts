@@ -146,17 +146,20 @@ describe("init modes in the pipeline", () => {
     const dir = project(`${HEADER}[init]\nnone = true\n[source]\nbusybox_url = "$BUSYBOX"\n[mappings]\n"./my-supervisor" = "/init"\n`, {
       "my-supervisor": { text: SH_SCRIPT, mode: 0o755 },
     });
-    const remover: FledgePlugin = { apply: (b) => b.hooks.mappings.tap({ name: "rm-init", stage: 10 }, (t) => void t.remove("/init")) };
+    const remover: FledgePlugin = { name: "rm-init", apply: (b) => b.hooks.mappings.tap({ name: "rm-init", stage: 10 }, (t) => void t.remove("/init")) };
     expect(await failure(dir, [remover])).toMatchObject({ code: "FLEDGE_NO_INIT", message: "[init] none = true, but no mapping puts anything at /init" });
     expect(existsSync(join(dir, "out", "plugin.cpio.gz"))).toBe(false);
   });
 });
 
 describe("init problems fail before anything is fetched", () => {
-  it("none without a mapping to /init: the init error, and busybox was never requested", async () => {
+  it("none without a mapping to /init: the init error at [init] none, and busybox was never requested", async () => {
     const before = requests;
     const dir = project(`${HEADER}[init]\nnone = true\n[source]\nbusybox_url = "$BUSYBOX"\n`);
-    expect(await failure(dir)).toMatchObject({ code: "FLEDGE_NO_INIT", message: expect.stringContaining("no mapping puts anything at /init") });
+    expect(await failure(dir)).toMatchObject({
+      code: "FLEDGE_CONFIG",
+      issues: [expect.objectContaining({ keyPath: "init.none", line: 4, column: 1, message: expect.stringContaining("no mapping puts anything at /init") })],
+    });
     expect(requests).toBe(before);
     expect(existsSync(join(dir, "cache"))).toBe(false);
   });
@@ -164,16 +167,24 @@ describe("init problems fail before anything is fetched", () => {
   it("an unmapped custom image path names both places looked in, and busybox was never requested", async () => {
     const before = requests;
     const dir = project(`${HEADER}[init]\npath = "/usr/local/bin/nowhere"\n[source]\nbusybox_url = "$BUSYBOX"\n`);
-    const err = await failure(dir);
-    expect(err).toMatchObject({ code: "FLEDGE_NO_INIT" });
-    expect((err as Error).message).toContain(join(dir, "usr/local/bin/nowhere"));
-    expect((err as Error).message).toContain("nor provided in the image by a mapping or overlay");
+    const err = (await failure(dir)) as Error & { issues: { keyPath: string; message: string }[] };
+    expect(err).toMatchObject({ code: "FLEDGE_CONFIG" });
+    expect(err.issues).toHaveLength(1);
+    expect(err.issues[0]!.keyPath).toBe("init.path");
+    expect(err.issues[0]!.message).toContain(join(dir, "usr/local/bin/nowhere"));
+    expect(err.issues[0]!.message).toContain("nor provided in the image by a mapping or overlay");
     expect(requests).toBe(before);
   });
 
-  it("busybox_url naming a file that does not exist still reports the init error, not a fetch error", async () => {
+  it("busybox_url naming a file that does not exist: both problems at once, before any fetch", async () => {
     const dir = project(`${HEADER}[init]\nnone = true\n[source]\nbusybox_url = "file:///nonexistent/busybox"\n`);
-    expect(await failure(dir)).toMatchObject({ code: "FLEDGE_NO_INIT" });
+    expect(await failure(dir)).toMatchObject({
+      code: "FLEDGE_CONFIG",
+      issues: [
+        expect.objectContaining({ keyPath: "init.none", message: expect.stringContaining("no mapping puts anything at /init") }),
+        expect.objectContaining({ keyPath: "source.busybox_url", message: "/nonexistent/busybox does not exist" }),
+      ],
+    });
   });
 
   it("path and none together are a config error naming both modes, before any fetch", async () => {
@@ -234,6 +245,7 @@ describe("[source] busybox = false", () => {
       "my-init": { text: "#!/usr/bin/sh -e\necho hi\n", mode: 0o755 },
     });
     const link: FledgePlugin = {
+      name: "link-usr-bin",
       apply: (b) =>
         b.hooks.beforeArchive.tap("link-usr-bin", (t) => {
           t.remove("/usr/bin");

@@ -12,13 +12,13 @@ import { PLUGIN } from "./names.js";
 export const VOLANT_INIT_FILE = "/.volant_init";
 
 /**
- * Stage 4: /init by mode (DESIGN.md §3).
+ * Stage 4: /init by mode (docs/architecture.md, "Init modes").
  * - default: fledge's C init, which execs /bin/kestrel;
  * - custom-host: the user's host file is /init (0755);
  * - custom-image: fledge's C init, which execs the path recorded in /.volant_init;
  * - none: nothing here; a mapping must provide /init.
  *
- * Everything that can be known from the config and the host is checked in `beforeBuild`, so a
+ * Everything that can be known from the config and the host is checked in `check`, so a
  * broken init setup fails before anything is downloaded. What only the finished tree can tell
  * (an overlay providing the init, a plugin removing it) is checked again in `beforeArchive`.
  */
@@ -26,40 +26,42 @@ export class InitPlugin {
   readonly name = PLUGIN.init;
   apply(builder: Builder): void {
     const { hooks } = builder;
-    hooks.beforeBuild.tapPromise(this.name, async (ctx) => {
+    hooks.check.tapPromise(this.name, async (check, ctx) => {
       const { init, output } = ctx.config;
       if (init.mode === "default" || init.mode === "custom-image") {
         try {
           initBinary(output.arch);
         } catch (err) {
-          throw new FledgeError("FLEDGE_NO_INIT_BINARY", (err as Error).message, {
-            hint: `set [output] arch to an architecture @fledge/cinit ships (x86_64, aarch64), or use [init] path / none with your own init`,
-          });
+          check.problem("output.arch", (err as Error).message, "set [output] arch to an architecture @fledge/cinit ships (x86_64, aarch64), or use [init] path / none with your own init");
         }
       }
-      const overlay = hasOverlay(ctx.config);
+      const overlay = ctx.config.overlays.length > 0;
       switch (init.mode) {
         case "custom-host": {
           const st = await stat(init.hostPath).catch(() => undefined);
-          if (!st?.isFile())
-            throw new FledgeError("FLEDGE_NO_INIT", `[init] path: ${init.hostPath} ${st ? "is not a regular file" : "no longer exists"}`, {
-              hint: "point [init] path at your init program, relative to fledge.toml",
-            });
+          if (!st?.isFile()) check.problem("init.path", `${init.hostPath} ${st ? "is not a regular file" : "no longer exists"}`, "point [init] path at your init program, relative to fledge.toml");
           return;
         }
         case "custom-image":
-          if (!overlay && !(await mappingProvides(ctx.config, init.imagePath))) throw missingImageInit(ctx.config, init.imagePath);
+          if (!overlay && !(await mappingProvides(ctx.config, init.imagePath))) {
+            const e = missingImageInit(ctx.config, init.imagePath);
+            check.problem("init.path", e.message, e.hint);
+          }
           return;
         case "none":
-          if (!overlay && !(await mappingProvides(ctx.config, "/init"))) throw missingNoneInit();
+          if (!overlay && !(await mappingProvides(ctx.config, "/init"))) {
+            const e = missingNoneInit();
+            check.problem("init.none", e.message, e.hint);
+          }
           return;
         case "default":
           return;
       }
     });
 
-    hooks.init.tapPromise(this.name, async (tree, ctx) => {
+    hooks.init.tapPromise(this.name, async (t, ctx) => {
       const { init, output } = ctx.config;
+      const tree = t.withOrigin("init");
       switch (init.mode) {
         case "none":
           return;
@@ -78,8 +80,8 @@ export class InitPlugin {
       }
     });
 
-    // After mappings, overlays and most plugins: what the kernel or the C init will exec must be there.
-    hooks.beforeArchive.tapPromise({ name: this.name, stage: -1000 }, async (tree, ctx) => {
+    // After mappings, overlays and the other plugins: what the kernel or the C init will exec must be there.
+    hooks.beforeArchive.tapPromise({ name: this.name, enforce: "post" }, async (tree, ctx) => {
       const { init } = ctx.config;
       if (init.mode === "custom-host") {
         // The seed also maps the same file to /init: redundant, but the mapping gave it the
@@ -102,19 +104,14 @@ export class InitPlugin {
       }
     });
 
-    // Last: a script PID 1 whose interpreter is not in the image (e.g. `busybox = false` and `#!/bin/sh`).
-    hooks.beforeArchive.tapPromise({ name: this.name, stage: 1000 }, async (tree, ctx) => {
+    // Then: a script PID 1 whose interpreter is not in the image (e.g. `busybox = false` and `#!/bin/sh`).
+    hooks.beforeArchive.tapPromise({ name: this.name, enforce: "post" }, async (tree, ctx) => {
       const { init } = ctx.config;
       if (init.mode === "default") return;
       const script = init.mode === "custom-image" ? init.imagePath : "/init";
       await warnMissingInterpreter(tree, script, ctx, this.name);
     });
   }
-}
-
-/** True when a rootfs source (OCI image, Dockerfile) may add files the config cannot show. */
-function hasOverlay(config: FledgeConfig): boolean {
-  return !!(config.source.image || config.source.dockerfile);
 }
 
 /** Whether some mapping puts something at `target`: a file mapped there, or a mapped directory holding it. */
@@ -175,7 +172,16 @@ async function shebang(node: TreeNode): Promise<string | undefined> {
   if (node.type !== "file") return undefined;
   let head: Buffer;
   if ("data" in node) head = Buffer.from(node.data.subarray(0, 256));
-  else {
+  else if ("open" in node) {
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const chunk of node.open()) {
+      parts.push(Buffer.from(chunk));
+      n += chunk.length;
+      if (n >= 256) break;
+    }
+    head = Buffer.concat(parts).subarray(0, 256);
+  } else {
     const fh = await open(node.hostPath, "r");
     try {
       const buf = Buffer.alloc(256);

@@ -1,18 +1,14 @@
 import type { Builder } from "../builder.js";
 import { FledgeError } from "../errors.js";
-import { STAGE_HOOKS } from "../hooks.js";
-import { RootfsTree } from "../tree.js";
+import { runTreeStages } from "../stages.js";
 import { PLUGIN } from "./names.js";
 
-/** The initramfs strategy: runs the stage hooks in order over one in-memory tree, then archives it. */
+/** The initramfs strategy: runs the tree stages in order over one in-memory tree, then archives it. */
 export class InitramfsStrategyPlugin {
   readonly name = PLUGIN.initramfs;
   apply(builder: Builder): void {
     builder.hooks.strategy.for("initramfs").tapPromise(this.name, async (ctx) => {
-      const tree = new RootfsTree();
-      for (const stage of STAGE_HOOKS) {
-        await builder.hooks[stage].promise(tree, ctx);
-      }
+      const tree = await runTreeStages(builder, ctx);
       if (!tree.has("/init")) {
         throw new FledgeError("FLEDGE_NO_INIT", "the image has no /init, so the kernel would have nothing to run", {
           hint: 'map your PID 1 to "/init" in [mappings], or set [init] path',
@@ -20,7 +16,7 @@ export class InitramfsStrategyPlugin {
       }
       const artifact = await builder.hooks.archive.promise(tree, ctx);
       if (!artifact) throw new FledgeError("FLEDGE_ARCHIVE", "no plugin archived the image");
-      return artifact;
+      return { ...artifact, tree };
     });
   }
 }

@@ -14,30 +14,18 @@ export class MappingsPlugin {
   readonly name = PLUGIN.mappings;
   apply(builder: Builder): void {
     const { hooks } = builder;
-    hooks.beforeBuild.tapPromise(this.name, async (ctx) => {
-      const missing: string[] = [];
-      const special: string[] = [];
+    hooks.check.tapPromise(this.name, async (check, ctx) => {
       for (const m of ctx.config.mappings) {
-        try {
-          const st = await stat(m.source); // never opened here: a FIFO must not block the build
-          if (!st.isFile() && !st.isDirectory()) special.push(`  "${m.written}" = "${m.dest}"  (${m.source} is ${describeKind(st)})`);
-        } catch {
-          missing.push(`  "${m.written}" = "${m.dest}"  (${m.source} does not exist)`);
-        }
-      }
-      if (missing.length) {
-        throw new FledgeError("FLEDGE_MAPPING", `${missing.length === 1 ? "a mapping source is" : `${missing.length} mapping sources are`} missing in ${ctx.config.file}:\n${missing.join("\n")}`, {
-          hint: "host paths are relative to the directory of fledge.toml",
-        });
-      }
-      if (special.length) {
-        throw new FledgeError("FLEDGE_MAPPING", `${special.length === 1 ? "a mapping source is" : `${special.length} mapping sources are`} not a regular file or directory in ${ctx.config.file}:\n${special.join("\n")}`, {
-          hint: "fledge maps only regular files, directories and symlinks; write a device node into the image from a plugin (tree.device) instead",
-        });
+        const key = `mappings.${JSON.stringify(m.written)}`;
+        const st = await stat(m.source).catch(() => undefined); // never opened here: a FIFO must not block the build
+        if (!st) check.problem(key, `${m.source} does not exist`, "host paths are relative to the directory of fledge.toml");
+        else if (!st.isFile() && !st.isDirectory())
+          check.problem(key, `${m.source} is ${describeKind(st)}, not a regular file or directory`, "fledge maps only regular files, directories and symlinks; write a device node into the image from a plugin (tree.device) instead");
       }
     });
-    hooks.mappings.tapPromise(this.name, async (tree, ctx) => {
+    hooks.mappings.tapPromise(this.name, async (t, ctx) => {
       for (const m of ctx.config.mappings) {
+        const tree = t.withOrigin(`mapping:${m.written}`);
         const st = await stat(m.source); // follows a top-level link: the user named this file
         if (st.isDirectory()) await copyDir(tree, m.source, m.dest, ctx, this.name);
         else if (st.isFile()) await addFile(tree, m.source, m.dest, st, await onPseudoFs(m.source));

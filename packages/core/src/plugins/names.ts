@@ -3,10 +3,10 @@ export const PLUGIN = {
   initramfs: "fledge:initramfs",
   compression: "fledge:compression",
   skeleton: "fledge:skeleton",
+  overlay: "fledge:overlay",
   busybox: "fledge:busybox",
   init: "fledge:init",
   agent: "fledge:agent",
   mappings: "fledge:mappings",
   archive: "fledge:archive",
-  lock: "fledge:lock",
 } as const;

@@ -7,7 +7,8 @@ export const SKELETON_DIRS = ["/bin", "/sbin", "/etc", "/proc", "/sys", "/dev", 
 export class SkeletonPlugin {
   readonly name = PLUGIN.skeleton;
   apply(builder: Builder): void {
-    builder.hooks.skeleton.tapPromise(this.name, async (tree) => {
+    builder.hooks.skeleton.tapPromise(this.name, async (t) => {
+      const tree = t.withOrigin("skeleton");
       for (const d of SKELETON_DIRS) tree.mkdir(d, 0o755);
       tree.mkdir("/tmp", 0o1777);
       tree.device("/dev/console", "char", 5, 1, 0o600);
