@@ -188,9 +188,9 @@ describe("ranges of host files (file + offset)", () => {
       }
       // A range past the end of its file fails, naming the file and the range.
       await expect(archiveToBuffer([{ path: "x", type: "file", mode: 0o644, file: host, offset: 299000, size: 2000 }], { mtime: MTIME, compressor: "gzip" })).rejects.toThrow(/ends before its range 299000\+2000/);
-      await refuses([{ path: "x", type: "file", mode: 0o644, file: host, offset: 3 }], "EDATA", /its size must be given/);
-      await refuses([{ path: "x", type: "file", mode: 0o644, data: Buffer.alloc(1), offset: 3, size: 1 }], "EDATA", /offset but no host file/);
-      await refuses([{ path: "x", type: "file", mode: 0o644, file: host, offset: -1, size: 1 }], "EDATA", /not a whole number/);
+      await refuses([{ path: "x", type: "file", mode: 0o644, file: host, offset: 3 }], "FLEDGE_DATA", /its size must be given/);
+      await refuses([{ path: "x", type: "file", mode: 0o644, data: Buffer.alloc(1), offset: 3, size: 1 }], "FLEDGE_DATA", /offset but no host file/);
+      await refuses([{ path: "x", type: "file", mode: 0o644, file: host, offset: -1, size: 1 }], "FLEDGE_DATA", /not a whole number/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
