@@ -4,7 +4,7 @@ export { CpioError } from "./errors.js";
 export { writeNewc, validateEntry, type WriteOptions } from "./writer.js";
 export { prepareEntries, type PreparedEntry } from "./prepare.js";
 export { builtinCompressors, gzip, zstd, xz, lz4, none, type Compressor } from "./compress.js";
-export { writeArchive, archiveToBuffer, resolveCompressor, checkLevel, SEGMENT_MIN, SEGMENT_MAX, type ArchiveOptions, type ArchiveStats } from "./archive.js";
+export { writeArchive, writeArchiveFile, archiveToBuffer, resolveCompressor, checkLevel, SEGMENT_MIN, SEGMENT_MAX, type ArchiveOptions, type ArchiveStats } from "./archive.js";
 export { readArchive, scanArchive, parseNewc, decompressMembers, DEFAULT_MAX_OUTPUT, type ReadEntry, type ReadResult, type ReadOptions, type ScanOptions, type ScanResult, type Member } from "./reader.js";
 export { extractEntries, type ExtractResult } from "./extract.js";
 export { lz4CompressBlock, lz4DecompressBlock, lz4LegacyCompress, lz4LegacyDecode } from "./lz4.js";

@@ -1,9 +1,10 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { archiveToBuffer } from "./archive.js";
+import { archiveToBuffer, writeArchiveFile } from "./archive.js";
 import { readArchive } from "./reader.js";
 import { GZIP_CHUNK } from "./deflate.js";
 import { randomTree, rng, run, sha256 } from "./test/helpers.js";
@@ -18,6 +19,34 @@ const linuxX64 = process.platform === "linux" && process.arch === "x64";
 const hostNode = () => process.execPath;
 
 describe("reproducible bytes", () => {
+  it("writeArchiveFile (buffers reused, hashed on the way) writes the bytes writeArchive yields, with and without a cache, large files included", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fledge-file-"));
+    try {
+      const tree = randomTree(7, 200);
+      // Host files, two larger than a segment (streamed straight to the output for none, through a temp for the rest).
+      for (const [i, size] of [40000, 70001, 5].entries()) {
+        const p = join(dir, `h${i}`);
+        const data = Buffer.alloc(size);
+        for (let j = 0; j < size; j++) data[j] = (j * 13 + i) & 0xff;
+        await writeFile(p, data);
+        tree.push({ path: `host/h${i}`, type: "file", mode: 0o644, file: p });
+      }
+      for (const compressor of ["none", "gzip", "lz4"]) {
+        for (const cacheDir of [undefined, join(dir, "cache")]) {
+          const opts = { mtime: MTIME, compressor, workers: 1, cacheDir, segment: { min: 4096, max: 16384 } };
+          const want = await archiveToBuffer(tree, opts);
+          const out = join(dir, `out.${compressor}`);
+          const r = await writeArchiveFile(tree, opts, out);
+          const got = await readFile(out);
+          expect(got.equals(want)).toBe(true);
+          expect(r).toEqual({ size: want.length, sha256: sha256(want) });
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60000);
+
   it("the same tree gives the same sha256 with 0, 1 and 2 worker threads, for every compressor", async () => {
     const tree = randomTree(99, 250);
     for (const compressor of ["gzip", "zstd", "xz", "lz4", "none"]) {
