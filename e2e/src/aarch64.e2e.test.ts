@@ -79,7 +79,7 @@ describe.skipIf(missing.length > 0)(`aarch64 boots${missing.length ? ` (SKIPPED:
     const boot = await bootArm64(await buildArm64("default"), "FLEDGE_E2E_VAR=from-kernel -- one two");
     expect(boot.killed).toBe(false);
     expect(boot.serial).not.toContain("Kernel panic");
-    const lines = [...boot.serial.matchAll(/^FLEDGE-MODE (.*)$/gm)].map((m) => m[1].trimEnd());
+    const lines = [...boot.serial.matchAll(/^FLEDGE-MODE (.*)$/gm)].map((m) => m[1]!.trimEnd());
     expect(lines[0]).toBe("start payload=kestrel pid=1");
     expect(lines).toEqual(
       expect.arrayContaining(["mount /dev devtmpfs", "mount /proc proc", "mount /sys sysfs", "mount /tmp tmpfs", "mount /run tmpfs", "tmp=1777 run=755", "kernel-env=from-kernel args=one two", "done"]),

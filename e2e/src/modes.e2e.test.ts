@@ -29,7 +29,7 @@ async function buildFixture(mode: string, env?: NodeJS.ProcessEnv): Promise<stri
 
 /** The payload's report lines, without the prefix. */
 function report(boot: BootResult): string[] {
-  return [...boot.serial.matchAll(/^FLEDGE-MODE (.*)$/gm)].map((m) => m[1].trimEnd());
+  return [...boot.serial.matchAll(/^FLEDGE-MODE (.*)$/gm)].map((m) => m[1]!.trimEnd());
 }
 
 function mounts(lines: string[]): string[] {

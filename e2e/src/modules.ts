@@ -6,7 +6,7 @@ import { INSTALL_HINT } from "./qemu.js";
 export function kernelRelease(kernel: string): string {
   const m = /^vmlinuz-(.+)$/.exec(basename(kernel));
   if (!m) throw new Error(`cannot tell the kernel release of ${kernel} (expected /boot/vmlinuz-<release>)`);
-  return m[1];
+  return m[1]!;
 }
 
 export interface KernelModule {

@@ -75,7 +75,7 @@ async function buildSeed(mode: string): Promise<string> {
   return artifact;
 }
 
-const report = (boot: BootResult) => [...boot.serial.matchAll(/^SEED (.*)$/gm)].map((m) => m[1].trimEnd());
+const report = (boot: BootResult) => [...boot.serial.matchAll(/^SEED (.*)$/gm)].map((m) => m[1]!.trimEnd());
 
 function expectCleanPowerOff(boot: BootResult): void {
   expect(boot.panicked).toBe(false);

@@ -21,7 +21,7 @@ function buildInfo(arch: InitArch): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of text.split("\n")) {
     const m = /^(\w+) (.*)$/.exec(line);
-    if (m && !line.startsWith("#")) out[m[1]] = m[2];
+    if (m && !line.startsWith("#")) out[m[1]!] = m[2]!; // both groups are mandatory in the pattern
   }
   return out;
 }
@@ -39,7 +39,7 @@ function hostToolchain(arch: InitArch): { cc: string; libc: string } | undefined
   const cc = spawnSync(gcc, ["--version"], { encoding: "utf8" });
   if (cc.error || cc.status !== 0) return undefined;
   const musl = spawnSync("dpkg-query", ["-W", "-f", "${Version}", `musl-dev:${deb}`], { encoding: "utf8" });
-  return { cc: cc.stdout.split("\n")[0], libc: `musl ${musl.status === 0 && musl.stdout ? musl.stdout : "unknown"}` };
+  return { cc: cc.stdout.split("\n")[0] ?? "", libc: `musl ${musl.status === 0 && musl.stdout ? musl.stdout : "unknown"}` };
 }
 
 describe("the shipped init binaries", () => {

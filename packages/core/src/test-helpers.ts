@@ -15,6 +15,7 @@ export function testConfig(overrides: Partial<FledgeConfig> = {}): FledgeConfig 
     output: { compression: "gzip", arch: "x86_64" },
     fetch: { mirrors: [] },
     plugins: [],
+    run: {},
     ...overrides,
   };
 }

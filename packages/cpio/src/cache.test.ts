@@ -61,7 +61,7 @@ describe("segment cache", () => {
       // Change one file, same size.
       const f = join(dir, "f60");
       const data = await readFile(f);
-      data[100] ^= 0xff;
+      data.writeUInt8(data.readUInt8(100) ^ 0xff, 100);
       await writeFile(f, data);
       const after = {} as ArchiveStats;
       const b = await archiveToBuffer(entries, opts, after);
@@ -96,7 +96,7 @@ describe("segment cache", () => {
     // Flip a byte in one entry, truncate another, empty a third (the big file's among them).
     const big = (await Promise.all(all.map(async (p) => [p, (await readFile(p)).length] as const))).sort((x, y) => y[1] - x[1])[0]![0];
     const flip = await readFile(all[0]!);
-    flip[flip.length - 1] ^= 1;
+    flip.writeUInt8(flip.readUInt8(flip.length - 1) ^ 1, flip.length - 1);
     await writeFile(all[0]!, flip);
     await writeFile(all[1]!, (await readFile(all[1]!)).subarray(0, 40));
     await writeFile(big, Buffer.alloc(0));
@@ -220,7 +220,7 @@ describe("stat cache (racy-git rule)", () => {
     const f = join(dir, "f40");
     const before = await stat(f, { bigint: true });
     const data = await readFile(f);
-    data[7] ^= 0x55;
+    data.writeUInt8(data.readUInt8(7) ^ 0x55, 7);
     await writeFile(f, data);
     // touch, not utimes: utimes takes milliseconds, touch -d keeps the nanoseconds.
     const ns = before.mtimeNs;
@@ -257,7 +257,7 @@ describe("stat cache (racy-git rule)", () => {
     const opts = { mtime: MTIME, compressor: "gzip", workers: 1, cacheDir, segment: seg, stampFile };
     const a = await archiveToBuffer(entries, opts);
     const data = await readFile(f);
-    data[3] ^= 0xff;
+    data.writeUInt8(data.readUInt8(3) ^ 0xff, 3);
     await writeFile(f, data);
     const st = {} as ArchiveStats;
     const b = await archiveToBuffer(entries, opts, st);
@@ -278,7 +278,7 @@ describe("stat cache (racy-git rule)", () => {
     // Change f10 (its old segment stays cached), build, then put f10's old digest back into the index for its new stamp.
     const f = join(dir, "f10");
     const data = await readFile(f);
-    data[0] ^= 1;
+    data.writeUInt8(data.readUInt8(0) ^ 1, 0);
     await writeFile(f, data);
     await new Promise((r) => setTimeout(r, 2100));
     const good = await archiveToBuffer(entries, { ...opts, cacheDir: undefined });

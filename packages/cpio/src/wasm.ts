@@ -122,7 +122,7 @@ export function pump(mem: WebAssembly.Memory, b: StreamBuffers, inLen: number, f
   pos[0] = 0;
   pos[1] = 0;
   for (;;) {
-    const before = pos[0]!;
+    const before: number = pos[0]!;
     const ret = call();
     pos = new Uint32Array(mem.buffer, b.pos, 2);
     const produced = pos[1]!;

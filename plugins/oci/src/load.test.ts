@@ -185,7 +185,7 @@ describe("loadImage from a registry, an OCI layout and a docker-archive", () => 
     const diffID = cold.image.layers[1]!.diffID.slice(7);
     const file = join(cache, "sha256", diffID);
     const bytes = readFileSync(file);
-    bytes[bytes.length - 2000] ^= 0xff;
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 2000) ^ 0xff, bytes.length - 2000);
     writeFileSync(file, bytes);
     const again = await load(`${registry.host}/app:1`, cache);
     expect(again.cachedLayers).toBe(2);
@@ -276,7 +276,7 @@ describe("loadImage errors: clear, nothing partial, nothing poisoned in the cach
       const layer = probe.image.layers[0]!.digest!.slice(7);
       const data = join(reg2.dir, "data", "docker", "registry", "v2", "blobs", "sha256", layer.slice(0, 2), layer, "data");
       const bytes = readFileSync(data);
-      bytes[bytes.length - 12] ^= 0x55; // inside the deflate stream's tail / crc
+      bytes.writeUInt8(bytes.readUInt8(bytes.length - 12) ^ 0x55, bytes.length - 12); // inside the deflate stream's tail / crc
       writeFileSync(data, bytes);
       const err = await load(`${reg2.host}/app:1`, cache).catch((e: Error) => e);
       expect(err).toMatchObject({ name: "OciError" });

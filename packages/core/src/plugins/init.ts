@@ -192,7 +192,7 @@ async function shebang(node: TreeNode): Promise<string | undefined> {
     }
   }
   if (head[0] !== 0x23 || head[1] !== 0x21) return undefined; // "#!"
-  const line = head.subarray(2).toString("latin1").split("\n")[0].trim();
+  const line = (head.subarray(2).toString("latin1").split("\n")[0] ?? "").trim();
   return line.split(/[ \t]+/)[0] || undefined;
 }
 
