@@ -96,7 +96,10 @@ describe("dist/fledge-linux-x64, alone in an empty directory, no node on PATH", 
       let x = 1;
       for (let f = 0; f < 3; f++) {
         const buf = Buffer.alloc(8 * 1024 * 1024);
-        for (let i = 0; i < buf.length; i += 4) buf.writeUInt32LE((x = (Math.imul(x, 1103515245) + 12345) >>> 0), i);
+        for (let i = 0; i < buf.length; i += 4) {
+          x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+          buf.writeUInt32LE(x, i);
+        }
         writeFileSync(join(dir, "data", `f${f}.bin`), buf);
       }
       writeFileSync(join(dir, "seen.mjs"), 'export default { name: "seen", apply(b) { b.hooks.beforeArchive.tap("seen", (tree) => { tree.addFile("/etc/seen-by-plugin", "yes\\n"); }); } };\n');

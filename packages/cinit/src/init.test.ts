@@ -38,6 +38,7 @@ function hostToolchain(arch: InitArch): { cc: string; libc: string } | undefined
   if (!existsSync(`/usr/lib/${arch}-linux-musl/musl-gcc.specs`)) return undefined;
   const cc = spawnSync(gcc, ["--version"], { encoding: "utf8" });
   if (cc.error || cc.status !== 0) return undefined;
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
   const musl = spawnSync("dpkg-query", ["-W", "-f", "${Version}", `musl-dev:${deb}`], { encoding: "utf8" });
   return { cc: cc.stdout.split("\n")[0] ?? "", libc: `musl ${musl.status === 0 && musl.stdout ? musl.stdout : "unknown"}` };
 }

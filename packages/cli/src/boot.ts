@@ -20,6 +20,7 @@ export async function sha256File(path: string): Promise<string> {
   return h.digest("hex");
 }
 
+// biome-ignore lint/complexity/useSimpleNumberKeys: e_machine values in hex, as elf.h writes them
 const ELF_MACHINE: Record<number, GuestArch> = { 0x3e: "x86_64", 0xb7: "aarch64" };
 
 /**

@@ -7,6 +7,7 @@ import { gunzipSync } from "node:zlib";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "./index.js";
+import { sink } from "./test-sink.js";
 
 const BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
 const INSTALL_HINT = "run scripts/install-e2e-deps.sh";
@@ -47,11 +48,6 @@ ${opts.busyboxSha ? `busybox_sha256 = "${opts.busyboxSha}"` : ""}
   );
   writeFileSync(join(dir, "manifest.toml"), `name = "demo"\nversion = "1.2.3"\n[workload]\nentrypoint = "/init"\nbase_url = "http://127.0.0.1:8000"\n`);
   return dir;
-}
-
-function sink() {
-  let text = "";
-  return { stream: { write: (s: string) => ((text += s), true), isTTY: false } as any, text: () => text };
 }
 
 async function run(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {

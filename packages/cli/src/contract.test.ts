@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { readArchive } from "@fledge/cpio";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "./index.js";
+import { sink } from "./test-sink.js";
 
 const BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
 
@@ -27,11 +28,6 @@ function project(toml: string, files: Record<string, string> = {}): string {
   writeFileSync(join(dir, "fledge.toml"), toml);
   for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, f), text);
   return dir;
-}
-
-function sink() {
-  let text = "";
-  return { stream: { write: (s: string) => ((text += s), true), isTTY: false } as any, text: () => text };
 }
 
 async function run(args: string[], cwd: string) {

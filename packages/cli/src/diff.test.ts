@@ -3,14 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "./index.js";
+import { sink } from "./test-sink.js";
 
 const root = mkdtempSync(join(tmpdir(), "fledge-diff-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-function sink() {
-  let text = "";
-  return { stream: { write: (s: string) => ((text += s), true), isTTY: false } as any, text: () => text };
-}
 async function fledge(args: string[], cwd: string) {
   const out = sink();
   const err = sink();
@@ -69,7 +66,7 @@ describe("fledge diff", () => {
     const human = await fledge(["diff", join(root, "a.cpio.gz"), join(root, "b.cpio.gz")], root);
     expect(human.stdout).toMatch(/~ \/bin\/busybox .*8\.0 KiB → 9\.0 KiB \(\+1000 B\) .*busybox \(content, size\)/);
     expect(human.stdout).toMatch(/\+ \/opt\/tools\/jq .*2\.9 KiB .*mapping:\.\/tools/);
-    expect(human.stdout).toMatch(/by origin:\n  mapping:\.\/tools .*\+3\.4 KiB .*4 added\n  busybox .*\+1000 B .*1 changed\n/);
+    expect(human.stdout).toMatch(/by origin:\n {2}mapping:\.\/tools .*\+3\.4 KiB .*4 added\n {2}busybox .*\+1000 B .*1 changed\n/);
     expect((await fledge(["diff", "--exit-code", join(root, "a.cpio.gz"), join(root, "b.cpio.gz")], root)).code).toBe(1);
     expect((await fledge(["diff", "--exit-code", join(root, "a.cpio.gz"), join(root, "a.cpio.gz")], root)).code).toBe(0);
   });

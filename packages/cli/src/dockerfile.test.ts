@@ -5,14 +5,11 @@ import { afterAll, describe, expect, it } from "vitest";
 import { checkFledgeConfig } from "@fledge/config";
 import { dockerfileProject, sanitizeName } from "./commands/dockerfile.js";
 import { main } from "./index.js";
+import { sink } from "./test-sink.js";
 
 const root = mkdtempSync(join(tmpdir(), "fledge-cli-dockerfile-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-function sink() {
-  let text = "";
-  return { stream: { write: (s: string) => ((text += s), true), isTTY: false } as any, text: () => text };
-}
 async function run(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
   const out = sink();
   const err = sink();

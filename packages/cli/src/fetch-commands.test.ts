@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { bytes, checksumLine, startFakeGitHub, startServer, type FakeGitHub, type TestServer } from "@fledge/fetch/testing";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { main } from "./index.js";
+import { sink } from "./test-sink.js";
 
 const BUSYBOX = await readFile("/bin/busybox");
 const BB_SHA = createHash("sha256").update(BUSYBOX).digest("hex");
@@ -37,13 +38,9 @@ beforeEach(async () => {
 });
 afterEach(() => rm(root, { recursive: true, force: true }));
 
-function sink(tty = false) {
-  let text = "";
-  return { stream: { write: (s: string) => ((text += s), true), isTTY: tty, columns: 100 } as any, text: () => text };
-}
 async function fledge(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, tty = false) {
-  const out = sink();
-  const err = sink(tty);
+  const out = sink({ columns: 100 });
+  const err = sink({ tty, columns: 100 });
   const code = await main(args, { stdout: out.stream, stderr: err.stream, env: { FLEDGE_CACHE_DIR: join(root, "cache"), FLEDGE_GITHUB_API: gh.api, ...env }, cwd });
   return { code, stdout: out.text(), stderr: err.text() };
 }
@@ -100,7 +97,9 @@ describe("fledge build with downloads", () => {
   it("draws a progress line with rate on a TTY and nothing otherwise", async () => {
     const dir = await project(`${srv.url}/busybox`);
     const tty = await fledge(["build", "-o", "t.cpio.gz"], dir, { FLEDGE_CACHE_DIR: join(root, "c1"), NO_COLOR: "1" }, true);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal's erase-line sequence is what is checked
     expect(tty.stderr).toMatch(/\r\x1b\[2Kfetch busybox \[#*-*\] [\d.]+ (KiB|MiB) \/ 1\.9 MiB \(\d+%\) [\d.]+ (B|KiB|MiB)\/s/);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal's erase-line sequence is what is checked
     expect(tty.stderr).toMatch(/\(100%\) [^\r]*\r\x1b\[2K/); // the line is cleared when the download ends
     const plain = await fledge(["build", "-o", "p.cpio.gz"], dir, { FLEDGE_CACHE_DIR: join(root, "c2") }, false);
     expect(plain.stderr).toBe(`warning: busybox from ${srv.url}/busybox has no busybox_sha256: its content is not verified (fledge.lock pins what was downloaded)\n`);

@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { dirname, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ExitError, type CliIO } from "./io.js";
+import type { ExitError, CliIO } from "./io.js";
 import { errorJson, printError } from "./errors.js";
 
 export { ExitError, UsageError, type CliIO } from "./io.js";

@@ -169,7 +169,10 @@ export function diffArtifacts(a: ArtifactView, b: ArtifactView): DiffResult {
   const totals = new Map<string, OriginTotal>();
   const t = (o: string) => {
     let x = totals.get(o);
-    if (!x) totals.set(o, (x = { origin: o, added: 0, removed: 0, changed: 0, before: 0, after: 0 }));
+    if (!x) {
+      x = { origin: o, added: 0, removed: 0, changed: 0, before: 0, after: 0 };
+      totals.set(o, x);
+    }
     return x;
   };
   for (const e of a.entries) t(originOf(a, e.path)).before += e.size;

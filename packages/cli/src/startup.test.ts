@@ -1,11 +1,12 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NODE_FLOOR, unsupportedNode } from "./node-check.js";
 import { isInternal, main } from "./index.js";
+import { sink } from "./test-sink.js";
 
 const PKG = fileURLToPath(new URL("..", import.meta.url));
 const REPO = join(PKG, "..", "..");
@@ -122,8 +123,10 @@ describe("exceptions nothing caught", () => {
     expect(isInternal(Object.assign(new Error("bad"), { name: "PluginError", code: "FLEDGE_PLUGIN", plugin: "someone-elses", cause: new TypeError("their bug") }))).toBe(false);
     expect(isInternal(Object.assign(new Error("bad"), { name: "PluginError", code: "FLEDGE_PLUGIN", plugin: "fledge:archive", cause: new TypeError("our bug") }))).toBe(true);
     const dir = project("plugin-bug", `export default { name: "buggy", apply(builder) { builder.hooks.beforeBuild.tap("buggy", () => { null.x; }); } };\n`);
-    let err = "";
-    const code = await main(["build"], { stdout: { write: () => true } as never, stderr: { write: (s: string) => ((err += s), true) } as never, env: { FLEDGE_CACHE_DIR: join(root, "cache") }, cwd: dir });
+    const out = sink();
+    const stderr = sink();
+    const code = await main(["build"], { stdout: out.stream, stderr: stderr.stream, env: { FLEDGE_CACHE_DIR: join(root, "cache") }, cwd: dir });
+    const err = stderr.text();
     // a third-party plugin's bug is reported under its name, as a build error
     expect(code, err).toBe(1);
     expect(err).toContain('plugin "buggy" failed in hooks.beforeBuild');

@@ -378,7 +378,7 @@ describe("TOML syntax errors", () => {
     expect(p).toMatchObject({ file: FILE, keyPath: "", line: 2, column: 2 });
     expect(p.message).toMatch(/^TOML syntax error: /);
     expect(p.codeFrame).toContain("2:  [agent");
-    expect(formatIssue(p)).toMatch(/^\/project\/fledge\.toml:2:2: TOML syntax error: .*\n1:  version = "1"\n2:  \[agent\n/);
+    expect(formatIssue(p)).toMatch(/^\/project\/fledge\.toml:2:2: TOML syntax error: .*\n1: {2}version = "1"\n2: {2}\[agent\n/);
   });
 
   it("a missing file says so, with a hint", async () => {

@@ -349,7 +349,7 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
       keyPath: "source.dockerfile",
     });
   }
-  (p.overlay ?? []).forEach(({ kind, ...options }, i) => overlays.push({ kind, options, keyPath: `overlay[${i}]` }));
+  for (const [i, { kind, ...options }] of (p.overlay ?? []).entries()) overlays.push({ kind, options, keyPath: `overlay[${i}]` });
   const config: FledgeConfig = {
     file,
     ...(text !== undefined ? { text } : {}),

@@ -15,9 +15,10 @@ describe("JSON Schemas for editors", () => {
 
   it("documents every key", () => {
     const undocumented: string[] = [];
-    const walk = (s: any, path: string) => {
-      for (const [k, v] of Object.entries<any>(s.properties ?? {})) {
-        const inner = v.anyOf?.find((o: any) => o.properties) ?? v;
+    type Schema = { description?: string; properties?: Record<string, Schema>; anyOf?: Schema[] };
+    const walk = (s: Schema, path: string) => {
+      for (const [k, v] of Object.entries(s.properties ?? {})) {
+        const inner = v.anyOf?.find((o) => o.properties) ?? v;
         if (!v.description && !inner.description && k !== "name" && !path.includes("expose")) undocumented.push(`${path}${k}`);
         walk(inner, `${path}${k}.`);
       }

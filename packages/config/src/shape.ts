@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: this file walks zod's untyped internals (`_zod.def`), whose shape zod does not export
 import type { z } from "zod";
 
 const WRAPPERS = ["optional", "default", "nullable", "prefault", "pipe", "readonly", "catch"];

@@ -39,8 +39,8 @@ export function keyPathOf(path: readonly PropertyKey[]): string {
 }
 
 export function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
-  let v: any = data;
-  for (const p of path) v = v?.[p as any];
+  let v: unknown = data;
+  for (const p of path) v = v !== null && typeof v === "object" ? (v as Record<PropertyKey, unknown>)[p] : undefined;
   return v;
 }
 

@@ -150,7 +150,7 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
     }
   };
   for (const p of req.plugins ?? []) builder.use(p);
-  loaded.forEach((p, i) => use(p, config.plugins[i]!.keyPath));
+  for (const [i, p] of loaded.entries()) use(p, config.plugins[i]!.keyPath);
 
   // First-party plugins behind keys of fledge.toml are loaded by themselves when installed.
   const wanted: { pkg: string; keyPath: string }[] = [];

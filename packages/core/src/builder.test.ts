@@ -1,5 +1,4 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
@@ -62,7 +61,7 @@ describe("Builder hooks", () => {
     const b = builder([]);
     expect(Object.isFrozen(b.hooks)).toBe(true);
     expect(() => {
-      (b.hooks as any).archive = null;
+      (b.hooks as unknown as Record<string, unknown>).archive = null;
     }).toThrow();
   });
 
@@ -153,6 +152,7 @@ describe("Builder hooks", () => {
     const plugin: FledgePlugin = {
       name: "acme-broken",
       apply(b) {
+        // biome-ignore lint/suspicious/noExplicitAny: a JavaScript plugin's mistake, which the types rule out
         (b.hooks as any).nosuchhook.tap("acme-broken", () => {});
       },
     };
@@ -274,6 +274,7 @@ describe("Builder hooks", () => {
     const plugin: FledgePlugin = {
       name: "acme-async",
       apply(b) {
+        // biome-ignore lint/suspicious/noExplicitAny: a JavaScript plugin's mistake, which the types rule out
         b.hooks.compressor.for("async-gz").tap("acme-async", (async () => undefined) as any);
       },
     };

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { byPosition, didYouMean, dropEchoes, formatIssue, placeIssues, type ConfigIssue, type FledgeConfig, type ManifestConfig } from "@fledge/config";
 import { Fetcher } from "@fledge/fetch";
-import { checkManifest, ManifestError, mergeManifest } from "@fledge/manifest";
+import { checkManifest, mergeManifest } from "@fledge/manifest";
 import { CheckError, FledgeError, PluginError } from "./errors.js";
 import { AfterBuildStage, createHooks, tappedKeys, type FledgeHooks } from "./hooks.js";
 import { InputSet, type BuildInputs, type InputRegistry, type LockChange, type LockMode } from "./inputs.js";

@@ -38,7 +38,7 @@ describe("docs/plugins.md", () => {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     try {
-      blocks.forEach((b, i) => writeFileSync(join(dir, `block${i + 1}.ts`), b));
+      for (const [i, b] of blocks.entries()) writeFileSync(join(dir, `block${i + 1}.ts`), b);
       // The testing example imports the plugin of the first example.
       writeFileSync(join(dir, "motd.ts"), blocks[0]!);
       writeFileSync(

@@ -431,7 +431,7 @@ describe("inputs declared by plugins (the inputs API)", () => {
       const a = await run(dir, { plugins: [imagePlugin(reg, "app:1", seen)] });
       expect(a.result.tree?.get("/etc/layer")).toMatchObject({ origin: `layer:${d(LAYER1)}` });
       expect([...reg.log].sort()).toEqual([`/v2/app:1/manifest`, `/v2/blobs/${d(LAYER1)}`, "/extra.bin"].sort());
-      expect(reg.headers.find((h, i) => reg.log[i]?.startsWith("/v2/blobs"))?.authorization).toBe("Bearer t0ken");
+      expect(reg.headers.find((_h, i) => reg.log[i]?.startsWith("/v2/blobs"))?.authorization).toBe("Bearer t0ken");
       const text = await readFile(join(dir, "fledge.lock"), "utf8");
       // fields in a fixed order: source, then the resolver's own fields sorted
       expect(text).toContain(`\n["image:app:1"]\nsource = "oci"\ndigest = "${d(LAYER1)}"\nindex_digest = "sha256:${"9".repeat(64)}"\nplatform = "linux/amd64"\nreference = "app:1"\n`);

@@ -62,7 +62,7 @@ export interface CustomInput<T = unknown> extends InputBase {
   resolve(entry: LockEntry | undefined, io: InputIO): Promise<{ entry?: LockEntry; value: T }>;
 }
 
-export type InputRequest = UrlInput | ReleaseInput | CustomInput<any>;
+export type InputRequest = UrlInput | ReleaseInput | CustomInput<unknown>;
 
 /** What a custom resolver downloads with: everything goes through @fledge/fetch. */
 export interface InputIO {
@@ -173,7 +173,7 @@ export class InputSet implements InputRegistry, BuildInputs {
 
   add(req: UrlInput | ReleaseInput): InputHandle<FetchedFile>;
   add<T>(req: CustomInput<T>): InputHandle<T>;
-  add(req: InputRequest): InputHandle<any> {
+  add(req: InputRequest): InputHandle<unknown> {
     if (this.#resolving) throw new FledgeError("FLEDGE_INPUT", `input "${req.name}" was declared after the inputs were resolved`, { hint: "declare inputs in hooks.inputs" });
     if (typeof req?.name !== "string" || !NAME.test(req.name))
       throw new FledgeError("FLEDGE_INPUT", `input name ${JSON.stringify(req?.name)} is not usable as a fledge.lock table`, { hint: "use letters, digits and _ - . : / @ +" });

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: taps of every hook pass through here, whatever their arguments and results; tapable types them per hook only
 import { PluginError } from "./errors.js";
 import { Stage, SYNC_HOOKS, type FledgeHooks } from "./hooks.js";
 

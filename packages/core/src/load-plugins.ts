@@ -18,12 +18,14 @@ export type OptionsSchema =
 type StandardResult = { value: unknown; issues?: undefined } | { issues: readonly { message: string; path?: readonly (PropertyKey | { key: PropertyKey })[] }[] };
 
 /** A plugin class: constructed with the options of its fledge.toml entry. */
+// biome-ignore lint/suspicious/noExplicitAny: the default lets a class with any options type be a PluginClass (constructor parameters are checked contravariantly)
 export interface PluginClass<O = any> {
   new (options?: O): FledgePlugin;
   optionsSchema?: OptionsSchema;
 }
 
 /** A plugin factory: called with the options of its fledge.toml entry. */
+// biome-ignore lint/suspicious/noExplicitAny: the default lets a factory with any options type be a PluginFactory (parameters are checked contravariantly)
 export interface PluginFactory<O = any> {
   (options?: O): FledgePlugin | Promise<FledgePlugin>;
   optionsSchema?: OptionsSchema;
@@ -133,10 +135,11 @@ const describe = (x: unknown): string => {
 const isPluginObject = (x: unknown): x is FledgePlugin => !!x && typeof x === "object" && typeof (x as FledgePlugin).apply === "function";
 
 /** ES classes, and compiled classes whose prototype has an apply method. */
+// biome-ignore lint/complexity/noBannedTypes: what `typeof x === "function"` narrows an export to; only its source text and prototype are read
 function isClass(fn: Function): boolean {
   if (/^class[\s{]/.test(Function.prototype.toString.call(fn))) return true;
   const proto = (fn as { prototype?: { apply?: unknown } }).prototype;
-  return !!proto && Object.prototype.hasOwnProperty.call(proto, "apply") && typeof proto.apply === "function";
+  return !!proto && Object.hasOwn(proto, "apply") && typeof proto.apply === "function";
 }
 
 async function validateOptions(schema: OptionsSchema, value: unknown): Promise<{ value: unknown; issues: { message: string; path: string }[] }> {

@@ -5,7 +5,6 @@
 import { createWriteStream } from "node:fs";
 import { lstat, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { writeArchive } from "../dist/index.js";
 

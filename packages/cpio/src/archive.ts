@@ -152,13 +152,17 @@ function readInto(path: string, buf: Buffer, at: number, size: number, entryPath
       const step = (): void => {
         if (got === size) {
           // A range is not checked past its end.
-          if (offset !== undefined) return fsClose(fd, (err) => (err ? reject(err) : resolve()));
+          if (offset !== undefined) {
+            fsClose(fd, (err) => (err ? reject(err) : resolve()));
+            return;
+          }
           // One byte past the end must be EOF: a file that grew would otherwise be cut silently.
-          return fsRead(fd, EOF_PROBE, 0, 1, size, (err, n) => {
+          fsRead(fd, EOF_PROBE, 0, 1, size, (err, n) => {
             if (err) return fail(new CpioError("ENOENT", `cannot read ${path} for ${entryPath}: ${err.message}`, entryPath), fd);
             if (n !== 0) return fail(new CpioError("ECHANGED", `${path} (for ${entryPath}) changed size while it was being archived (it grew past ${size} bytes)`, entryPath), fd);
             fsClose(fd, (err) => (err ? reject(err) : resolve()));
           });
+          return;
         }
         fsRead(fd, buf, at + got, size - got, (offset ?? 0) + got, (err, n) => {
           if (err) return fail(new CpioError("ENOENT", `cannot read ${path} for ${entryPath}: ${err.message}`, entryPath), fd);
@@ -513,6 +517,10 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
   let done = 0;
   /** The one read buffer of large files and segment files going to the output, when the consumer lets it be reused. */
   let scratch: Buffer | undefined;
+  const scratchBuffer = (): Buffer => {
+    scratch ??= Buffer.allocUnsafeSlow(DIRECT_CHUNK);
+    return scratch;
+  };
   try {
     const emit = async function* (item: { p: Promise<Result>; entries: number }): AsyncGenerator<Uint8Array> {
       const r = await item.p;
@@ -531,7 +539,7 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
         const header = await entryHeader(r.entry, format);
         st.size += header.length;
         yield header;
-        for await (const c of fileChunks(r.entry.source.path, r.entry.size, r.entry.path, DIRECT_CHUNK, reuse ? (scratch ??= Buffer.allocUnsafeSlow(DIRECT_CHUNK)) : undefined, r.entry.source.offset)) {
+        for await (const c of fileChunks(r.entry.source.path, r.entry.size, r.entry.path, DIRECT_CHUNK, reuse ? scratchBuffer() : undefined, r.entry.source.offset)) {
           st.size += c.length;
           yield c;
         }
@@ -545,7 +553,7 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
         try {
           let pos = 0;
           while (pos < r.size) {
-            const buf = reuse ? (scratch ??= Buffer.allocUnsafeSlow(DIRECT_CHUNK)).subarray(0, Math.min(DIRECT_CHUNK, r.size - pos)) : Buffer.allocUnsafe(Math.min(DIRECT_CHUNK, r.size - pos));
+            const buf = reuse ? scratchBuffer().subarray(0, Math.min(DIRECT_CHUNK, r.size - pos)) : Buffer.allocUnsafe(Math.min(DIRECT_CHUNK, r.size - pos));
             const { bytesRead } = await fh.read(buf, 0, buf.length, SEGMENT_FILE_HEADER + pos);
             if (bytesRead === 0) throw new CpioError("ECACHE", `segment file ${r.path} is shorter than expected`);
             pos += bytesRead;

@@ -337,11 +337,17 @@ export class StatIndex {
       return;
     }
     const nl = text.indexOf("\n", INDEX_MAGIC.length);
-    if (!text.startsWith(INDEX_MAGIC) || nl < 0) return void (this.ignored = "not a fledge stat index");
+    if (!text.startsWith(INDEX_MAGIC) || nl < 0) {
+      this.ignored = "not a fledge stat index";
+      return;
+    }
     const mac = text.slice(INDEX_MAGIC.length, nl);
     const body = text.slice(nl + 1);
     const want = createHmac("sha256", this.secret).update(body).digest("hex");
-    if (mac.length !== want.length || !timingSafeEqual(Buffer.from(mac), Buffer.from(want))) return void (this.ignored = "HMAC does not verify");
+    if (mac.length !== want.length || !timingSafeEqual(Buffer.from(mac), Buffer.from(want))) {
+      this.ignored = "HMAC does not verify";
+      return;
+    }
     try {
       const rows = JSON.parse(body) as Record<string, IndexRow>;
       for (const [k, v] of Object.entries(rows)) this.#rows.set(k, v);
@@ -370,6 +376,7 @@ export class StatIndex {
    * a later change within the same timestamp tick would leave its stamp as it is.
    */
   record(path: string, st: FileStamp, d: FileDigest): void {
+    // biome-ignore lint/complexity/useMathMinMax: bigints, which Math.max does not take
     const changed = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
     if (changed >= this.startNs - RACY_MARGIN_NS) {
       if (this.#rows.delete(path)) this.#dirty = true;

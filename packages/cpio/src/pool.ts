@@ -5,7 +5,7 @@ import { CpioError } from "./errors.js";
 import type { WorkerRequest } from "./jobs.js";
 
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
-type Pending = { resolve: (v: any) => void; reject: (e: Error) => void };
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
 /** The asset of fledge's one-file executable that holds the worker script (a CommonJS bundle). */
 export const WORKER_ASSET = "@fledge/cpio/codec-worker.cjs";
@@ -95,7 +95,8 @@ export class CodecPool {
     const chosen = slot;
     chosen.busy++;
     return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      // The worker answers request `id` with the reply to that request, a T.
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       try {
         chosen.w.postMessage({ ...job, id }, transfer);
       } catch {

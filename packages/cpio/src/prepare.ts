@@ -210,7 +210,10 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
       const group = groups.get(root)!;
       let n = inoOf.get(root);
       const first = n === undefined;
-      if (first) inoOf.set(root, (n = stableIno(name, used)));
+      if (n === undefined) {
+        n = stableIno(name, used);
+        inoOf.set(root, n);
+      }
       const size = first ? sizes.get(root)! : 0;
       const source: DataSource = !first
         ? { kind: "none" }

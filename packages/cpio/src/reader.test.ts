@@ -30,10 +30,10 @@ describe("reader", () => {
     const r = run("sh", ["-c", "d=$(mktemp -d) && cd $d && echo data > a && ln a b && mkdir c && ln -s a s && find . | LC_ALL=C sort | cpio -o -H newc --quiet; rm -rf $d"]);
     const { entries } = await readArchive(r.stdout);
     const byPath = Object.fromEntries(entries.map((e) => [e.path, e]));
-    expect(Buffer.from(byPath["a"]!.data!).toString()).toBe("data\n");
-    expect(Buffer.from(byPath["b"]!.data!).toString()).toBe("data\n");
-    expect(byPath["b"]!.linkTo).toBe("a");
-    expect(byPath["s"]!.target).toBe("a");
+    expect(Buffer.from(byPath.a!.data!).toString()).toBe("data\n");
+    expect(Buffer.from(byPath.b!.data!).toString()).toBe("data\n");
+    expect(byPath.b!.linkTo).toBe("a");
+    expect(byPath.s!.target).toBe("a");
   });
 
   it("reads concatenated members as the kernel does: raw newc, then gzip, zstd, xz and lz4 members, zero padding between", async () => {
@@ -153,8 +153,8 @@ describe("scanArchive (streaming, issue 11)", () => {
     const seen: ReadEntry[] = [];
     await scanArchive(r.stdout, { onEntry: (e) => void seen.push(e) });
     const byPath = Object.fromEntries(seen.map((e) => [e.path, e]));
-    expect(byPath["b"]!.linkTo).toBe("a");
-    expect(byPath["b"]!.sha256).toBe(createHash("sha256").update("data\n").digest("hex"));
-    expect(byPath["a"]!.sha256).toBe(createHash("sha256").digest("hex"));
+    expect(byPath.b!.linkTo).toBe("a");
+    expect(byPath.b!.sha256).toBe(createHash("sha256").update("data\n").digest("hex"));
+    expect(byPath.a!.sha256).toBe(createHash("sha256").digest("hex"));
   });
 });

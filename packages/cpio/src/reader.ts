@@ -160,6 +160,7 @@ function parseFields(buf: Uint8Array, offset: number): number[] {
   return fields;
 }
 
+// biome-ignore lint/suspicious/noConstEnum: module-private and inlined by esbuild in the parse loop; never exported, so isolatedModules is not at stake
 const enum S {
   Idle,
   Header,

@@ -27,6 +27,7 @@ function hostToolchain(): { cc: string; ld: string; libc: string } | undefined {
   const cc = spawnSync("clang", ["--version"], { encoding: "utf8" });
   const ld = spawnSync("wasm-ld", ["--version"], { encoding: "utf8" });
   if (cc.status !== 0 || ld.status !== 0 || !existsSync("/usr/lib/wasm32-wasi/libc.a")) return undefined;
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
   const libc = spawnSync("dpkg-query", ["-W", "-f", "${Version}", "wasi-libc"], { encoding: "utf8" });
   return { cc: cc.stdout.split("\n")[0]!, ld: ld.stdout.split("\n")[0]!, libc: `wasi-libc ${libc.status === 0 && libc.stdout ? libc.stdout : "unknown"}` };
 }

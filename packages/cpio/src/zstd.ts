@@ -233,7 +233,8 @@ export class ZstdDecompressStream extends Transform {
       pump(x.memory, this.#b, 0, false, () => x.zstd_dstream(this.#d, this.#b.in, 0, this.#b.out, this.#b.outSize, this.#b.pos), () => false, (c) => this.push(c), "zstd");
     } catch (err) {
       this.#free();
-      return cb(err as Error);
+      cb(err as Error);
+      return;
     }
     this.#free();
     cb(this.#inFrame !== 0 ? new CpioError("ETRUNC", `zstd data ends inside a frame (after ${this.#total} bytes)`) : null);

@@ -267,7 +267,7 @@ export class Fetcher {
     }
     if (!st.isFile()) throw new FetchError("FLEDGE_NOTFILE", req.url, `${label}: ${local} is ${st.isDirectory() ? "a directory" : "not a regular file"}, expected a file`);
     const h = this.hasher(label, req.url, st.size);
-    await pipeline(createReadStream(local), h.stream, async function* (src) {
+    await pipeline(createReadStream(local), h.stream, async (src: AsyncIterable<unknown>) => {
       for await (const _ of src);
     });
     const actual = h.digest();

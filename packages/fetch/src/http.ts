@@ -207,8 +207,12 @@ export class HttpClient {
   }
 
   private agent(url: URL): HttpAgent {
-    if (url.protocol === "https:") return (this.#https ??= new HttpsAgent({ keepAlive: true, scheduling: "lifo" }));
-    return (this.#http ??= new HttpAgent({ keepAlive: true, scheduling: "lifo" }));
+    if (url.protocol === "https:") {
+      this.#https ??= new HttpsAgent({ keepAlive: true, scheduling: "lifo" });
+      return this.#https;
+    }
+    this.#http ??= new HttpAgent({ keepAlive: true, scheduling: "lifo" });
+    return this.#http;
   }
 
   async close(): Promise<void> {
@@ -340,7 +344,7 @@ export class HttpClient {
    * server (not while a slow consumer holds it back), a connection closed early is an error,
    * and every error is a `NetError` or the deadline's reason.
    */
-  private body(req: ClientRequest, res: IncomingMessage, url: string, signal: AbortSignal, progress: { bytes: number; total?: number }): Readable {
+  private body(req: ClientRequest, res: IncomingMessage, signal: AbortSignal, progress: { bytes: number; total?: number }): Readable {
     const o = this.options;
     let timer: NodeJS.Timeout | undefined;
     let received = 0;
@@ -405,11 +409,11 @@ export class HttpClient {
   }
 
   /** Reads at most `max` bytes of an error answer (for its message), within the idle timeout. */
-  private async errorText(req: ClientRequest, res: IncomingMessage, url: string, signal: AbortSignal): Promise<string> {
+  private async errorText(req: ClientRequest, res: IncomingMessage, signal: AbortSignal): Promise<string> {
     const chunks: Buffer[] = [];
     let n = 0;
     try {
-      for await (const c of this.body(req, res, url, signal, { bytes: 0 })) {
+      for await (const c of this.body(req, res, signal, { bytes: 0 })) {
         chunks.push(c as Buffer);
         n += (c as Buffer).length;
         if (n > 4096) break;
@@ -471,7 +475,7 @@ export class HttpClient {
         }
         progress.total = total;
         const info: ResponseInfo = { finalUrl: current, headers: res.headers, total };
-        const body = this.body(req, res, current, signal, progress);
+        const body = this.body(req, res, signal, progress);
         try {
           await opts.sink(body, info);
         } finally {
@@ -479,7 +483,7 @@ export class HttpClient {
         }
         return info;
       }
-      const text = await this.errorText(req, res, current, signal);
+      const text = await this.errorText(req, res, signal);
       if (signal.aborted) throw signal.reason;
       const reason = `HTTP ${status} ${STATUS_CODES[status] ?? ""}`.trim();
       if ((status === 403 || status === 429) && header(res.headers, "x-ratelimit-remaining") === "0") {

@@ -8,7 +8,7 @@ import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Fetcher } from "./fetch.js";
-import { FetchError } from "./errors.js";
+import type { FetchError } from "./errors.js";
 import { formatDuration, HTTP_DEFAULTS, HttpClient, httpOptionsFromEnv, parseDuration } from "./http.js";
 import { startRawServer, type RawServer } from "./testing.js";
 

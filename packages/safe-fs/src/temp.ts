@@ -24,7 +24,8 @@ const TEMP_RE = /^\.fledge-tmp-([1-9][0-9]{0,9})-([0-9a-f]{8})-([0-9a-f]{12})(?:
 let hostTagCache: string | undefined;
 /** This machine's tag in temp names. */
 export function hostTag(): string {
-  return (hostTagCache ??= createHash("sha256").update(hostname()).digest("hex").slice(0, 8));
+  hostTagCache ??= createHash("sha256").update(hostname()).digest("hex").slice(0, 8);
+  return hostTagCache;
 }
 
 /** A fresh temp file name (no directory) owned by this process. */

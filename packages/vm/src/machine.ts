@@ -283,8 +283,7 @@ export class Vm extends EventEmitter {
     this.emit("serial", d);
     if (this.serial.length < 1 << 20) this.serial += d.replace(/\r\n/g, "\n");
     this.#lineBuf += d;
-    let i;
-    while ((i = this.#lineBuf.indexOf("\n")) >= 0) {
+    for (let i = this.#lineBuf.indexOf("\n"); i >= 0; i = this.#lineBuf.indexOf("\n")) {
       const line = this.#lineBuf.slice(0, i).replace(/\r$/, "");
       this.#lineBuf = this.#lineBuf.slice(i + 1);
       const m = /fledge-run: \/init at (\d+) ms/.exec(line);
@@ -305,8 +304,7 @@ export class Vm extends EventEmitter {
         let buf = "";
         sock.setEncoding("utf8").on("data", (d: string) => {
           buf += d;
-          let i;
-          while ((i = buf.indexOf("\n")) >= 0) {
+          for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
             const line = buf.slice(0, i).trim();
             buf = buf.slice(i + 1);
             if (line) this.#onQmp(line);

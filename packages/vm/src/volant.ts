@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: manifest.json is handled as untyped JSON, as Go's decoder sees it; every field read goes through trim/str/optStr/bool, which take unknown
 import { gunzipSync, gzipSync } from "node:zlib";
 
 /**
@@ -52,7 +53,8 @@ export function normalizeManifest(input: ManifestJson): ManifestJson {
     for (const d of ["user_data", "meta_data", "network_config"]) if (c[d]) c[d] = { ...c[d], content: trim(c[d].content), path: trim(c[d].path) };
   }
   if (m.network) m.network = { ...m.network, mode: trim(m.network.mode).toLowerCase(), subnet: trim(m.network.subnet), gateway: trim(m.network.gateway) };
-  const w = (m.workload ??= {});
+  m.workload ??= {};
+  const w = m.workload;
   w.type = trim(w.type);
   w.base_url = trim(w.base_url);
   w.workdir = trim(w.workdir);

@@ -83,7 +83,8 @@ export class BootCheckPlugin {
     });
     builder.hooks.afterBuild.tapPromise({ name: this.name, stage: AfterBuildStage.VERIFY }, async (result, ctx) => {
       const report = await this.check(result, ctx);
-      (result.reports ??= {})[this.name] = report;
+      result.reports ??= {};
+      result.reports[this.name] = report;
     });
   }
 

@@ -94,17 +94,17 @@ describe("Dockerfile builds through a container engine", () => {
 
   it("without an engine, one clear error names every engine looked for and how to install one", () => {
     const none = { PATH: join(root, "empty-path") };
-    let err: any;
+    let err: { code?: string; message?: string; hint?: string } | undefined;
     try {
       pickEngine(none);
     } catch (e) {
-      err = e;
+      err = e as typeof err;
     }
-    expect(err.code).toBe("FLEDGE_DOCKERFILE_ENGINE");
-    expect(err.message).toBe(
+    expect(err?.code).toBe("FLEDGE_DOCKERFILE_ENGINE");
+    expect(err?.message).toBe(
       "building [source] dockerfile needs a container build engine, and none was found: looked for buildctl (BuildKit, with a running buildkitd), docker buildx (with a running Docker daemon), podman build, buildah build",
     );
-    expect(err.hint).toContain("apt-get install buildah");
+    expect(err?.hint).toContain("apt-get install buildah");
     expect(() => pickEngine({ ...none, FLEDGE_BUILD_ENGINE: "kaniko" })).toThrow(/FLEDGE_BUILD_ENGINE=kaniko is not an engine fledge drives/);
     expect(() => pickEngine({ ...none, FLEDGE_BUILD_ENGINE: "podman" })).toThrow(/podman build is not usable here/);
   });

@@ -37,7 +37,11 @@ function readRequest(req: Pick<SourceRequest, "options" | "baseDir">): { request
   const ba = o.build_args ?? o.buildArgs;
   if (ba !== undefined) {
     if (typeof ba !== "object" || ba === null || Array.isArray(ba)) problems.push({ key: "build_args", message: "build_args must be a table of strings" });
-    else for (const [k, v] of Object.entries(ba)) typeof v === "string" ? (buildArgs[k] = v) : problems.push({ key: `build_args.${k}`, message: "must be a string" });
+    else
+      for (const [k, v] of Object.entries(ba)) {
+        if (typeof v === "string") buildArgs[k] = v;
+        else problems.push({ key: `build_args.${k}`, message: "must be a string" });
+      }
   }
   if (o.target !== undefined && (typeof o.target !== "string" || !o.target)) problems.push({ key: "target", message: "target must be the name of a build stage" });
   return { request: problems.length ? undefined : { dockerfile, context, target: o.target as string | undefined, buildArgs }, problems };

@@ -52,7 +52,7 @@ export class DockerArchiveSource implements ImageSource {
 
   async #read(name: string, what: string): Promise<Buffer> {
     const m = (await this.#index()).get(name);
-    if (!m || m.type !== "file") throw new OciError("FLEDGE_OCI_FORMAT", `${this.description}: the archive has no ${name} (${what})`, { hint: "the archive is incomplete or not a docker-archive" });
+    if (m?.type !== "file") throw new OciError("FLEDGE_OCI_FORMAT", `${this.description}: the archive has no ${name} (${what})`, { hint: "the archive is incomplete or not a docker-archive" });
     if (m.size > MAX_DOCUMENT) throw new OciError("FLEDGE_OCI_TOO_BIG", `${this.description}: ${name} is ${m.size} bytes, more than the ${MAX_DOCUMENT} fledge reads`);
     const fh = await open(this.ref.path, "r");
     try {
@@ -116,7 +116,7 @@ export class DockerArchiveSource implements ImageSource {
     const layers: LayerSpec[] = img.Layers.map((name, i) => {
       const n = name.replace(/^\.\//, "");
       const m = members.get(n);
-      if (!m || m.type !== "file") throw new OciError("FLEDGE_OCI_FORMAT", `${what}: the archive has no layer ${n}`, { hint: "the archive is incomplete" });
+      if (m?.type !== "file") throw new OciError("FLEDGE_OCI_FORMAT", `${what}: the archive has no layer ${n}`, { hint: "the archive is incomplete" });
       // `blobs/sha256/<hex>` (docker 25+) names the blob's digest; `<id>/layer.tar` names nothing we can check.
       const blob = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(n)?.[1];
       return { ...(blob ? { digest: `sha256:${blob}` } : {}), size: m.size, diffID: config.diffIDs[i]!, member: n };

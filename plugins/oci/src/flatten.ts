@@ -74,7 +74,7 @@ const WH = ".wh.";
 const OPAQUE = ".wh..wh..opq";
 const NEWC_MAX = 0xffffffff;
 
-function escape(layer: string, name: string, why: string): OciError {
+function escapeError(layer: string, name: string, why: string): OciError {
   return new OciError("FLEDGE_OCI_ESCAPE", `layer ${layer}: entry ${JSON.stringify(name)} ${why}; fledge refuses to unpack it`, {
     hint: "the image is malformed or hostile: nothing was written. Rebuild the image with a normal tool (docker, buildah, umoci), or use another image",
   });
@@ -85,12 +85,12 @@ function escape(layer: string, name: string, why: string): OciError {
  * slashes are dropped; an absolute name or a `..` component is an escape attempt and refused.
  */
 export function nameComponents(name: string, layer: string): string[] {
-  if (name.includes("\0")) throw escape(layer, name, "contains a NUL byte");
-  if (name.startsWith("/")) throw escape(layer, name, "is an absolute path (it would be written outside the image root)");
+  if (name.includes("\0")) throw escapeError(layer, name, "contains a NUL byte");
+  if (name.startsWith("/")) throw escapeError(layer, name, "is an absolute path (it would be written outside the image root)");
   const parts: string[] = [];
   for (const c of name.split("/")) {
     if (c === "" || c === ".") continue;
-    if (c === "..") throw escape(layer, name, 'has a ".." component (it could climb out of the image root)');
+    if (c === "..") throw escapeError(layer, name, 'has a ".." component (it could climb out of the image root)');
     parts.push(c);
   }
   return parts;
@@ -145,7 +145,7 @@ export class ImageFs {
     let cur: DirNode = this.root;
     for (const p of parts) {
       const n = cur.children.get(p);
-      if (!n || n.type !== "dir") return undefined;
+      if (n?.type !== "dir") return undefined;
       cur = n;
     }
     return cur;
@@ -163,7 +163,7 @@ export class ImageFs {
         cur = d;
       } else if (n.type === "dir") cur = n;
       else if (n.type === "symlink")
-        throw escape(lname, name, `would be written through the symlink /${parts.slice(0, i + 1).join("/")} -> ${n.target}`);
+        throw escapeError(lname, name, `would be written through the symlink /${parts.slice(0, i + 1).join("/")} -> ${n.target}`);
       else
         throw new OciError("FLEDGE_OCI_FORMAT", `layer ${lname}: entry ${JSON.stringify(name)} is inside /${parts.slice(0, i + 1).join("/")}, which is a ${n.type === "file" ? "regular file" : n.type}, not a directory`, {
           hint: "the image's layers do not fit together; rebuild the image",
@@ -214,13 +214,13 @@ export class ImageFs {
         break;
       case "link": {
         const tparts = nameComponents(e.linkname, lname);
-        if (tparts.length === 0) throw escape(lname, e.name, "is a hardlink to the image root");
+        if (tparts.length === 0) throw escapeError(lname, e.name, "is a hardlink to the image root");
         if (tparts.join("/") === parts.join("/")) return; // a link to itself changes nothing
         // The target's directories must be real directories too: a hardlink through a symlink is refused.
         let cur: FsNode | undefined = this.root;
         for (let i = 0; i < tparts.length - 1 && cur?.type === "dir"; i++) {
           cur = cur.children.get(tparts[i]!);
-          if (cur?.type === "symlink") throw escape(lname, e.name, `is a hardlink through the symlink /${tparts.slice(0, i + 1).join("/")} -> ${cur.target}`);
+          if (cur?.type === "symlink") throw escapeError(lname, e.name, `is a hardlink through the symlink /${tparts.slice(0, i + 1).join("/")} -> ${cur.target}`);
         }
         const target = this.lookup(tparts);
         if (!target)

@@ -72,7 +72,7 @@ function fdPath(fd: number): string {
   return existsSync("/proc/self/fd") ? `/proc/self/fd/${fd}` : `/dev/fd/${fd}`;
 }
 
-function overBudget(b: UnpackBudget, layerBytes: number, layer: string): OciError {
+function overBudget(b: UnpackBudget, layer: string): OciError {
   return new OciError("FLEDGE_OCI_TOO_BIG", `${b.image} unpacks to more than ${b.cap} bytes (the cap was passed in ${layer}); nothing was kept`, {
     hint: `if the image is genuine (not a decompression bomb), raise the cap: ${b.raise}`,
   });
@@ -112,7 +112,7 @@ export class LayerCache {
         await fh.close();
         return undefined;
       }
-      if (budget.used + st.size > budget.cap) throw overBudget(budget, st.size, label);
+      if (budget.used + st.size > budget.cap) throw overBudget(budget, label);
       if (!trusted(st)) {
         // Someone else can write this file: copy it privately while verifying, and read the copy.
         const copy = await this.#privateCopy(fh, diffID, budget, label);
@@ -198,7 +198,7 @@ export class LayerCache {
         size += c.length;
         // Counted as it arrives, so layers unpacked at once share the cap.
         budget.used += c.length;
-        if (budget.used > budget.cap) throw overBudget(budget, 0, label);
+        if (budget.used > budget.cap) throw overBudget(budget, label);
         hash.update(c);
         await fh.write(c, 0, c.length, size - c.length);
         await indexer.write(c);

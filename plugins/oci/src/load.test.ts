@@ -333,7 +333,7 @@ describe("a misbehaving registry (a proxy through FLEDGE_MIRRORS)", () => {
     const cache = join(work, "c-proxy-digest");
     try {
       const err = await load(`${registry.host}/app:1`, cache, {}, through(p, cache)).catch((e: unknown) => e);
-      expect(err).toMatchObject({ name: "OciError", code: "FLEDGE_OCI_DIGEST", message: expect.stringMatching(/does not match its digest\n  expected sha256:[0-9a-f]{64}\n  actual   sha256:[0-9a-f]{64}/) });
+      expect(err).toMatchObject({ name: "OciError", code: "FLEDGE_OCI_DIGEST", message: expect.stringMatching(/does not match its digest\n {2}expected sha256:[0-9a-f]{64}\n {2}actual {3}sha256:[0-9a-f]{64}/) });
       expect(temps(cache)).toEqual([]);
     } finally {
       await p.close();

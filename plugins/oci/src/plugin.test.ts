@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, cpSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build, updateLock } from "@fledge/core";

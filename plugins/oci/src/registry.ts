@@ -381,5 +381,6 @@ export class RegistrySource implements ImageSource {
 }
 
 function authFilesHint(c: CredentialLookup): string {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the message names the variable as the containers docs write it
   return c.searched.length ? c.searched.join(", ") : "REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json, ~/.config/containers/auth.json and ~/.docker/config.json (none exists)";
 }

@@ -48,7 +48,7 @@ describe("TarIndexer", () => {
     expect(by["d/sym"]!.linkname).toBe("../etc/passwd");
     expect(by["dev/null"]).toMatchObject({ devmajor: 1, devminor: 3, mode: 0o666 });
     expect(by["dev/sda"]).toMatchObject({ devmajor: 8, devminor: 0 });
-    expect(by["caps"]!.xattrs).toEqual(["security.capability"]);
+    expect(by.caps!.xattrs).toEqual(["security.capability"]);
   });
 
   it("reads GNU tar's own output (GNU long names and links, base-256 ids) like tar-stream's headers say", async () => {

@@ -57,7 +57,10 @@ function toEntry(h: Header, headerOffset: number): TarEntry {
   if (pax) {
     for (const k of Object.keys(pax)) {
       const m = /^(?:SCHILY|LIBARCHIVE)\.xattr\.(.+)$/.exec(k);
-      if (m) (xattrs ??= []).push(m[1]!);
+      if (m) {
+        xattrs ??= [];
+        xattrs.push(m[1]!);
+      }
     }
   }
   const dev = type === "char" || type === "block";

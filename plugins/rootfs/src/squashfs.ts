@@ -74,7 +74,7 @@ export async function writeSquashfs(entries: Ext4Entry[], out: string, opts: Squ
   if (code !== 0) throw new FledgeError("FLEDGE_ROOTFS", `mksquashfs failed (exit ${code}): ${stderr.trim()}`, { hint: MKSQUASHFS_HINT });
   const hash = createHash("sha256");
   let size = 0;
-  await pipeline(createReadStream(out), async function* (src: AsyncIterable<Buffer>) {
+  await pipeline(createReadStream(out), async (src: AsyncIterable<Buffer>) => {
     for await (const c of src) {
       hash.update(c);
       size += c.length;

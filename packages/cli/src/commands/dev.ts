@@ -145,7 +145,9 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
             if (d.files !== "all" && name && !d.files.has(basename(name.toString()))) return;
             pending ??= file;
             clearTimeout(timer);
-            timer = setTimeout(() => void (busy = busy.then(rebuild)), 30);
+            timer = setTimeout(() => {
+              busy = busy.then(rebuild);
+            }, 30);
           }),
         );
       } catch (err) {

@@ -59,6 +59,7 @@ const ESCAPES: Record<string, string> = { "\\": "\\\\", "\n": "\\n", "\r": "\\r"
  * forge a second listing line nor send escape sequences to the terminal.
  */
 export function escapeName(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point: they are escaped
   return s.replace(/[\x00-\x1f\x7f-\x9f\\\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g, (c) => {
     if (ESCAPES[c]) return ESCAPES[c];
     const code = c.charCodeAt(0);

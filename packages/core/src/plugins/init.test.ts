@@ -22,7 +22,7 @@ const BUSYBOX_SHA256 = createHash("sha256").update(BUSYBOX).digest("hex");
 const roots: string[] = [];
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
+  server = createServer((_req, res) => {
     requests++;
     res.writeHead(200, { "content-length": BUSYBOX.length });
     res.end(BUSYBOX);
@@ -54,7 +54,9 @@ function project(toml: string, files: Record<string, string | { text: string; mo
 function capture(): { plugin: FledgePlugin; tree: () => RootfsTree } {
   let tree: RootfsTree | undefined;
   return {
-    plugin: { name: "capture", apply: (b) => b.hooks.beforeArchive.tap({ name: "capture", stage: 1e9 }, (t) => void (tree = t)) },
+    plugin: { name: "capture", apply: (b) => b.hooks.beforeArchive.tap({ name: "capture", stage: 1e9 }, (t) => {
+        tree = t;
+      }) },
     tree: () => tree!,
   };
 }

@@ -200,7 +200,7 @@ async function warnMissingInterpreter(tree: RootfsTree, script: string, ctx: Bui
   const found = resolveInTree(tree, script);
   if (!found) return;
   const interp = await shebang(found.node);
-  if (!interp || !interp.startsWith("/")) return;
+  if (!interp?.startsWith("/")) return;
   const target = resolveInTree(tree, interp);
   if (target && target.node.type === "file") return;
   const why = ctx.config.busybox.include ? "" : " (busybox is left out: [source] busybox = false)";
