@@ -53,13 +53,19 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe("OciPlugin in a build (the public plugin API, @fledge/core/testing)", () => {
   it("[source] image = oci:… puts the image's files in the tree with whiteouts applied and layer origins", async () => {
+    // While the archive is written, image files are byte ranges of the verified layer tars, read
+    // in place through the verified handle; afterwards (layers closed) they reopen and re-verify.
+    const seen: Record<string, unknown>[] = [];
+    const spy = { name: "spy", apply: (b: import("@fledge/core").Builder) => b.hooks.beforeArchive.tap("spy", (tree) => void seen.push({ ...tree.get("/etc/passwd") })) };
     const t = await testBuild({
-      plugins: [new OciPlugin()],
+      plugins: [new OciPlugin(), spy],
       config: NONE_MODE(`oci:${layout}:1`),
       files: { init: { content: "#!/bin/sh\n", mode: 0o755 } },
       mode: "build",
     });
     try {
+      expect(seen[0]).toMatchObject({ type: "file", hostPath: expect.stringMatching(/^\/proc\/self\/fd\/\d+$/), offset: expect.any(Number), size: 26 });
+      expect(seen[0]!.offset as number).toBeGreaterThan(0);
       expect(t.paths()).toContain("/app/entry");
       expect(t.paths()).not.toContain("/etc/gone");
       expect(await t.text("/etc/passwd")).toBe("root:x:0:0::/root:/bin/sh\n");

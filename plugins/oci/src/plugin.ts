@@ -12,12 +12,12 @@ import { describeReference, parseReference, type ImageReference } from "./refere
 export const PLUGIN_NAME = "@fledge/plugin-oci";
 
 /**
- * Files as byte ranges of the layer tars (`hostPath` + `offset`) need the archive writer's range
- * reads (perf's cpio change, not on main yet) and `offset` on tree nodes; until both are there,
- * files are `open()` readers of the same verified bytes (correct, but each large file is one
- * in-memory segment while it is archived).
+ * Files are byte ranges of the layer tars (`hostPath` + `offset`), read through the verified
+ * handles by the archive writer like host files: in parallel, large ones streamed, none held
+ * whole in memory. `open()` readers of the same bytes (`ranges: false`) would put each large file
+ * in one in-memory segment while it is archived.
  */
-const RANGES = false;
+const RANGES = true;
 
 /** Options of the plugin (`plugins = [{ use = "@fledge/plugin-oci", options = { … } }]`), also accepted per `[[overlay]]`. */
 export interface OciPluginOptions {
