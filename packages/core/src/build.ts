@@ -16,7 +16,7 @@ import type { BuildOptions, BuildResult } from "./context.js";
 import { CheckError } from "./errors.js";
 import { FIRST_PARTY } from "./first-party.js";
 import { tappedKeys } from "./hooks.js";
-import { loadPlugin, PluginLoadError, resolvePluginModule } from "./load-plugins.js";
+import { loadPlugin, locatePlugin, PluginLoadError, type BundledPlugins } from "./load-plugins.js";
 import type { HostInput } from "./outputs.js";
 
 export interface PreflightRequest extends Omit<BuildOptions, "output"> {
@@ -30,6 +30,12 @@ export interface PreflightRequest extends Omit<BuildOptions, "output"> {
   plugins?: FledgePlugin[];
   /** Directories to look for plugin packages from, after the project (the CLI passes its own). */
   pluginSearchPaths?: string[];
+  /**
+   * Plugin packages built into the program, by name (the CLI's first-party plugins, so that the
+   * one-file executable, which has no node_modules, has them): used when the project has no
+   * installed copy, before `pluginSearchPaths`.
+   */
+  bundledPlugins?: BundledPlugins;
   /** Check the output paths too (default true; `fledge update` writes no outputs). */
   checkOutputs?: boolean;
   /** Check manifest.toml too (default true; `fledge update` does not need it). */
@@ -115,7 +121,7 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   };
   if (!cfg.config || !man.manifest) return done(manifestOnly());
   const config = cfg.config;
-  const { config: _c, manifest: _m, plugins: _p, pluginSearchPaths, checkOutputs, checkManifest, fetcher, onBuilder, ...options } = req;
+  const { config: _c, manifest: _m, plugins: _p, pluginSearchPaths, bundledPlugins: bundled, checkOutputs, checkManifest, fetcher, onBuilder, ...options } = req;
   if (checkManifest === false) man.problems.length = 0;
   const searchPaths = pluginSearchPaths ?? [];
 
@@ -123,9 +129,9 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   const loaded: FledgePlugin[] = [];
   for (const spec of config.plugins) {
     try {
-      const l = await loadPlugin(spec, { rootDir: config.rootDir, file: config.file, searchPaths });
+      const l = await loadPlugin(spec, { rootDir: config.rootDir, file: config.file, searchPaths, bundled });
       loaded.push(l.plugin);
-      hostInputs.push({ path: l.file, what: `the plugin module ${spec.use}` });
+      if (l.file) hostInputs.push({ path: l.file, what: `the plugin module ${spec.use}` });
     } catch (err) {
       if (!(err instanceof PluginLoadError)) throw err;
       problems.push(...place(err.issues, config));
@@ -165,9 +171,9 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   for (const w of wanted) {
     if (seen.has(w.pkg)) continue;
     seen.add(w.pkg);
-    if (!resolvePluginModule(w.pkg, { rootDir: config.rootDir, searchPaths })) continue; // reported by check(): "not installed"
+    if (!locatePlugin(w.pkg, { rootDir: config.rootDir, searchPaths, bundled })) continue; // reported by check(): "not installed"
     try {
-      const l = await loadPlugin({ use: w.pkg, keyPath: w.keyPath }, { rootDir: config.rootDir, file: config.file, searchPaths });
+      const l = await loadPlugin({ use: w.pkg, keyPath: w.keyPath }, { rootDir: config.rootDir, file: config.file, searchPaths, bundled });
       use(l.plugin, w.keyPath);
       notes.push(`${w.keyPath} uses ${w.pkg} (loaded by itself)`);
     } catch (err) {

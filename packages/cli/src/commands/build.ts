@@ -1,6 +1,5 @@
 import { tmpdir } from "node:os";
-import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, relative, resolve } from "node:path";
 import { build, CheckError, resolveMtime, type Builder, type BuildResult } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
 import { removeOwnTempsAfterExit, removeOwnTempsSync } from "@fledge/safe-fs";
@@ -8,6 +7,7 @@ import { UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand, checkBaseUrl } from "../args.js";
 import { dockerfileProject, type DockerfileProject } from "./dockerfile.js";
 import { attachReporter } from "../progress.js";
+import { PLUGIN_LOOKUP } from "../plugins.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge build — build a plugin's artifact and its manifest.json
@@ -66,9 +66,6 @@ Exit codes: 0 built, 1 build or config error (nothing is left under the output n
 failing upload or report step after the outputs were written says that they are kept),
 2 usage error, 70 internal error (a bug), 130 interrupted.
 `;
-
-/** Where the CLI is installed: first-party plugins installed with it are found from here. */
-const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
 /** The origins record beside the artifact, for fledge diff and inspect --sizes (issue 15). */
 async function originsPlugin() {
@@ -160,7 +157,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       locked: values.locked,
       verify: values.verify,
       env: io.env,
-      pluginSearchPaths: [CLI_DIR],
+      ...PLUGIN_LOOKUP,
       plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
       onBuilder: (b) => {
         builder = b;

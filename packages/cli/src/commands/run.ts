@@ -1,6 +1,5 @@
 import { existsSync } from "node:fs";
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
 import { build, resolveMtime, type Builder } from "@fledge/core";
 import { loadFledgeConfig, type FledgeConfig } from "@fledge/config";
 import { defaultCacheDir } from "@fledge/fetch";
@@ -9,6 +8,7 @@ import { ExitError, UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand } from "../args.js";
 import { attachReporter } from "../progress.js";
 import { artifactArch, chooseKernel, describeExit, manifestFor, say, startSession, type BootTarget } from "../boot.js";
+import { PLUGIN_LOOKUP } from "../plugins.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge run — build the plugin if needed, then boot it in qemu the way Volant would
@@ -177,7 +177,7 @@ export async function buildQuietly(io: CliIO, flags: GlobalFlags, req: { config:
       offline: req.offline,
       env: io.env,
       plugins: [new (await import("@fledge/plugin-origins")).OriginsPlugin()],
-      pluginSearchPaths: [dirname(fileURLToPath(import.meta.url))],
+      ...PLUGIN_LOOKUP,
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, { ...io, stdout: io.stderr }, { ...flags, json: false });

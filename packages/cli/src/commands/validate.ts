@@ -1,9 +1,9 @@
-import { dirname, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { relative, resolve } from "node:path";
 import type { ConfigIssue, FledgeConfig } from "@fledge/config";
 import { preflight } from "@fledge/core";
 import { UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand, checkBaseUrl } from "../args.js";
+import { PLUGIN_LOOKUP } from "../plugins.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge validate — check fledge.toml and manifest.toml without building
@@ -32,9 +32,6 @@ Options:
 Exit codes: 0 valid (warnings allowed), 1 problems found, 2 usage error.
 `;
 
-/** Where the CLI is installed: first-party plugins installed with it are found from here. */
-const CLI_DIR = dirname(fileURLToPath(import.meta.url));
-
 interface Report {
   ok: boolean;
   problems: ConfigIssue[];
@@ -58,7 +55,7 @@ export async function validateFiles(opts: {
   level?: number;
   env?: NodeJS.ProcessEnv;
 }): Promise<Report> {
-  const pf = await preflight({ ...opts, pluginSearchPaths: [CLI_DIR], offline: true });
+  const pf = await preflight({ ...opts, ...PLUGIN_LOOKUP, offline: true });
   const manifestFile = pf.manifestConfig?.file ?? (opts.manifest ? resolve(opts.manifest) : undefined);
   return {
     ok: pf.ok,
