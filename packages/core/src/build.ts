@@ -14,6 +14,7 @@ import type { Fetcher } from "@fledge/fetch";
 import { Builder, manifestRules, type CheckReport, type FledgePlugin, type UpdateResult } from "./builder.js";
 import type { BuildOptions, BuildResult } from "./context.js";
 import { CheckError } from "./errors.js";
+import { defaultArtifactName } from "./artifact-name.js";
 import { FIRST_PARTY } from "./first-party.js";
 import { tappedKeys } from "./hooks.js";
 import { loadPlugin, locatePlugin, PluginLoadError, type BundledPlugins } from "./load-plugins.js";
@@ -24,8 +25,10 @@ export interface PreflightRequest extends Omit<BuildOptions, "output"> {
   config: string;
   /** manifest.toml path; default: manifest.toml beside fledge.toml (optional file). */
   manifest?: string;
-  /** Artifact path; default plugin.cpio.gz in the current directory. */
+  /** Artifact path; default `defaultArtifactName(config)` (plugin.cpio.gz, rootfs.img for oci_rootfs) in `outputDir`. */
   output?: string;
+  /** Where the artifact goes when `output` is not given (default: the current directory). */
+  outputDir?: string;
   /** Plugins given in code, applied before those of fledge.toml. */
   plugins?: FledgePlugin[];
   /** Directories to look for plugin packages from, after the project (the CLI passes its own). */
@@ -121,7 +124,7 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   };
   if (!cfg.config || !man.manifest) return done(manifestOnly());
   const config = cfg.config;
-  const { config: _c, manifest: _m, plugins: _p, pluginSearchPaths, bundledPlugins: bundled, checkOutputs, checkManifest, fetcher, onBuilder, ...options } = req;
+  const { config: _c, manifest: _m, plugins: _p, output, outputDir, pluginSearchPaths, bundledPlugins: bundled, checkOutputs, checkManifest, fetcher, onBuilder, ...options } = req;
   if (checkManifest === false) man.problems.length = 0;
   const searchPaths = pluginSearchPaths ?? [];
 
@@ -143,7 +146,7 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
     config,
     manifestConfig: man.manifest,
     manifestProblems: man.problems,
-    options: { ...options, output: resolve(req.output ?? "plugin.cpio.gz") },
+    options: { ...options, output: resolve(output ?? join(outputDir ?? ".", defaultArtifactName(config))) },
     hostInputs,
     ...(fetcher ? { fetcher } : {}),
   });

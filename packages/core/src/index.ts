@@ -55,6 +55,7 @@ export { MANIFEST_DEFAULT_KEYS, type ManifestDefault, type ManifestDefaultKey, t
 
 // Plugin modules
 export { FIRST_PARTY } from "./first-party.js";
+export { defaultArtifactName } from "./artifact-name.js";
 export type { BundledPlugins, OptionsSchema, PluginClass, PluginExport, PluginFactory } from "./load-plugins.js";
 
 // Errors

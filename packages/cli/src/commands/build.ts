@@ -25,7 +25,8 @@ Options:
   -c, --config <file>       fledge.toml to build (default: ./fledge.toml)
   -m, --manifest <file>     manifest.toml (default: manifest.toml beside fledge.toml;
                             without one, name and runtime default to the directory name)
-  -o, --output <file>       artifact to write (default: ./plugin.cpio.gz)
+  -o, --output <file>       artifact to write (default: ./plugin.cpio.gz; ./rootfs.img for
+                            strategy = "oci_rootfs", ./rootfs.squashfs with squashfs)
       --manifest-output <f> manifest.json to write (default: <name>.manifest.json beside the artifact)
       --base-url <url>      publish the artifact as <url>/<file name> in the manifest
                             instead of its absolute path
@@ -146,7 +147,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     result = await build({
       config: project?.config ?? at(values.config) ?? resolve(cwd, "fledge.toml"),
       manifest: at(values.manifest) ?? project?.manifest,
-      output: at(values.output) ?? project?.output ?? resolve(cwd, "plugin.cpio.gz"),
+      output: at(values.output) ?? project?.output,
+      outputDir: cwd,
       manifestOutput: at(values["manifest-output"]),
       baseUrl: values["base-url"],
       compression: values.compression,

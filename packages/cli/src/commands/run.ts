@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { build, resolveMtime, type Builder } from "@fledge/core";
+import { build, defaultArtifactName, resolveMtime, type Builder } from "@fledge/core";
 import { loadFledgeConfig, type FledgeConfig } from "@fledge/config";
 import { defaultCacheDir } from "@fledge/fetch";
 import type { GuestArch } from "@fledge/vm";
@@ -26,7 +26,8 @@ serial console on this terminal. KVM when /dev/kvm is usable, software emulation
 Options:
   -C, --dir <dir>           run as if started in <dir>
   -c, --config <file>       fledge.toml to build (default: ./fledge.toml)
-  -o, --output <file>       artifact to build (default: ./plugin.cpio.gz)
+  -o, --output <file>       artifact to build (default: as fledge build: ./plugin.cpio.gz, ./rootfs.img
+                            for strategy = "oci_rootfs")
   -m, --manifest <file>     manifest.json of a prebuilt artifact
       --kernel <path>       kernel to boot (bzImage for x86_64, Image for aarch64); default
                             [run] kernel, else Volant's release kernel (the release kestrel
@@ -137,8 +138,8 @@ export async function prepareTarget(io: CliIO, flags: GlobalFlags, r: TargetRequ
     return { target: { artifact: r.artifact, manifest, manifestPath: path, arch } };
   }
   const configPath = resolve(r.cwd, r.config ?? "fledge.toml");
-  const output = resolve(r.cwd, r.output ?? "plugin.cpio.gz");
   const config = await loadFledgeConfig(configPath);
+  const output = resolve(r.cwd, r.output ?? defaultArtifactName(config));
   const arch = (config.output.arch ?? "x86_64") as GuestArch;
   const runKernel = config.run.kernel;
   // the release kestrel comes from (fledge.lock pins what "latest" resolved to, for both)

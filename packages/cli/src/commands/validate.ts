@@ -21,7 +21,7 @@ Options:
   -c, --config <file>       fledge.toml to check (default: ./fledge.toml)
   -m, --manifest <file>     manifest.toml to check (default: manifest.toml beside fledge.toml;
                             without one, the defaults a build would use are checked)
-  -o, --output <file>       check the artifact path as fledge build -o would (default: ./plugin.cpio.gz)
+  -o, --output <file>       check the artifact path as fledge build -o would (default: as fledge build)
       --manifest-output <f> check the manifest.json path as fledge build would
       --base-url <url>      check the manifest as "fledge build --base-url <url>" writes it
       --compression <name>  check a compressor given on the command line
@@ -48,7 +48,9 @@ interface Report {
 export async function validateFiles(opts: {
   config: string;
   manifest?: string;
-  output: string;
+  /** The artifact path; default: the strategy's artifact name in `outputDir`. */
+  output?: string;
+  outputDir?: string;
   manifestOutput?: string;
   baseUrl?: string;
   compression?: string;
@@ -106,7 +108,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   const report = await validateFiles({
     config: resolve(cwd, values.config ?? "fledge.toml"),
     manifest: values.manifest === undefined ? undefined : resolve(cwd, values.manifest),
-    output: resolve(cwd, values.output ?? "plugin.cpio.gz"),
+    output: values.output === undefined ? undefined : resolve(cwd, values.output),
+    outputDir: cwd,
     manifestOutput: values["manifest-output"] === undefined ? undefined : resolve(cwd, values["manifest-output"]),
     baseUrl: values["base-url"],
     compression: values.compression,
