@@ -24,7 +24,8 @@ Options:
   -C, --dir <dir>           run as if started in <dir>
   -c, --config <file>       fledge.toml to build (default: ./fledge.toml)
   -m, --manifest <file>     manifest.toml (default: manifest.toml beside fledge.toml;
-                            without one, name and runtime default to the directory name)
+                            without one, name and runtime are the directory's name and the
+                            workload is derived from fledge.toml: see below)
   -o, --output <file>       artifact to write (default: ./plugin.cpio.gz)
       --manifest-output <f> manifest.json to write (default: <name>.manifest.json beside the artifact)
       --base-url <url>      publish the artifact as <url>/<file name> in the manifest
