@@ -347,7 +347,7 @@ export class Builder {
         ? { problems: [], warnings: [] }
         : manifestRules(this.#init.manifestConfig, this.#init.manifestProblems ?? [], ctx.options.baseUrl, this.#defaults.expected(), config.init.mode === "default");
     problems.push(...early.problems);
-    const notes = dropped ? [] : applyManifestDefaults(this.#init.manifestConfig.data, this.#defaults.list()).notes;
+    const notes = dropped ? [] : applyManifestDefaults(this.#init.manifestConfig.data, this.#defaults.list(), this.#init.manifestConfig.file !== undefined).notes;
     this.#checked = { problems, warnings, manifestWarnings: early.warnings, notes, ...(dropped ? { manifestReasons: [...dropped] } : {}) };
     return this.#checked;
   }
@@ -408,7 +408,7 @@ export class Builder {
       let manifest: BuildResult["manifest"] = null;
       if (!manifestOut.discarded) {
         const m = ctx.manifestConfig;
-        const withDefaults = applyManifestDefaults(m.data, this.#defaults.list());
+        const withDefaults = applyManifestDefaults(m.data, this.#defaults.list(), m.file !== undefined);
         for (const n of withDefaults.notes) ctx.info(n, "fledge:manifest");
         for (const n of withDefaults.overridden) ctx.debug(n, "fledge:manifest");
         const merged = mergeManifest(withDefaults.data, {

@@ -52,7 +52,7 @@ describe("without a manifest.toml, the manifest is derived from fledge.toml (the
     expect(pf.ok).toBe(true);
     expect(pf.notes).toEqual([
       expect.stringContaining("no manifest.toml"),
-      'manifest: workload.entrypoint = ["/init"] from the none init mode: the program that runs is /init (PID 1) (manifest.toml does not set it)',
+      'manifest: workload.entrypoint = ["/init"] from the none init mode: the program that runs is /init (PID 1) (there is no manifest.toml)',
       expect.stringMatching(/^manifest: workload\.base_url = "http:\/\/127\.0\.0\.1:8080" from the none init mode: with no kestrel in the guest, Volant sends the VM's requests to port 8080/),
     ]);
     const { logs, plugin } = logsOf();
@@ -77,7 +77,7 @@ describe("without a manifest.toml, the manifest is derived from fledge.toml (the
     const pf = await check(dir);
     expect(pf.ok).toBe(true);
     expect(pf.warnings).toEqual([]);
-    expect(pf.notes).toContain('manifest: workload.entrypoint = ["/usr/bin/myapp"] from the one file the mappings put in a bin directory ("./myapp" → /usr/bin/myapp): the program kestrel starts (manifest.toml does not set it)');
+    expect(pf.notes).toContain('manifest: workload.entrypoint = ["/usr/bin/myapp"] from the one file the mappings put in a bin directory ("./myapp" → /usr/bin/myapp): the program kestrel starts (there is no manifest.toml)');
     expect(pf.notes).toContainEqual(expect.stringMatching(/^manifest: workload\.base_url = "http:\/\/127\.0\.0\.1:8000" from the default init mode: kestrel's own API listens on port 8080 in the guest/));
     const r = await run(dir);
     expect(r.manifest!.workload).toEqual({ type: "http", entrypoint: ["/usr/bin/myapp"], base_url: "http://127.0.0.1:8000" });
