@@ -33,6 +33,8 @@ Options:
       --compression <name>  compressor (default: [output] compression, else gzip)
       --level <n>           compression level
       --cache-dir <dir>     download cache (default: $FLEDGE_CACHE_DIR, $XDG_CACHE_HOME/fledge, ~/.cache/fledge)
+      --verify              read and hash every mapped file instead of trusting the stat
+                            cache (unchanged size, mtime, ctime, inode = unchanged content)
       --offline             never touch the network: use the cache and fledge.lock, or fail
                             listing every input that is missing
       --locked              fail if fledge.lock is missing or would change (for CI)
@@ -99,6 +101,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     "cache-dir": { type: "string" },
     offline: { type: "boolean" },
     locked: { type: "boolean" },
+    verify: { type: "boolean" },
     "boot-check": { type: "boolean" },
     kernel: { type: "string" },
     dockerfile: { type: "string" },
@@ -161,6 +164,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       cacheDir,
       offline: values.offline,
       locked: values.locked,
+      verify: values.verify,
       env: io.env,
       pluginSearchPaths: [CLI_DIR],
       plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
