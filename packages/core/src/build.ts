@@ -119,7 +119,9 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   // Without a builder (fledge.toml or a plugin failed), manifest.toml is still checked in full.
   const manifestOnly = () => {
     if (req.checkManifest === false || !man.manifest) return { problems: req.checkManifest === false ? [] : man.problems, manifestWarnings: [] };
-    const r = manifestRules(man.manifest, man.problems, req.baseUrl);
+    // Without a manifest.toml, what it would say is derived from fledge.toml once that is valid.
+    if (!man.manifest.file) return { problems: [], manifestWarnings: [] };
+    const r = manifestRules(man.manifest, man.problems, req.baseUrl, [], cfg.config ? cfg.config.init.mode === "default" : true);
     return { problems: r.problems, manifestWarnings: r.warnings };
   };
   if (!cfg.config || !man.manifest) return done(manifestOnly());
@@ -187,7 +189,7 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   if (problems.length) return done(manifestOnly());
   onBuilder?.(builder);
   const report = await builder.check({ outputs: checkOutputs !== false, manifest: checkManifest !== false });
-  return done({ ...report, warnings: report.warnings, builder });
+  return done({ ...report, notes: [...notes, ...report.notes], warnings: report.warnings, builder });
 }
 
 /** Issues at entries of fledge.toml, with their line and column. */

@@ -48,7 +48,7 @@ export {
 export { LOCK_FILE, readLock, type LockEntry, type Lockfile } from "./lockfile.js";
 
 // Outputs
-export { OutputPathError, type Output, type Outputs } from "./outputs.js";
+export { OutputPathError, type DiscardReason, type Output, type Outputs } from "./outputs.js";
 
 // Manifest defaults
 export { MANIFEST_DEFAULT_KEYS, type ManifestDefault, type ManifestDefaultKey, type ManifestDefaults, type ManifestDefaultValues } from "./manifest-defaults.js";

@@ -90,7 +90,7 @@ describe("strategies and overlay kinds, checked once the plugins are loaded", ()
     expect(without.problems.map(where)).toEqual(['fledge.toml:2:1 strategy: no plugin provides the "disk" strategy; on offer: initramfs']);
     writeFileSync(join(dir, "fledge.toml"), HEAD.replace('version = "1"\n', 'version = "1"\nstrategy = "disk"\nplugins = ["./disk.mjs"]\n'));
     const r = await build({ config: join(dir, "fledge.toml"), output: join(dir, "out", "rootfs.img") });
-    expect(r.manifest.rootfs).toMatchObject({ url: join(dir, "out", "rootfs.img"), format: "raw" });
+    expect(r.manifest!.rootfs).toMatchObject({ url: join(dir, "out", "rootfs.img"), format: "raw" });
   });
 
   it("a first-party plugin behind a Go key is loaded by itself when installed: [source] image and nothing else", async () => {

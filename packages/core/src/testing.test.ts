@@ -37,7 +37,7 @@ describe("@fledge/core/testing", () => {
     try {
       const motd = t.archive!.find((e) => e.path === "etc/motd")!;
       expect(Buffer.from(motd.data!).toString()).toBe("built\n");
-      expect(t.result!.manifest.name).toBe("test");
+      expect(t.result!.manifest!.name).toBe("test");
     } finally {
       await t.cleanup();
     }

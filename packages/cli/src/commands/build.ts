@@ -24,7 +24,8 @@ Options:
   -C, --dir <dir>           run as if started in <dir>
   -c, --config <file>       fledge.toml to build (default: ./fledge.toml)
   -m, --manifest <file>     manifest.toml (default: manifest.toml beside fledge.toml;
-                            without one, name and runtime default to the directory name)
+                            without one, name and runtime are the directory's name and the
+                            workload is derived from fledge.toml: see below)
   -o, --output <file>       artifact to write (default: ./plugin.cpio.gz; ./rootfs.img for
                             strategy = "oci_rootfs", ./rootfs.squashfs with squashfs)
       --manifest-output <f> manifest.json to write (default: <name>.manifest.json beside the artifact)
@@ -62,6 +63,11 @@ Environment:
 
 Outputs are written only as regular files, never over an input of the build or into a
 mapped directory, and all of them are moved into place together once every one is complete.
+
+Without a manifest.toml, fledge derives the workload from fledge.toml and says so in a note; in
+the default init mode, when it cannot tell which program kestrel starts, the artifact is built
+but no manifest.json is written (a warning gives the manifest.toml to write; --json has
+"manifest": null and "manifestReasons").
 
 Exit codes: 0 built, 1 build or config error (nothing is left under the output names; a
 failing upload or report step after the outputs were written says that they are kept),
@@ -194,11 +200,14 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     const a = result.artifact;
     const what = [a.entries !== undefined ? `${a.entries} entries` : a.kind, `${(a.size / 1024).toFixed(1)} KiB${a.compression ? ` ${a.compression}` : a.format ? ` ${a.format}` : ""}`];
     const others = result.outputs.filter((o) => o.path !== a.path && o.path !== result.manifestPath);
+    const manifestPath = result.manifestPath;
     io.stdout.write(
       `${c.green("built")} ${rel(a.path)} ${c.dim(`(${what.join(", ")}, sha256:${a.sha256.slice(0, 12)}…, ${(result.durationMs / 1000).toFixed(2)} s)`)}\n` +
-        `${c.green("wrote")} ${rel(result.manifestPath)}\n` +
+        (manifestPath
+          ? `${c.green("wrote")} ${rel(manifestPath)}\n`
+          : `${c.yellow("no manifest.json written")}: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}\n`) +
         others.map((o) => `${c.green("wrote")} ${rel(o.path)} ${c.dim(`(${o.label}, ${o.plugin})`)}\n`).join("") +
-        `${c.dim("install with:")} volar plugins install --manifest ${rel(result.manifestPath)}\n`,
+        (manifestPath ? `${c.dim("install with:")} volar plugins install --manifest ${rel(manifestPath)}\n` : ""),
     );
   }
   return 0;

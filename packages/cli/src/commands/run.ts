@@ -155,6 +155,10 @@ export async function prepareTarget(io: CliIO, flags: GlobalFlags, r: TargetRequ
     const c = colors(io, io.stderr);
     io.stderr.write(`${c.green("built")} ${result.artifact.path} ${c.dim(`(${result.artifact.entries} entries, ${(result.artifact.size / 1024).toFixed(1)} KiB, ${(result.durationMs / 1000).toFixed(2)} s)`)}\n`);
   }
+  if (!result.manifest || !result.manifestPath) {
+    const fix = result.manifestReasons?.find((r) => r.fix)?.fix;
+    throw new ExitError(1, `${result.artifact.path} is built, but no manifest.json was written, and booting needs one: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}${fix ? `\n  hint: write manifest.toml:\n${fix.replace(/^/gm, "    ")}` : ""}`);
+  }
   return { target: { artifact: result.artifact.path, manifest: result.manifest as never, manifestPath: result.manifestPath, arch }, config, runKernel, volantVersion };
 }
 

@@ -1,6 +1,6 @@
 import { relative, resolve } from "node:path";
 import type { ConfigIssue, FledgeConfig } from "@fledge/config";
-import { preflight } from "@fledge/core";
+import { preflight, type DiscardReason } from "@fledge/core";
 import { UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand, checkBaseUrl } from "../args.js";
 import { PLUGIN_LOOKUP } from "../plugins.js";
@@ -26,7 +26,8 @@ Options:
       --base-url <url>      check the manifest as "fledge build --base-url <url>" writes it
       --compression <name>  check a compressor given on the command line
       --level <n>           check a level given on the command line
-      --json                print {ok, problems, warnings, notes, init} on stdout
+      --json                print {ok, problems, warnings, notes, init} on stdout (and
+                            manifestReasons when a build would write no manifest.json)
   -h, --help                show this help
 
 Exit codes: 0 valid (warnings allowed), 1 problems found, 2 usage error.
@@ -42,6 +43,8 @@ interface Report {
   /** The plugins applied, in order (built-ins last). */
   plugins?: string[];
   files: { config: string; manifest?: string };
+  /** Set when a build would write no manifest.json (no manifest.toml, and the workload cannot be derived): why. */
+  manifestReasons?: DiscardReason[];
 }
 
 /** Checks the files exactly as a build's pre-flight does; never throws for bad input. */
@@ -67,6 +70,7 @@ export async function validateFiles(opts: {
     ...(pf.config && pf.ok ? { init: pf.config.init } : {}),
     ...(pf.builder ? { plugins: [...pf.builder.plugins] } : {}),
     files: { config: opts.config, ...(manifestFile ? { manifest: manifestFile } : {}) },
+    ...(pf.ok && pf.manifestReasons ? { manifestReasons: pf.manifestReasons } : {}),
   };
 }
 
@@ -148,7 +152,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     const w = report.warnings.length;
     io.stdout.write(
       `${out.green("ok")} ${rel(report.files.config)}${report.init ? out.dim(`: ${describeInit(report.init, rel)}`) : ""}\n` +
-        `${out.green("ok")} ${report.files.manifest ? rel(report.files.manifest) : out.dim("(no manifest.toml: defaults)")}\n` +
+        `${out.green("ok")} ${report.files.manifest ? rel(report.files.manifest) : out.dim(report.manifestReasons ? "(no manifest.toml: the artifact builds, but no manifest.json is written)" : "(no manifest.toml: defaults derived from fledge.toml)")}\n` +
         (w ? `${w === 1 ? "1 warning" : `${w} warnings`}\n` : ""),
     );
   }
