@@ -96,7 +96,7 @@ function build(dir: string, args: string[] = []): Promise<RunResult> {
 }
 
 /** Builds the seed's config with `fledge build` and nothing else; returns the artifact and the manifest written. */
-async function buildSeed(mode: string): Promise<{ artifact: string; manifest: Record<string, any>; stderr: string }> {
+async function buildSeed(mode: string): Promise<{ artifact: string; manifest: Record<string, unknown>; stderr: string }> {
   const dir = seedDir(mode);
   const r = await build(dir);
   expect(r.stderr, r.stderr).not.toMatch(/error/i);

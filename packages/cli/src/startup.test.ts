@@ -135,7 +135,7 @@ describe("exceptions nothing caught", () => {
 
 describe("npm ci on every supported Node", () => {
   it("no package in package-lock.json declares engines that exclude a supported Node (no EBADENGINE)", async () => {
-    const { satisfies } = (await import("semver")) as unknown as { satisfies(v: string, range: string): boolean };
+    const { satisfies } = await import("semver");
     const lock = JSON.parse(readFileSync(join(REPO, "package-lock.json"), "utf8")) as { packages: Record<string, { version?: string; link?: boolean; engines?: { node?: string } | string[] }> };
     // the floor, the newest 20 we know, and the majors the tests run on
     const supported = [NODE_FLOOR.join("."), "20.20.2", "22.12.0", "24.0.0", process.versions.node];

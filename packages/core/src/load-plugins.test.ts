@@ -169,7 +169,12 @@ describe("plugins bundled with the program (the one-file executable has no node_
     writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: "@acme/fledge-bundled", type: "module", exports: "./index.js" }));
     writeFileSync(join(pkg, "index.js"), "export default { name: 'from-search-path', apply() {} };");
     let calls = 0;
-    const bundled = { "@acme/fledge-bundled": async () => (calls++, plugin("from-bundle")) };
+    const bundled = {
+      "@acme/fledge-bundled": async () => {
+        calls++;
+        return plugin("from-bundle");
+      },
+    };
     const opts = { rootDir: root, file: join(root, "fledge.toml"), searchPaths: [join(root, "cli-install")], bundled };
     expect(locatePlugin("@acme/fledge-bundled", opts)).toHaveProperty("bundled");
     expect(calls).toBe(0); // located, not loaded

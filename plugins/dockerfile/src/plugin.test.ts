@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, assert, beforeAll, describe, expect, it } from "vitest";
 import { build, type FledgePlugin } from "@fledge/core";
 import OciPlugin from "@fledge/plugin-oci";
 import RootfsPlugin from "@fledge/plugin-rootfs";
@@ -66,6 +66,7 @@ describe.skipIf(!buildah)("[source] dockerfile → engine → OCI layout → ima
     const cat = (p: string) => execFileSync("/usr/sbin/debugfs", ["-R", `cat ${p}`, out], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
     expect(cat("/etc/flavour")).toBe("spicy\n");
     expect(cat("/app/run.sh")).toBe("#!/bin/sh\necho run\n");
+    assert(result.manifest, "the build wrote no manifest");
     expect(result.manifest.rootfs?.format).toBe("raw");
     // @fledge/plugin-oci unpacked it: the manifest names the Dockerfile, not the temporary layout
     expect(result.manifest.image).toBe("dockerfile:Dockerfile");

@@ -1,4 +1,4 @@
-import { Transform } from "node:stream";
+import type { Transform } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { ZstdDecompressStream } from "@fledge/cpio";
 import { OciError } from "./errors.js";

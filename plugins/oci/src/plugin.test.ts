@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build, rootCause, updateLock } from "@fledge/core";
 import { testBuild } from "@fledge/core/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, assert, beforeAll, describe, expect, it } from "vitest";
 import OciPlugin from "./plugin.js";
 import { writeLayout, type TestPlatformImage } from "./test/layout.js";
 import { skopeo, startRegistry, type TestRegistry } from "./test/registry.js";
@@ -130,8 +130,9 @@ describe("an image handed over by another plugin (as @fledge/plugin-dockerfile h
       expect(t.paths()).toContain("/app/entry");
       expect(t.paths()).not.toContain("/etc/gone");
       expect(await t.text("/etc/passwd")).toBe("root:x:0:0::/root:/bin/sh\n");
-      expect(t.result!.manifest.image).toBe("made:from-a-recipe");
-      expect(t.result!.manifest.image_digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+      assert(t.result?.manifest, "the build wrote no manifest");
+      expect(t.result.manifest.image).toBe("made:from-a-recipe");
+      expect(t.result.manifest.image_digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     } finally {
       await t.cleanup();
     }
@@ -176,6 +177,7 @@ describe("OciPlugin with a registry: lock, --offline, fledge update, manifest de
     expect(lock).toMatch(/source = "oci"/);
     expect(lock).toMatch(/platform = "linux\/amd64"/);
     expect(lock).toMatch(/digest = "sha256:[0-9a-f]{64}"/);
+    assert(r.manifest, "the build wrote no manifest");
     expect(r.manifest.workload.entrypoint).toEqual(["/app/entry", "--serve"]);
     expect(r.manifest.workload.env).toEqual({ PATH: "/usr/bin:/bin", MODE: "toml" });
     expect(r.manifest.workload.workdir).toBe("/app");

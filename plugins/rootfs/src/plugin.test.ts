@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, assert, beforeEach, describe, expect, it } from "vitest";
 import AjvModule from "ajv";
 import { build, type FledgePlugin, type LogEvent } from "@fledge/core";
 import { validateVolantManifest } from "@fledge/manifest";
@@ -105,6 +105,7 @@ describe("oci_rootfs strategy", () => {
 
   it("points the manifest at the disk: rootfs { url, checksum, format = raw }, valid for Volant's schema and its Go rules", async () => {
     const { result } = await run();
+    assert(result.manifestPath, "the build wrote no manifest");
     const m = JSON.parse(readFileSync(result.manifestPath, "utf8"));
     expect(m.initramfs).toBeUndefined();
     expect(m.rootfs).toEqual({ url: result.artifact.path, checksum: `sha256:${result.artifact.sha256}`, format: "raw" });
@@ -113,7 +114,7 @@ describe("oci_rootfs strategy", () => {
     expect(validate(m), JSON.stringify(validate.errors)).toBe(true);
     expect(validateVolantManifest(m)).toEqual([]);
     const published = await run(config(), { baseUrl: "https://plugins.example.com/disk/", output: join(root, "pub", "rootfs.img") });
-    expect(published.result.manifest.rootfs?.url).toBe("https://plugins.example.com/disk/rootfs.img");
+    expect(published.result.manifest?.rootfs?.url).toBe("https://plugins.example.com/disk/rootfs.img");
   });
 
   it("gives the same sha256 twice, and honours size_buffer_mb and preallocate", async () => {
