@@ -80,3 +80,71 @@ describe("mappedFileMode (FHS rules)", () => {
     expect(mappedFileMode(host, dest)).toBe(want);
   });
 });
+
+describe("the tree API: streams, hard links, origins, walk", () => {
+  it("hard links are one inode in the archive, and survive the removal or replacement of the first name", async () => {
+    const { archiveToBuffer, readArchive, gzip } = await import("@fledge/cpio");
+    const t = new RootfsTree();
+    t.addFile("/a/file", "shared\n", 0o640);
+    t.hardlink("/b/link1", "/a/file");
+    t.hardlink("/c/link2", "/b/link1");
+    const read = async () => (await readArchive(await archiveToBuffer(t.toCpioEntries(), { mtime: 0, compressor: gzip }))).entries;
+    let e = await read();
+    const names = e.filter((x) => x.type === "file");
+    expect(names.map((x) => [x.path, x.nlink, Buffer.from(x.data ?? []).toString()])).toEqual([
+      ["a/file", 3, "shared\n"],
+      ["b/link1", 3, "shared\n"],
+      ["c/link2", 3, "shared\n"],
+    ]);
+    expect(new Set(names.map((x) => x.ino)).size).toBe(1);
+    t.remove("/a");
+    t.addFile("/b/other", "x");
+    e = await read();
+    expect(e.filter((x) => x.type === "file" && x.path !== "b/other").map((x) => [x.path, x.nlink, Buffer.from(x.data ?? []).toString(), x.mode])).toEqual([
+      ["b/link1", 2, "shared\n", 0o640],
+      ["c/link2", 2, "shared\n", 0o640],
+    ]);
+    expect(() => t.hardlink("/d", "/nope")).toThrow(/there is nothing at \/nope/);
+    t.mkdir("/dir");
+    expect(() => t.hardlink("/d", "/dir")).toThrow(/is a dir, hard links are for regular files/);
+  });
+
+  it("addStream holds small streams in memory and spills big ones to the scratch directory, checking the size", async () => {
+    const { mkdtempSync, rmSync, readdirSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { Readable } = await import("node:stream");
+    const scratch = join(mkdtempSync(join(tmpdir(), "fledge-scratch-")), "s");
+    try {
+      const t = new RootfsTree({ scratchDir: scratch });
+      await t.addStream("/small", Readable.from([Buffer.from("abc")]), { mode: 0o600, size: 3 });
+      expect(t.get("/small")).toMatchObject({ type: "file", mode: 0o600, data: Buffer.from("abc") });
+      const big = Buffer.alloc(3 * 1024 * 1024, 7);
+      await t.addStream("/big", Readable.from([big.subarray(0, 1 << 20), big.subarray(1 << 20)]), { size: big.length });
+      const node = t.get("/big");
+      expect(node).toMatchObject({ type: "file", size: big.length });
+      expect(readdirSync(scratch)).toHaveLength(1);
+      await expect(t.addStream("/short", Readable.from([Buffer.from("ab")]), { size: 3 })).rejects.toThrow("/short: the stream gave 2 bytes, expected 3");
+    } finally {
+      rmSync(join(scratch, ".."), { recursive: true, force: true });
+    }
+  });
+
+  it("records origins: per call, per view, and for the parents a write creates", () => {
+    const t = new RootfsTree();
+    const layer = t.withOrigin("layer:sha256:abc");
+    layer.addFile("/usr/share/doc/x", "x");
+    t.addFile("/etc/y", "y", { origin: "mine" });
+    layer.symlink("/bin/sh", "dash", { origin: "override" });
+    expect([...t.walk("/usr")].map(([p, n]) => [p, n.origin])).toEqual([
+      ["/usr", "layer:sha256:abc"],
+      ["/usr/share", "layer:sha256:abc"],
+      ["/usr/share/doc", "layer:sha256:abc"],
+      ["/usr/share/doc/x", "layer:sha256:abc"],
+    ]);
+    expect(t.get("/etc/y")?.origin).toBe("mine");
+    expect(t.get("/bin/sh")?.origin).toBe("override");
+    t.fifo("/run/ctl", 0o600);
+    expect(t.get("/run/ctl")).toMatchObject({ type: "fifo", mode: 0o600 });
+  });
+});
