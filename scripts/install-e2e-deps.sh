@@ -4,10 +4,16 @@
 # busybox-static (busybox payload, so nothing is fetched from the internet),
 # cpio and libarchive-tools (GNU cpio and bsdtar check the archives), pigz, zstd, lz4 and
 # xz-utils (baselines and cross-checks of the compressors), musl-tools (rebuilds fledge's init),
+# clang, lld and wasi-libc (rebuild the WebAssembly compressors and check they are the committed ones),
 # time (GNU time: peak RSS in npm run bench), qemu-system-arm (boots aarch64 artifacts),
 # binutils and binutils-aarch64-linux-gnu (strip for npm run package's one-file executables),
 # qemu-user-static and the arm64 C and C++ runtime (libc6-arm64-cross, libstdc++6-arm64-cross,
 # libgcc-s1-arm64-cross) to run the arm64 executable here.
+# e2fsprogs (e2fsck and debugfs check the ext4 images), squashfs-tools (the squashfs option of
+# oci_rootfs, and unsquashfs checks it), buildah (a container engine without a daemon: the
+# Dockerfile-source tests build with it, vfs storage, chroot isolation).
+# docker-registry (the distribution registry), skopeo and umoci (the OCI plugin's tests push
+# images to it; the bench's Go-fledge route).
 # Then, from Debian's arm64 packages (dpkg --add-architecture arm64), the kernel of
 # linux-image-arm64 and busybox-static:arm64, unpacked (not installed: they would replace the
 # host's busybox and add an arm64 kernel to /boot) into $FLEDGE_E2E_ARM64_DIR
@@ -15,7 +21,36 @@
 # Idempotent: installs only what is missing. Run as root (or with sudo available).
 set -euo pipefail
 
-packages=(qemu-system-x86 qemu-system-arm linux-image-amd64 busybox-static cpio libarchive-tools pigz zstd lz4 xz-utils musl-tools time binutils binutils-aarch64-linux-gnu qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)
+# One package per line, so that additions from different changes merge cleanly.
+packages=(
+  qemu-system-x86
+  qemu-system-arm
+  linux-image-amd64
+  busybox-static
+  cpio
+  libarchive-tools
+  pigz
+  zstd
+  lz4
+  xz-utils
+  musl-tools
+  clang
+  lld
+  wasi-libc
+  time
+  binutils
+  binutils-aarch64-linux-gnu
+  qemu-user-static
+  libc6-arm64-cross
+  libstdc++6-arm64-cross
+  libgcc-s1-arm64-cross
+  e2fsprogs
+  squashfs-tools
+  buildah
+  docker-registry
+  skopeo
+  umoci
+)
 arm64_dir=${FLEDGE_E2E_ARM64_DIR:-/opt/fledge-e2e/arm64}
 
 missing=()

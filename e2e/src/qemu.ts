@@ -51,6 +51,8 @@ export interface BootOptions {
   /** Stop the VM as soon as the serial output matches. */
   until?: RegExp;
   memoryMb?: number;
+  /** Raw disk images attached as virtio block devices (vda, vdb, …), as Volant attaches a root disk. */
+  drives?: string[];
 }
 
 export interface BootResult {
@@ -86,6 +88,7 @@ export async function bootInitramfs(initrd: string, opts: BootOptions = {}): Pro
     "-serial", "stdio",
     "-monitor", "none",
   ];
+  for (const d of opts.drives ?? []) args.push("-drive", `file=${d.replace(/,/g, ",,")},if=virtio,format=raw`);
   if (useKvm()) args.unshift("-enable-kvm", "-cpu", "host");
   const started = performance.now();
   return new Promise<BootResult>((resolve, reject) => {

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { Fetcher, defaultCacheDir } from "@fledge/fetch";
-import { Vm, basePort, healthUrl, selectKernel, type GuestArch, type KernelChoice, type ManifestJson, type VmExit } from "@fledge/vm";
+import { Vm, basePort, healthUrl, selectKernel, type GuestArch, type KernelChoice, type ManifestJson, type VmExit, type VolantKernelPin } from "@fledge/vm";
 import { ExitError, colors, type CliIO } from "./io.js";
 
 /** What `fledge run` and `fledge dev` boot: an artifact and the manifest that describes it. */
@@ -74,13 +74,28 @@ export interface KernelRequest {
   offline?: boolean;
   env: NodeJS.ProcessEnv;
   volantVersion?: string;
+  /** The project's directory (fledge.lock), when there is one. */
+  projectDir?: string;
 }
 
-/** Chooses the kernel (see selectKernel) with a fetcher on the download cache. */
+/**
+ * Chooses the kernel (see selectKernel). In a project, Volant's kernel is an input of
+ * `fledge run` pinned in the project's fledge.lock (scope "run": builds keep the entry and
+ * `--locked` ignores it); for a lone artifact it comes through the download cache alone.
+ */
 export async function chooseKernel(io: CliIO, req: KernelRequest): Promise<KernelChoice> {
   const fetcher = new Fetcher({ cacheDir: req.cacheDir ?? defaultCacheDir(req.env), offline: req.offline, env: req.env });
+  const flag = req.flag && resolve(io.cwd, req.flag);
   try {
-    return await selectKernel({ arch: req.arch, flag: req.flag && resolve(io.cwd, req.flag), config: req.config, fetcher, volantVersion: req.volantVersion });
+    if (flag || req.config || req.arch !== "x86_64" || !req.projectDir) return await selectKernel({ arch: req.arch, flag, config: req.config, fetcher, volantVersion: req.volantVersion });
+    const { InputSet, LOCK_FILE } = await import("@fledge/core");
+    const { volantKernelInput } = await import("@fledge/plugin-bootcheck");
+    const set = new InputSet({ lockFile: join(req.projectDir, LOCK_FILE), baseDir: req.projectDir, fetcher, mode: "auto", scope: "run", log: { warn: (m) => say(io, m, "warn"), info: () => {} } });
+    set.add(volantKernelInput(req.volantVersion ?? "latest", "run"));
+    await set.resolve();
+    const k = (await set.get<{ path?: string; pin?: VolantKernelPin; error?: string }>("kernel")).value;
+    if (k.path && k.pin) await set.writeLock();
+    return await selectKernel({ arch: req.arch, ...(k.path && k.pin ? { volantFile: k.path, pin: k.pin } : { unavailable: `Volant's kernel (release ${req.volantVersion ?? "latest"}) is not available: ${k.error}` }) });
   } finally {
     await fetcher.close?.();
   }
@@ -111,8 +126,13 @@ export function say(io: CliIO, msg: string, kind: "info" | "warn" = "info"): voi
 export async function startSession(io: CliIO, o: SessionOptions): Promise<Vm> {
   const { target, kernel } = o;
   const guestPort = basePort(target.manifest);
+  // A disk-image plugin (manifest rootfs.url, no initramfs) boots as Volant boots it: the disk is
+  // vda, and the kernel's built-in initramfs (Volant's kestrel) mounts it.
+  const disk = !!target.manifest.rootfs?.url && !target.manifest.initramfs?.url;
+  if (disk && !kernel.volant)
+    say(io, `${basename(target.artifact)} is a disk image: Volant boots it with its kernel's built-in initramfs (kestrel mounts vda); ${kernel.description} has none, so the guest will likely find no root`, "warn");
   const vm = new Vm({
-    initramfs: target.artifact,
+    ...(disk ? { rootfs: target.artifact } : { initramfs: target.artifact }),
     manifest: target.manifest,
     kernel: kernel.kernel,
     arch: target.arch,

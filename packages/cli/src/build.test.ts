@@ -120,6 +120,24 @@ describe("fledge build", () => {
     expect(sha(join(a, "a.cpio.gz"))).toBe(sha(join(b, "b.cpio.gz")));
   });
 
+  it("a rebuild reads no unchanged mapped file (stat cache); --verify reads and hashes every one, and says so in --help", async () => {
+    const dir = project("statcache");
+    // Files changed less than 2 s before a build are hashed again next time (the racy rule): let them settle.
+    await new Promise((r) => setTimeout(r, 2100));
+    const env = { FLEDGE_CACHE_DIR: join(root, "cache-stat") };
+    const first = await run(["build", "-v"], dir, env);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/0 files unchanged by the stat cache, [1-9]\d* read and hashed/);
+    const artifact = sha(join(dir, "plugin.cpio.gz"));
+    const warm = await run(["build", "-v"], dir, env);
+    expect(warm.stderr).toMatch(/[1-9]\d* files unchanged by the stat cache, 0 read and hashed/);
+    const verify = await run(["build", "-v", "--verify"], dir, env);
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(verify.stderr).toMatch(/0 files unchanged by the stat cache, [1-9]\d* read and hashed/);
+    expect(sha(join(dir, "plugin.cpio.gz"))).toBe(artifact);
+    expect((await run(["build", "--help"], dir)).stdout).toMatch(/--verify +read and hash every mapped file/);
+  });
+
   it("honours SOURCE_DATE_EPOCH, and refuses a bad one", async () => {
     const dir = project("epoch");
     expect((await run(["build", "-o", "default.cpio.gz"], dir)).code).toBe(0);

@@ -73,6 +73,10 @@ export interface FledgeConfig {
   overlays: OverlaySpec[];
   output: { compression: string; level?: number; arch: "x86_64" | "aarch64" };
   fetch: { mirrors: { from: string; to: string }[] };
+  /** `[run]`: `kernel` absolute. */
+  run: { kernel?: string };
+  /** `[check]` as written, when present (it turns the boot check on). */
+  check?: { boot_budget_ms?: number; size_budget_mb?: number; marker?: string; timeout_ms?: number };
   plugins: PluginSpec[];
   /** Things that are allowed but probably not what was meant (not errors). */
   warnings?: ConfigIssue[];
@@ -372,6 +376,8 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
     overlays,
     output: { compression: p.output?.compression ?? "gzip", level: p.output?.level, arch: p.output?.arch ?? "x86_64" },
     fetch: { mirrors: Object.entries(p.fetch?.mirrors ?? {}).map(([from, to]) => ({ from, to })) },
+    run: p.run?.kernel ? { kernel: hostPath(p.run.kernel) } : {},
+    ...(p.check ? { check: p.check } : {}),
     plugins: (p.plugins ?? []).map((e, i) => (typeof e === "string" ? { use: e, keyPath: `plugins[${i}]` } : { use: e.use, ...(e.options ? { options: e.options } : {}), keyPath: `plugins[${i}]` })),
   };
   return { config, problems, warnings };

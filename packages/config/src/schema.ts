@@ -78,6 +78,23 @@ export const FetchInput = z
   })
   .describe("Download options (fledge addition).");
 
+/** `[run]`: how `fledge run`, `fledge dev` and boot checks boot the plugin (fledge addition). */
+export const RunInput = z
+  .strictObject({
+    kernel: nonEmpty.optional().describe("Kernel to boot (bzImage for x86_64, Image for aarch64), relative to fledge.toml. Default: Volant's release kernel, else the host's /boot/vmlinuz-*."),
+  })
+  .describe("Booting the plugin in qemu (fledge run, fledge dev, boot checks).");
+
+/** `[check]`: a boot check after every build (@fledge/plugin-bootcheck); the table being present turns it on. */
+export const CheckInput = z
+  .strictObject({
+    boot_budget_ms: z.number().int().positive().optional().describe("Fail the build when kernel start → ready takes longer (ms)."),
+    size_budget_mb: z.number().positive().optional().describe("Fail the build when the artifact is larger (MiB)."),
+    marker: nonEmpty.optional().describe("A console line that means ready, for workloads without HTTP (default: the manifest's health check)."),
+    timeout_ms: z.number().int().positive().optional().describe("Give up waiting for ready after this long (ms, default 120000)."),
+  })
+  .describe("Boot the artifact headless before keeping it, record boot times and peak memory, fail past the budgets (@fledge/plugin-bootcheck).");
+
 /** One `[[overlay]]` table: `kind` picks the plugin; the rest of the table is that plugin's request. */
 export const OverlayInput = z
   .looseObject({
@@ -114,6 +131,8 @@ export const FledgeTomlInput = z
       .describe('Files to put in the image: "host path" = "/absolute/path/in/image". Host paths are relative to fledge.toml.'),
     output: OutputInput.optional(),
     fetch: FetchInput.optional(),
+    run: RunInput.optional(),
+    check: CheckInput.optional(),
     overlay: z
       .array(OverlayInput)
       .optional()

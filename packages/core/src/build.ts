@@ -162,6 +162,8 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   for (const o of config.overlays)
     for (const kind of [o.kind, ...(FIRST_PARTY.requires[o.kind] ?? [])])
       if (!tappedKeys(builder.hooks.resolveSource).includes(kind) && FIRST_PARTY.sources[kind]) wanted.push({ pkg: FIRST_PARTY.sources[kind]!, keyPath: o.keyPath });
+  // issue 15: [check] turns on the boot check (unless the plugin is already applied)
+  if (config.check && !builder.plugins.includes(FIRST_PARTY.tables.check!)) wanted.push({ pkg: FIRST_PARTY.tables.check!, keyPath: "check" });
   const seen = new Set<string>();
   for (const w of wanted) {
     if (seen.has(w.pkg)) continue;

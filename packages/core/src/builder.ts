@@ -325,6 +325,11 @@ export class Builder {
       }
     }
 
+    // Tables that turn a first-party plugin on ([check]): never validated and then ignored.
+    for (const [table, pkg] of Object.entries(FIRST_PARTY.tables))
+      if ((config as unknown as Record<string, unknown>)[table] !== undefined && !this.#plugins.includes(pkg))
+        problem(table, `[${table}] needs ${pkg}, and it is not installed`, `npm install ${pkg} (fledge loads it by itself once it is installed)`);
+
     // The outputs: never over a device, a link, a directory, or an input of the build.
     for (const i of this.#hostInputs()) this.#outputs.addInput(i);
     if (opts.outputs !== false) {

@@ -19,8 +19,10 @@ export interface BuildOptions {
   level?: number;
   /** mtime for every entry (seconds). Default: SOURCE_DATE_EPOCH, else 2024-01-01T00:00:00Z. */
   mtime?: number;
-  /** Download cache directory. */
+  /** Download cache directory (compressed segments and the stat cache live in its `segments/`). */
   cacheDir?: string;
+  /** Read and hash every mapped file instead of trusting the stat cache. */
+  verify?: boolean;
   /** Never touch the network: inputs come from the cache (and fledge.lock) or the build fails listing what is missing. */
   offline?: boolean;
   /** Fail when fledge.lock is missing or would change, and never write it (CI). */
@@ -95,6 +97,8 @@ export interface BuildResult {
   committed: boolean;
   /** The image's tree, when the strategy gave one (not serialised to JSON). */
   readonly tree?: RootfsTree;
+  /** Plugins' reports (a boot check's timings, …), keyed by plugin name: `fledge build --json` prints them. */
+  reports?: Record<string, unknown>;
   warnings: string[];
   durationMs: number;
 }

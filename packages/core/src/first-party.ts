@@ -9,6 +9,7 @@ export const FIRST_PARTY: {
   readonly strategies: Readonly<Record<string, string>>;
   readonly sources: Readonly<Record<string, string>>;
   readonly requires: Readonly<Record<string, readonly string[]>>;
+  readonly tables: Readonly<Record<string, string>>;
 } = {
   strategies: {
     oci_rootfs: "@fledge/plugin-rootfs",
@@ -20,5 +21,9 @@ export const FIRST_PARTY: {
   },
   requires: {
     dockerfile: ["image"],
+  },
+  /** Tables of fledge.toml whose presence turns a plugin on (it reads the table from ctx.config). */
+  tables: {
+    check: "@fledge/plugin-bootcheck",
   },
 };

@@ -117,10 +117,12 @@ describe("strategies and overlay kinds, checked once the plugins are loaded", ()
     expect(r.tree?.get("/etc/image-ref")).toMatchObject({ origin: "layer:sha256:feed" });
   });
 
-  it("[source] image without the OCI plugin installed never builds silently: it names the plugin, before any fetch", async () => {
-    const pf = await check(HEAD.replace("busybox = false\n", 'busybox = false\nimage = "nginx:alpine"\n'));
-    expect(pf.problems.map(where)).toEqual(['fledge.toml:6:1 source.image: [source] image needs @fledge/plugin-oci, which provides "image" sources, and it is not installed']);
-    expect(pf.problems[0]!.hint).toBe("npm install @fledge/plugin-oci (fledge loads it by itself once it is installed)");
+  // @fledge/plugin-oci (image) and @fledge/plugin-dockerfile are part of this workspace: a kind whose
+  // first-party plugin is not installed is shown with [[overlay]] kind = "tarball".
+  it("a first-party kind without its plugin installed never builds silently: it names the plugin, before any fetch", async () => {
+    const pf = await check(HEAD + '[[overlay]]\nkind = "tarball"\nurl = "https://example.test/a.tar"\n');
+    expect(pf.problems.map(where).join("\n")).toMatch(/overlay\[0\].*@fledge\/plugin-tarball.*not installed/);
+    expect(pf.problems[0]!.hint).toBe("npm install @fledge/plugin-tarball (fledge loads it by itself once it is installed)");
   });
 
   it("[[overlay]] kind = <a plugin's kind> reaches that plugin's tap with the rest of the table", async () => {

@@ -1,6 +1,7 @@
 // One fledge archive build, as the benchmark times it: walk a host tree (lstat, like the
 // mappings stage), then writeArchive to a file. Prints stats as JSON on stdout.
 // Usage: node fledge-run.mjs <tree> <out> <compressor> [cacheDir] [level]
+// FLEDGE_WORKERS=<n> sets the number of worker threads (default: one per CPU).
 import { createWriteStream } from "node:fs";
 import { lstat, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
@@ -27,7 +28,7 @@ async function walk(rel) {
 await walk("");
 const stats = {};
 await pipeline(
-  writeArchive(entries, { mtime: 1704067200, compressor, cacheDir: cacheDir || undefined, level: level ? Number(level) : undefined }, stats),
+  writeArchive(entries, { mtime: 1704067200, compressor, cacheDir: cacheDir || undefined, level: level ? Number(level) : undefined, workers: process.env.FLEDGE_WORKERS ? Number(process.env.FLEDGE_WORKERS) : undefined }, stats),
   createWriteStream(out),
 );
 stats.ms = performance.now() - started;

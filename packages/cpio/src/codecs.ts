@@ -1,12 +1,15 @@
 /**
  * The built-in segment codecs. Each turns one segment of the newc stream into one complete,
  * independently decodable member, as a pure function of (bytes, level): the implementations are
- * pinned packages (or this package's own code), never the host's or Node's zlib, so the output does
- * not depend on the machine or the Node version.
+ * WebAssembly modules built from pinned sources and committed (`wasm/`, `wasm-src/build.sh`), or
+ * this package's own code, never the host's or Node's zlib, so the output does not depend on the
+ * machine, the core count or the Node version.
  */
 import { Transform, type TransformCallback } from "node:stream";
-import { createRequire } from "node:module";
-import pako from "pako";
+import { GzipStream, gzipMember } from "./deflate.js";
+import { wasmModule } from "./wasm.js";
+import { XzStream, xzStream } from "./xz.js";
+import { ZstdStream, zstdFrame } from "./zstd.js";
 import { lz4CompressBlock, lz4LegacyCompress, LZ4_LEGACY_BLOCK, LZ4_LEGACY_MAGIC } from "./lz4.js";
 
 export interface SegmentCodec {
@@ -15,40 +18,6 @@ export interface SegmentCodec {
   compress(data: Uint8Array, level: number): Uint8Array | Promise<Uint8Array>;
   /** Streaming form giving the same bytes as `compress`, for large entries (constant memory). */
   createStream?(level: number): Transform;
-}
-
-const require = createRequire(import.meta.url);
-function versionOf(pkg: string): string {
-  try {
-    return (require(`${pkg}/package.json`) as { version: string }).version;
-  } catch {
-    return "unknown";
-  }
-}
-
-class PakoGzipStream extends Transform {
-  readonly #d: pako.Deflate;
-  readonly #out: Uint8Array[] = [];
-  constructor(level: number) {
-    super();
-    this.#d = new pako.Deflate({ level: level as pako.DeflateFunctionOptions["level"], gzip: true });
-    this.#d.onData = (c: Uint8Array) => this.#out.push(c);
-  }
-  #drain(): void {
-    for (const c of this.#out.splice(0)) this.push(c);
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.#d.push(chunk, false);
-    if (this.#d.err) return cb(new Error(`gzip: ${this.#d.msg}`));
-    this.#drain();
-    cb();
-  }
-  override _flush(cb: TransformCallback): void {
-    this.#d.push(new Uint8Array(0), true);
-    if (this.#d.err) return cb(new Error(`gzip: ${this.#d.msg}`));
-    this.#drain();
-    cb();
-  }
 }
 
 /** Legacy-frame lz4 as a stream: the same 8 MiB blocks as lz4LegacyCompress. */
@@ -86,42 +55,26 @@ class Lz4LegacyStream extends Transform {
   }
 }
 
-let zstdMod: typeof import("@toondepauw/node-zstd") | undefined;
-let lzmaMod: typeof import("node-liblzma") | undefined;
-
-async function zstd() {
-  return (zstdMod ??= await import("@toondepauw/node-zstd"));
-}
-async function lzma() {
-  return (lzmaMod ??= await import("node-liblzma"));
-}
+/** First 16 hex digits of each committed module's sha256 (wasm/*.wasm.buildinfo). */
+export const WASM_SHA256 = { deflate: "6e23639684d4e3a1", zstd: "f9c74a3736b3514a", xz: "1221db999bf927e1" } as const;
 
 export const codecs: Record<string, SegmentCodec> = {
   gzip: {
-    id: `gzip/pako@${versionOf("pako")}`,
-    // pako is a faithful port of zlib's deflate; its gzip header has mtime 0 and no name.
-    compress: (data, level) => pako.gzip(data, { level: level as pako.DeflateFunctionOptions["level"] }),
-    createStream: (level) => new PakoGzipStream(level),
+    // The module's sha256 prefix is part of the id (so of every cache key); a test keeps them in step.
+    id: `gzip/libdeflate@1.23+chunks-4MiB/wasm-${WASM_SHA256.deflate}`,
+    compress: (data, level) => gzipMember(data, level),
+    createStream: (level) => new GzipStream(level),
   },
   zstd: {
-    id: `zstd/node-zstd@${versionOf("@toondepauw/node-zstd")}`,
-    compress: async (data, level) => {
-      const { Encoder } = await zstd();
-      return new Encoder(level).encodeSync(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-    },
+    id: `zstd/zstd@1.5.7/wasm-${WASM_SHA256.zstd}`,
+    compress: (data, level) => zstdFrame(data, level),
+    createStream: (level) => new ZstdStream(level),
   },
   xz: {
-    id: `xz/node-liblzma@${versionOf("node-liblzma")}`,
     // The kernel's xz decoder verifies CRC32 (CRC64 is optional there), hence --check=crc32.
-    compress: async (data, level) => {
-      const l = await lzma();
-      return l.xzSync(Buffer.from(data.buffer, data.byteOffset, data.byteLength), { preset: level, check: l.check.CRC32, threads: 1 } as never);
-    },
-    // Needs warmCodec("xz") first (the worker does that before its first job).
-    createStream: (level) => {
-      if (!lzmaMod) throw new Error("xz codec used before warmCodec('xz')");
-      return lzmaMod.createXz({ preset: level, check: lzmaMod.check.CRC32, threads: 1 } as never) as unknown as Transform;
-    },
+    id: `xz/liblzma@5.8.1/wasm-${WASM_SHA256.xz}`,
+    compress: (data, level) => xzStream(data, level),
+    createStream: (level) => new XzStream(level),
   },
   lz4: {
     id: "lz4-legacy/fledge@1",
@@ -134,8 +87,8 @@ export const codecs: Record<string, SegmentCodec> = {
   },
 };
 
-/** Loads the optional native/WASM modules early (in a worker, before the first job). */
+/** Compiles a built-in codec's WebAssembly module early (a worker does it before its first job). */
 export async function warmCodec(name: string): Promise<void> {
-  if (name === "zstd") await zstd();
-  if (name === "xz") await lzma();
+  const mod = ({ gzip: "deflate.wasm", zstd: "zstd.wasm", xz: "xz.wasm" } as const)[name as "gzip"];
+  if (mod) wasmModule(mod);
 }

@@ -21,6 +21,12 @@ export interface CpioEntry {
   data?: Uint8Array;
   /** Regular file contents read from this host path. */
   file?: string;
+  /**
+   * With `file`: the contents are the `size` bytes at this byte offset of the host file (a range,
+   * e.g. a member of an uncompressed tar); `size` is then required, the file must hold at least
+   * `offset + size` bytes, and what follows the range is not checked.
+   */
+  offset?: number;
   /** Regular file contents from a stream opened on demand (may be called more than once). */
   stream?: () => AsyncIterable<Uint8Array>;
   /** Size of `file`/`stream` in bytes (checked while reading; required for `stream`). */

@@ -29,10 +29,12 @@ export interface FileJob {
   header: Uint8Array;
   entryPath: string;
   file: string;
+  /** Byte offset of the entry's data in `file` (a range), if not 0. */
+  offset?: number;
   size: number;
   out: string;
-  /** sha256 (hex) of the uncompressed segment, as hashed before: the file must not change. */
-  expect: string;
+  /** sha256 (hex) of the file's content as hashed before (with a cache): the file must not have changed since. None without a cache: nothing is hashed. */
+  expect?: string;
 }
 
 export type WorkerRequest = CompressJob | FileJob;
@@ -42,33 +44,36 @@ export interface JobCodec {
   createStream?(level?: number): Transform;
 }
 
-/** Size of the header of a cache entry / segment file: the sha256 of the payload. */
-export const SEGMENT_FILE_HEADER = 32;
+/** Size of the header of a cache entry / segment file (magic, key, length, payload sha256, HMAC; see cache.ts). */
+export const SEGMENT_FILE_HEADER = 112;
+
+export interface FileJobResult {
+  /** Payload bytes written after the header. */
+  size: number;
+  /** sha256 (hex) of the payload. */
+  payloadSha256: string;
+}
 
 /**
- * Compresses header + file data + padding into `out`: 32 bytes of sha256(payload), then the
- * payload. Streams when the codec can, so memory stays flat whatever the file's size.
+ * Compresses header + file data + padding into `out` at offset SEGMENT_FILE_HEADER (the caller
+ * writes the header). Streams when the codec can, so memory stays flat whatever the file's size.
+ * The file's content is hashed only when `expect` is given.
  */
-export async function runFileJob(codec: JobCodec, job: FileJob): Promise<{ size: number }> {
-  const inHash = createHash("sha256");
+export async function runFileJob(codec: JobCodec, job: FileJob): Promise<FileJobResult> {
+  const inHash = job.expect !== undefined ? createHash("sha256") : undefined;
   async function* source(): AsyncGenerator<Uint8Array> {
-    inHash.update(job.header);
     yield job.header;
-    for await (const c of fileChunks(job.file, job.size, job.entryPath)) {
-      inHash.update(c);
+    for await (const c of fileChunks(job.file, job.size, job.entryPath, undefined, undefined, job.offset)) {
+      inHash?.update(c);
       yield c;
     }
     const p = pad4(job.size);
-    if (p) {
-      inHash.update(ZERO_PAD.subarray(0, p));
-      yield ZERO_PAD.subarray(0, p);
-    }
+    if (p) yield ZERO_PAD.subarray(0, p);
   }
   const fh = await open(job.out, "w");
   const outHash = createHash("sha256");
   let size = 0;
   try {
-    await fh.write(new Uint8Array(SEGMENT_FILE_HEADER), 0, SEGMENT_FILE_HEADER, 0);
     const write = async (c: Uint8Array) => {
       outHash.update(c);
       await fh.write(c, 0, c.length, SEGMENT_FILE_HEADER + size);
@@ -86,11 +91,10 @@ export async function runFileJob(codec: JobCodec, job: FileJob): Promise<{ size:
       for await (const c of source()) parts.push(c);
       await write(await codec.compress(Buffer.concat(parts), job.level));
     }
-    if (inHash.digest("hex") !== job.expect)
+    if (inHash && inHash.digest("hex") !== job.expect)
       throw new CpioError("ECHANGED", `${job.file} (for ${job.entryPath}) changed while it was being archived`, job.entryPath);
-    await fh.write(outHash.digest(), 0, SEGMENT_FILE_HEADER, 0);
   } finally {
     await fh.close();
   }
-  return { size };
+  return { size, payloadSha256: outHash.digest("hex") };
 }

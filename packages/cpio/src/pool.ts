@@ -108,3 +108,46 @@ export class CodecPool {
     await Promise.all(this.#workers.map((s) => s.w.terminate()));
   }
 }
+
+/**
+ * A bounded pool of segment buffers shared by every compressor: at most `limit` are out at once
+ * (acquire waits for one to come back), and returned ones are reused, so the memory for segments
+ * in flight is fixed whatever the size of the tree. A segment larger than `slab` (an entry bigger
+ * than a segment that is not a host file) gets a buffer of its own, still counted.
+ */
+export class BufferPool {
+  readonly #free: ArrayBuffer[] = [];
+  readonly #waiting: (() => void)[] = [];
+  #out = 0;
+
+  constructor(
+    readonly slab: number,
+    readonly limit: number,
+  ) {}
+
+  async acquire(size: number): Promise<Buffer> {
+    while (this.#out >= this.limit) await new Promise<void>((r) => this.#waiting.push(r));
+    this.#out++;
+    if (size > this.slab) return Buffer.from(new ArrayBuffer(size));
+    // Not zero-filled: callers write every byte they hand on.
+    const ab = this.#free.pop() ?? Buffer.allocUnsafeSlow(this.slab).buffer;
+    return Buffer.from(ab as ArrayBuffer, 0, size);
+  }
+
+  /** Gives a buffer back for reuse (its memory must no longer be referenced elsewhere). */
+  release(buf: Uint8Array): void {
+    const ab = buf.buffer as ArrayBuffer;
+    if (ab.byteLength === this.slab && this.#free.length < this.limit) this.#free.push(ab);
+    this.#done();
+  }
+
+  /** The buffer was handed on for good (e.g. to the output); a new one may be made. */
+  discard(): void {
+    this.#done();
+  }
+
+  #done(): void {
+    this.#out--;
+    this.#waiting.shift()?.();
+  }
+}

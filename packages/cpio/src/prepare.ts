@@ -7,7 +7,7 @@ import { MAX_U32, NAME_MAX_BYTES } from "./newc.js";
 export type DataSource =
   | { kind: "none" }
   | { kind: "bytes"; data: Uint8Array }
-  | { kind: "file"; path: string }
+  | { kind: "file"; path: string; offset?: number }
   | { kind: "stream"; open: () => AsyncIterable<Uint8Array> };
 
 /** An entry ready to serialise: validated, sorted, inode and link count assigned. */
@@ -61,6 +61,11 @@ export function validateEntry(e: CpioEntry): void {
   if (!Number.isInteger(e.mode) || e.mode < 0 || e.mode > 0o7777) throw new CpioError("EMODE", `mode ${e.mode} of ${p} is not a permission value 0–07777`, p);
   if (e.mtime !== undefined && (!Number.isInteger(e.mtime) || e.mtime < 0 || e.mtime > MAX_U32))
     throw new CpioError("EMTIME", `mtime ${e.mtime} of ${p} does not fit newc's 32-bit field (1970–2106)`, p);
+  if (e.offset !== undefined) {
+    if (e.file === undefined) throw new CpioError("EDATA", `${p} has an offset but no host file`, p);
+    if (e.size === undefined) throw new CpioError("EDATA", `${p} is a range of ${e.file} (offset ${e.offset}), so its size must be given`, p);
+    if (!Number.isSafeInteger(e.offset) || e.offset < 0) throw new CpioError("EDATA", `offset ${e.offset} of ${p} is not a whole number of bytes ≥ 0`, p);
+  }
   u32(e.uid, "uid", p);
   u32(e.gid, "gid", p);
   u32(e.major, "major", p);
@@ -81,14 +86,37 @@ export function validateEntry(e: CpioEntry): void {
   if (size > MAX_U32) throw new CpioError("E2BIG", `${p} is ${size} bytes; newc cannot store files of 4 GiB or more`, p);
 }
 
+/**
+ * A stable inode number for a path: derived from the name, so adding or removing an entry does
+ * not renumber the others (and recompress their segments). Numbers are unique within an archive
+ * — a collision takes the next candidate of the name's sequence, in sorted order — and never 0.
+ * The kernel only needs (ino, mode) unique among hardlinked files; GNU cpio and bsdtar the same.
+ */
+function stableIno(name: Buffer, used: Set<number>): number {
+  for (let salt = 0; ; salt++) {
+    // FNV-1a over the name (and the salt), finished with murmur3's avalanche step.
+    let h = 0x811c9dc5 ^ salt;
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name[i]!, 0x01000193);
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h = (h ^ (h >>> 16)) >>> 0;
+    if (h !== 0 && !used.has(h)) {
+      used.add(h);
+      return h;
+    }
+  }
+}
+
 function sameEntry(a: CpioEntry, b: CpioEntry): boolean {
   return a.type === "dir" && b.type === "dir" && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.mtime === b.mtime;
 }
 
 /**
  * Validates every entry, then sorts them bytewise by path (a parent always sorts before its
- * children), adds missing parent directories (0755), resolves hardlinks and numbers inodes in
- * that order. Throws before anything is written.
+ * children), adds missing parent directories (0755), resolves hardlinks and gives each inode a
+ * number derived from its (first) path. Throws before anything is written.
  */
 export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: PrepareOptions): Promise<PreparedEntry[]> {
   if (!Number.isInteger(opts.mtime) || opts.mtime < 0 || opts.mtime > MAX_U32) throw new CpioError("EMTIME", `default mtime ${opts.mtime} does not fit newc's 32-bit field (1970–2106)`);
@@ -170,7 +198,7 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
   }
   const out: PreparedEntry[] = [];
   const inoOf = new Map<CpioEntry, number>();
-  let ino = 0;
+  const used = new Set<number>();
   for (const e of sorted) {
     // Fields spelled out, not spread from a shared object: spreading was a third of this function's time.
     const name = names.get(e.path)!;
@@ -182,14 +210,16 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
       const group = groups.get(root)!;
       let n = inoOf.get(root);
       const first = n === undefined;
-      if (first) inoOf.set(root, (n = ++ino));
+      if (first) inoOf.set(root, (n = stableIno(name, used)));
       const size = first ? sizes.get(root)! : 0;
       const source: DataSource = !first
         ? { kind: "none" }
         : root.data
           ? { kind: "bytes", data: root.data }
           : root.file !== undefined
-            ? { kind: "file", path: root.file }
+            ? root.offset !== undefined
+              ? { kind: "file", path: root.file, offset: root.offset }
+              : { kind: "file", path: root.file }
             : { kind: "stream", open: root.stream! };
       out.push({
         path: e.path,
@@ -218,7 +248,7 @@ export async function prepareEntries(input: Iterable<CpioEntry> | AsyncIterable<
       uid,
       gid,
       mtime,
-      ino: ++ino,
+      ino: stableIno(name, used),
       nlink: e.type === "dir" ? 2 + (subdirs.get(e.path) ?? 0) : 1,
       rdevmajor: e.major ?? 0,
       rdevminor: e.minor ?? 0,

@@ -74,8 +74,9 @@ describe("reader", () => {
     }
     let rounds = 0;
     let errors = 0;
-    const deadline = Date.now() + 4000;
-    while (rounds < 3000 && Date.now() < deadline) {
+    // A fixed number of rounds (never a time box: the machine may be loaded); a hang fails the
+    // test's timeout.
+    while (rounds < 1500) {
       const base = bases[rounds % bases.length]!;
       const m = Buffer.from(base);
       const kind = r();
@@ -95,9 +96,8 @@ describe("reader", () => {
       }
       rounds++;
     }
-    expect(rounds).toBeGreaterThanOrEqual(1000);
     expect(errors).toBeGreaterThan(rounds / 10);
-  }, 20000);
+  }, 120_000);
 });
 
 describe("lz4 legacy", () => {

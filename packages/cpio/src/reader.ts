@@ -5,6 +5,8 @@ import { createInflateRaw, crc32, inflateRawSync } from "node:zlib";
 import { CpioError } from "./errors.js";
 import { typeFromMode, type CpioEntryType } from "./entry.js";
 import { lz4Bound, lz4DecompressBlock, LZ4_LEGACY_BLOCK, LZ4_LEGACY_MAGIC } from "./lz4.js";
+import { XzDecompressStream, xzDecodeStream } from "./xz.js";
+import { ZstdDecompressStream, zstdDecodeFrame } from "./zstd.js";
 import { HEADER_SIZE, MAGIC_CRC, MAGIC_NEWC, MAGIC_ODC, TRAILER, pad4, sum32 } from "./newc.js";
 
 export interface ReadEntry {
@@ -74,7 +76,7 @@ export const DEFAULT_MAX_OUTPUT = 4 * 2 ** 30;
 /** The kernel's PATH_MAX: a symlink target longer than this cannot be created. */
 const MAX_SYMLINK = 4096;
 const CHUNK = 1 << 20;
-/** gzip members up to this size (in and out) are decoded in one call. */
+/** gzip, zstd and xz members up to this size (in and out) are decoded in one call. */
 const FAST_IN = 4 << 20;
 const FAST_OUT = 16 << 20;
 
@@ -487,8 +489,15 @@ async function zstdFrameLength(src: ByteSource, start: number): Promise<{ length
   return { length: p - start, skippable: false, contentSize };
 }
 
-/** zstd frames are decoded whole (the native decoder has no streaming API): refuse ones too large to hold. */
-const ZSTD_FRAME_MAX = 256 * 2 ** 20;
+/** The output of a one-call decode, or undefined when it would pass FAST_OUT (then it is streamed). */
+function oneCall(decode: () => Uint8Array): Uint8Array | undefined {
+  try {
+    return decode();
+  } catch (err) {
+    if (err instanceof CpioError && err.code === "FLEDGE_TOOBIG") return undefined;
+    throw err;
+  }
+}
 
 /** One zstd frame (plus any skippable frames around it): the unit the kernel's unzstd decodes. */
 async function unzstdMember(src: ByteSource, start: number, room: number, sink: Sink): Promise<number> {
@@ -498,16 +507,17 @@ async function unzstdMember(src: ByteSource, start: number, room: number, sink: 
   if (p + 4 <= src.size && le32(await src.read(p, 4), 0) === ZSTD_MAGIC) {
     const { length, contentSize } = await zstdFrameLength(src, p);
     if (contentSize !== undefined && contentSize > room) throw new CpioError("E2BIG", `zstd frame at offset ${p} decompresses to ${contentSize} bytes, more than the ${human(room)} left under the limit`);
-    if (length > ZSTD_FRAME_MAX || (contentSize ?? 0) > ZSTD_FRAME_MAX)
-      throw new CpioError("E2BIG", `zstd frame at offset ${p} is too large for fledge's reader (${length} bytes compressed${contentSize !== undefined ? `, ${contentSize} decompressed` : ""}; at most ${human(ZSTD_FRAME_MAX)})`);
-    const { Decoder } = await import("@toondepauw/node-zstd");
-    let out: Buffer;
     try {
-      out = new Decoder().decodeSync(Buffer.from(await src.read(p, length)));
+      // small (fledge's own segments): one call, unless it expands past FAST_OUT; then, like a
+      // large frame, streamed. The sink checks the output against the cap either way.
+      const bytes = length <= FAST_IN ? await src.read(p, length) : undefined;
+      const out = bytes && oneCall(() => zstdDecodeFrame(bytes, FAST_OUT));
+      if (out) for (let i = 0; i < out.length; i += CHUNK) await sink(out.subarray(i, i + CHUNK));
+      else await throughTransform(new ZstdDecompressStream(), src, p, p + length, sink);
     } catch (err) {
-      throw new CpioError("ECORRUPT", `zstd frame at offset ${p} is corrupt: ${(err as Error).message}`);
+      if (err instanceof CpioError && err.code !== "FLEDGE_CORRUPT") throw err;
+      throw new CpioError("ECORRUPT", `zstd frame at offset ${p} is corrupt: ${(err as Error).message.replace(/^zstd data at byte \d+ is corrupt: /, "")}`);
     }
-    for (let i = 0; i < out.length; i += CHUNK) await sink(out.subarray(i, i + CHUNK));
     p += length;
     frames++;
   }
@@ -532,22 +542,24 @@ async function unxzMember(src: ByteSource, start: number, sink: Sink): Promise<n
     }
   }
   if (end < 0) throw new CpioError("ETRUNC", `xz stream at offset ${start} is truncated (no stream footer)`);
-  const l = await import("node-liblzma");
   if (end - start <= FAST_IN) {
-    // small (fledge's own segments): one call; the content is bounded by xz's own block sizes only,
-    // so the output is still checked against the cap by the sink
-    let out: Buffer;
+    // small (fledge's own segments): one call, unless it expands past FAST_OUT (then streamed
+    // below); the output is still checked against the cap by the sink
+    let out: Uint8Array | undefined;
+    const bytes = await src.read(start, end - start);
     try {
-      out = l.unxzSync(Buffer.from(await src.read(start, end - start)));
+      out = oneCall(() => xzDecodeStream(bytes, FAST_OUT));
     } catch (err) {
+      if (err instanceof CpioError) throw err;
       throw new CpioError("ECORRUPT", `xz stream at offset ${start} is corrupt: ${(err as Error).message}`);
     }
-    for (let i = 0; i < out.length; i += CHUNK) await sink(out.subarray(i, i + CHUNK));
-    return end - start;
+    if (out) {
+      for (let i = 0; i < out.length; i += CHUNK) await sink(out.subarray(i, i + CHUNK));
+      return end - start;
+    }
   }
-  const { createUnxz } = l;
   try {
-    await throughTransform(createUnxz() as unknown as Transform, src, start, end, sink);
+    await throughTransform(new XzDecompressStream(), src, start, end, sink);
   } catch (err) {
     if (err instanceof CpioError) throw err;
     throw new CpioError("ECORRUPT", `xz stream at offset ${start} is corrupt: ${(err as Error).message}`);

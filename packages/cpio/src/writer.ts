@@ -21,7 +21,8 @@ export interface WriteOptions {
 const CHUNK = 1 << 20;
 export const ZERO_PAD = new Uint8Array(4);
 
-export async function* fileChunks(path: string, size: number, entryPath: string): AsyncGenerator<Uint8Array> {
+/** A host file's bytes in chunks; into `into` (reused: each chunk is valid until the next is asked for) when given. */
+export async function* fileChunks(path: string, size: number, entryPath: string, chunk = CHUNK, into?: Buffer, offset?: number): AsyncGenerator<Uint8Array> {
   let fh;
   try {
     fh = await open(path, "r");
@@ -31,14 +32,18 @@ export async function* fileChunks(path: string, size: number, entryPath: string)
   try {
     let pos = 0;
     while (pos < size) {
-      const buf = Buffer.allocUnsafe(Math.min(CHUNK, size - pos));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-      if (bytesRead === 0) throw new CpioError("ECHANGED", `${path} (for ${entryPath}) shrank while it was being archived (expected ${size} bytes)`, entryPath);
+      const buf = into ? into.subarray(0, Math.min(into.length, size - pos)) : Buffer.allocUnsafe(Math.min(chunk, size - pos));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, (offset ?? 0) + pos);
+      if (bytesRead === 0)
+        throw new CpioError("ECHANGED", offset === undefined ? `${path} (for ${entryPath}) shrank while it was being archived (expected ${size} bytes)` : `${path} (for ${entryPath}) ends before its range ${offset}+${size}`, entryPath);
       pos += bytesRead;
       yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
     }
-    const extra = await fh.read(Buffer.alloc(1), 0, 1, size);
-    if (extra.bytesRead !== 0) throw new CpioError("ECHANGED", `${path} (for ${entryPath}) grew while it was being archived (expected ${size} bytes)`, entryPath);
+    // A whole file must end where it was listed to end; a range is not checked past its end.
+    if (offset === undefined) {
+      const extra = await fh.read(Buffer.alloc(1), 0, 1, size);
+      if (extra.bytesRead !== 0) throw new CpioError("ECHANGED", `${path} (for ${entryPath}) grew while it was being archived (expected ${size} bytes)`, entryPath);
+    }
   } finally {
     await fh.close();
   }
@@ -59,7 +64,7 @@ export async function* entryData(e: PreparedEntry): AsyncGenerator<Uint8Array> {
   const s = e.source;
   if (s.kind === "bytes") {
     for (let i = 0; i < s.data.length; i += CHUNK) yield s.data.subarray(i, i + CHUNK);
-  } else if (s.kind === "file") yield* fileChunks(s.path, e.size, e.path);
+  } else if (s.kind === "file") yield* fileChunks(s.path, e.size, e.path, CHUNK, undefined, s.offset);
   else if (s.kind === "stream") yield* streamChunks(s.open, e.size, e.path);
 }
 

@@ -63,6 +63,10 @@ export interface SelectKernelOptions {
   volantVersion?: string;
   /** A pin from fledge.lock. */
   pin?: VolantKernelPin;
+  /** Volant's kernel, already fetched and verified elsewhere (a build's inputs): its file, with `pin`. */
+  volantFile?: string;
+  /** Why Volant's kernel is not available, when the caller already knows (nothing is fetched). */
+  unavailable?: string;
   /** /boot, for tests. */
   bootDir?: string;
 }
@@ -80,7 +84,12 @@ export async function selectKernel(o: SelectKernelOptions): Promise<KernelChoice
   if (o.flag) return given(o.flag, "flag", "--kernel");
   if (o.config) return given(o.config, "config", "[run] kernel");
   let why: string;
-  if (o.arch !== "x86_64") why = `Volant publishes no ${o.arch} kernel`;
+  if (o.volantFile && o.pin) {
+    const kernel = await inspectKernel(o.volantFile);
+    return { kernel, source: "volant", volant: true, pin: o.pin, description: `Volant's kernel, release ${o.pin.tag} (sha256:${o.pin.sha256.slice(0, 12)}…)` };
+  }
+  if (o.unavailable) why = o.unavailable;
+  else if (o.arch !== "x86_64") why = `Volant publishes no ${o.arch} kernel`;
   else if (!o.fetcher) why = "Volant's kernel was not looked up";
   else {
     const version = o.volantVersion ?? "latest";

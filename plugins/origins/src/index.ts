@@ -9,13 +9,9 @@ export const ORIGINS_VERSION = 1;
 export interface OriginEntry {
   path: string;
   type: TreeNode["type"];
-  /**
-   * The node's origin as the plugin that added it recorded it (docs/plugins.md, "The tree"):
-   * `skeleton`, `busybox`, `init`, `kestrel`, `mapping:<host path as written>`,
-   * `layer:<digest>`, `tarball:<…>`, `plugin:<name>`; `unknown` when none was recorded.
-   */
+  /** The tree node's origin: `skeleton`, `busybox`, `init`, `kestrel`, `mapping:<host path as written>`, `layer:<digest>`, `tarball:<source>`, `plugin:<name>`. */
   origin: string;
-  /** Bytes of file data (0 for everything else and for a second name of a hard link; a symlink counts its target's length). */
+  /** Bytes of file data (0 for everything else; a symlink counts its target's length). */
   size: number;
 }
 
@@ -33,26 +29,25 @@ export interface OriginsRecord {
 export const originsPath = (artifact: string) => `${artifact}.origins.json`;
 
 /**
- * Writes `<artifact>.origins.json` beside the artifact: every entry of the image with the origin
- * recorded in the tree and its size. The record is an output of the build: checked before any
- * work, written before the commit, moved into place with the artifact.
+ * Writes `<artifact>.origins.json` beside the artifact: each entry of the image with the origin
+ * its tree node carries (set by whoever added it) and its size. It is an output of the build, so
+ * it is committed with the artifact and never left behind by a failed build.
  */
 export class OriginsPlugin {
   readonly name = PLUGIN_NAME;
   apply(builder: Builder): void {
     builder.hooks.check.tap(this.name, (_check, ctx) => {
-      ctx.outputs.add(originsPath(ctx.options.output), { label: "origins" });
+      ctx.outputs.add(originsPath(ctx.outputs.artifact.path), { label: "origins" });
     });
     builder.hooks.afterBuild.tapPromise({ name: this.name, stage: AfterBuildStage.SBOM }, async (result, ctx) => {
       const out = ctx.outputs.list().find((o) => o.label === "origins" && o.plugin === this.name);
       if (!out) return;
-      const tree = result.tree;
-      if (!tree) {
-        out.discard(); // a strategy that reports no tree: nothing to record
+      if (!result.tree) {
+        out.discard(); // a strategy that gives no tree: nothing to record
         return;
       }
       const entries: OriginEntry[] = [];
-      for (const [path, node] of tree.entries()) {
+      for (const [path, node] of result.tree.entries()) {
         let size = 0;
         if (node.type === "file") size = "data" in node ? node.data.length : "hostPath" in node ? (node.size ?? (await stat(node.hostPath)).size) : node.size;
         else if (node.type === "symlink") size = Buffer.byteLength(node.target);
@@ -65,7 +60,6 @@ export class OriginsPlugin {
         totals: totalsOf(entries),
       };
       await out.write(JSON.stringify(record, null, 1) + "\n");
-      ctx.debug(`origins: ${out.path}`);
     });
   }
 }

@@ -1,17 +1,24 @@
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build, resolveMtime, type Builder, type BuildResult } from "@fledge/core";
+import { build, CheckError, resolveMtime, type Builder, type BuildResult } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
 import { removeOwnTempsAfterExit, removeOwnTempsSync } from "@fledge/safe-fs";
 import { UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand, checkBaseUrl } from "../args.js";
+import { dockerfileProject, type DockerfileProject } from "./dockerfile.js";
 import { attachReporter } from "../progress.js";
 import type { GlobalFlags } from "../index.js";
 
-export const help = `fledge build — build an initramfs plugin and its manifest.json
+export const help = `fledge build — build a plugin's artifact and its manifest.json
 
 Usage: fledge build [options]
+       fledge build [options] <Dockerfile>
+
+A Dockerfile instead of fledge.toml builds its image with the container engine on the machine
+(buildctl, docker buildx, podman or buildah) into a root disk, <context dir>.img (an initramfs,
+<context dir>.cpio.gz, with --output-initramfs); the manifest takes name and runtime from the
+context directory and the workload from the image (CMD/ENTRYPOINT, EXPOSE), as the Go fledge does.
 
 Options:
   -C, --dir <dir>           run as if started in <dir>
@@ -25,12 +32,19 @@ Options:
       --compression <name>  compressor (default: [output] compression, else gzip)
       --level <n>           compression level
       --cache-dir <dir>     download cache (default: $FLEDGE_CACHE_DIR, $XDG_CACHE_HOME/fledge, ~/.cache/fledge)
+      --verify              read and hash every mapped file instead of trusting the stat
+                            cache (unchanged size, mtime, ctime, inode = unchanged content)
       --offline             never touch the network: use the cache and fledge.lock, or fail
                             listing every input that is missing
       --locked              fail if fledge.lock is missing or would change (for CI)
       --boot-check          boot the artifact headless before it is kept: wait for its health
                             check, record boot times and peak memory, fail past [check] budgets
       --kernel <path>       kernel for --boot-check (default: as "fledge run" chooses)
+      --dockerfile <file>   build from this Dockerfile (same as the positional argument)
+      --context <dir>       build context (default: the Dockerfile's directory)
+      --target <stage>      build stage of a multi-stage Dockerfile
+      --build-arg <K=V>     build argument (repeatable)
+      --output-initramfs    with a Dockerfile: an initramfs instead of a root disk
       --json                print the result as JSON on stdout
   -v, --verbose             more detail: stage timings, fetched URLs, stacks
   -q, --quiet               only warnings and errors
@@ -69,7 +83,7 @@ async function bootCheckPlugin(kernel: string | undefined) {
 }
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
-  const { values } = parseCommand("build", argv, {
+  const { values, positionals } = parseCommand("build", argv, {
     dir: { type: "string", short: "C" },
     config: { type: "string", short: "c" },
     manifest: { type: "string", short: "m" },
@@ -81,9 +95,15 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     "cache-dir": { type: "string" },
     offline: { type: "boolean" },
     locked: { type: "boolean" },
+    verify: { type: "boolean" },
     "boot-check": { type: "boolean" },
     kernel: { type: "string" },
-  });
+    dockerfile: { type: "string" },
+    context: { type: "string" },
+    target: { type: "string" },
+    "build-arg": { type: "string", multiple: true },
+    "output-initramfs": { type: "boolean" },
+  }, { positionals: true });
   if (values.help) {
     io.stdout.write(help);
     return 0;
@@ -98,6 +118,17 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
 
   const cwd = resolve(io.cwd, values.dir ?? ".");
   const at = (p: string | undefined) => (p === undefined ? undefined : resolve(cwd, p));
+  if (positionals.length > 1) throw new UsageError(`one Dockerfile at most, got ${positionals.length} arguments\nRun "fledge build --help" for usage.`);
+  if (positionals[0] !== undefined && values.dockerfile !== undefined && resolve(cwd, positionals[0]) !== resolve(cwd, values.dockerfile))
+    throw new UsageError("the Dockerfile is given twice, with different paths (argument and --dockerfile)");
+  const dockerfile = positionals[0] ?? values.dockerfile;
+  const buildArgs = (values["build-arg"] as string[] | undefined) ?? [];
+  let project: DockerfileProject | undefined;
+  if (dockerfile !== undefined) {
+    if (values.config !== undefined) throw new UsageError("--config cannot be used when building from a Dockerfile");
+    project = await dockerfileProject({ dockerfile, context: values.context, target: values.target, buildArgs, initramfs: !!values["output-initramfs"] }, cwd, values.manifest !== undefined);
+  } else if (values.context !== undefined || values.target !== undefined || buildArgs.length || values["output-initramfs"])
+    throw new UsageError("--context, --target, --build-arg and --output-initramfs need a Dockerfile (fledge build ./Dockerfile); in fledge.toml they are [source] context, target, build_args");
   let builder: Builder | undefined;
   const cacheDir = at(values["cache-dir"]) ?? defaultCacheDir(io.env);
   const onSignal = () => {
@@ -116,9 +147,9 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   let result: BuildResult;
   try {
     result = await build({
-      config: at(values.config) ?? resolve(cwd, "fledge.toml"),
-      manifest: at(values.manifest),
-      output: at(values.output) ?? resolve(cwd, "plugin.cpio.gz"),
+      config: project?.config ?? at(values.config) ?? resolve(cwd, "fledge.toml"),
+      manifest: at(values.manifest) ?? project?.manifest,
+      output: at(values.output) ?? project?.output ?? resolve(cwd, "plugin.cpio.gz"),
       manifestOutput: at(values["manifest-output"]),
       baseUrl: values["base-url"],
       compression: values.compression,
@@ -127,6 +158,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       cacheDir,
       offline: values.offline,
       locked: values.locked,
+      verify: values.verify,
       env: io.env,
       pluginSearchPaths: [CLI_DIR],
       plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
@@ -135,8 +167,16 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
         attachReporter(b, io, flags);
       },
     });
+  } catch (err) {
+    // Findings in the files generated for a Dockerfile are the Dockerfile's: those files are gone.
+    if (project && err instanceof CheckError) {
+      const generated = [project.config, project.manifest];
+      throw new CheckError(err.issues.map((i) => (generated.includes(i.file) ? { ...i, file: project!.dockerfile, line: undefined, column: undefined, codeFrame: undefined } : i)));
+    }
+    throw err;
   } finally {
     for (const sig of signals) process.off(sig, onSignal);
+    await project?.cleanup();
   }
   if (flags.json) {
     // Everything the result holds (a boot check's record too), but not the staged path (gone

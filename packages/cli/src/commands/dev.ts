@@ -57,7 +57,7 @@ export function watchedPaths(config: FledgeConfig, configFile: string, manifestF
     const spec = typeof p === "string" ? p : (p as { use?: string }).use;
     if (spec && (spec.startsWith("./") || spec.startsWith("../") || isAbsolute(spec))) add(spec);
   }
-  const init = config.init as { mode: string; path?: string; hostPath?: string };
+  const init = config.init as { mode: string; hostPath?: string };
   if (init.hostPath) add(init.hostPath);
   if (config.busybox.include && !/^https?:/i.test(config.busybox.url)) add(config.busybox.url.replace(/^file:\/\//, ""));
   if (config.agent?.source === "local") add(config.agent.path);
@@ -93,7 +93,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   let prepared = await prepareTarget(io, flags, targetReq);
   say(io, `built in ${Math.round(performance.now() - started)} ms`);
   const kernel = boot
-    ? await chooseKernel(io, { arch: prepared.target.arch, flag: values.kernel, config: prepared.runKernel, cacheDir, offline: values.offline, env: io.env, volantVersion: prepared.volantVersion })
+    ? await chooseKernel(io, { arch: prepared.target.arch, flag: values.kernel, config: prepared.runKernel, cacheDir, offline: values.offline, env: io.env, volantVersion: prepared.volantVersion, projectDir: prepared.config?.rootDir })
     : undefined;
 
   let vm: Vm | undefined;

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { build, resolveMtime, readLock, LOCK_FILE, type Builder } from "@fledge/core";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build, resolveMtime, type Builder } from "@fledge/core";
 import { loadFledgeConfig, type FledgeConfig } from "@fledge/config";
 import { defaultCacheDir } from "@fledge/fetch";
 import type { GuestArch } from "@fledge/vm";
@@ -100,6 +101,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     offline: values.offline,
     env: io.env,
     volantVersion: prepared.volantVersion,
+    projectDir: prepared.config?.rootDir,
   });
   return bootInteractive(io, { target: prepared.target, kernel, append: values.append, memoryMb: memory, hostPort: port, quiet: flags.quiet, cacheDir });
 }
@@ -138,12 +140,9 @@ export async function prepareTarget(io: CliIO, flags: GlobalFlags, r: TargetRequ
   const output = resolve(r.cwd, r.output ?? "plugin.cpio.gz");
   const config = await loadFledgeConfig(configPath);
   const arch = (config.output.arch ?? "x86_64") as GuestArch;
-  const runKernel = (config as { run?: { kernel?: string } }).run?.kernel;
-  let volantVersion: string | undefined;
-  const lock = await readLock(join(config.rootDir, LOCK_FILE)).catch(() => undefined);
-  const agentLock = lock?.inputs.agent;
-  if (agentLock?.source === "release" && agentLock.tag) volantVersion = agentLock.tag;
-  else if (config.agent?.source === "release") volantVersion = config.agent.version;
+  const runKernel = config.run.kernel;
+  // the release kestrel comes from (fledge.lock pins what "latest" resolved to, for both)
+  const volantVersion = config.agent?.source === "release" ? config.agent.version : undefined;
 
   if (r.noBuild) {
     if (!existsSync(output)) throw new ExitError(1, `--no-build: ${output} does not exist`, );
@@ -178,6 +177,7 @@ export async function buildQuietly(io: CliIO, flags: GlobalFlags, req: { config:
       offline: req.offline,
       env: io.env,
       plugins: [new (await import("@fledge/plugin-origins")).OriginsPlugin()],
+      pluginSearchPaths: [dirname(fileURLToPath(import.meta.url))],
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, { ...io, stdout: io.stderr }, { ...flags, json: false });

@@ -1,5 +1,6 @@
 import { stat } from "node:fs/promises";
 import type { Builder } from "../builder.js";
+import { inImage } from "./in-image.js";
 import { PLUGIN } from "./names.js";
 import { describeKind } from "@fledge/safe-fs";
 
@@ -31,9 +32,11 @@ export class AgentPlugin {
       if (ctx.config.init.mode !== "default" || !ctx.config.agent) return;
       const got = await ctx.inputs.file("agent");
       ctx.debug(`kestrel ${got.fromCache ? "from cache" : got.local ? "from a local file" : "fetched"}: ${got.url} sha256:${got.sha256}`);
+      // In an image whose /bin is a link (`/bin -> usr/bin`), kestrel goes where the link points.
+      const dest = inImage(tree, "/bin/kestrel");
       // the verified bytes themselves when fetch kept them: a shared cache entry swapped since cannot get in
-      if (got.data) tree.addFile("/bin/kestrel", got.data, { mode: 0o755, origin: "kestrel" });
-      else tree.addHostFile("/bin/kestrel", got.path, { mode: 0o755, origin: "kestrel" }, got.size);
+      if (got.data) tree.addFile(dest, got.data, { mode: 0o755, origin: "kestrel" });
+      else tree.addHostFile(dest, got.path, { mode: 0o755, origin: "kestrel" }, got.size);
     });
   }
 }

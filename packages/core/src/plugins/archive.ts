@@ -1,9 +1,5 @@
-import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
 import { join } from "node:path";
-import { Readable, Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { builtinCompressors, checkLevel, writeArchive, type ArchiveStats } from "@fledge/cpio";
+import { builtinCompressors, checkLevel, writeArchiveFile, type ArchiveStats } from "@fledge/cpio";
 import { defaultCacheDir } from "@fledge/fetch";
 import type { Builder } from "../builder.js";
 import { FledgeError } from "../errors.js";
@@ -50,35 +46,34 @@ export class ArchivePlugin {
       const level = ctx.options.level ?? ctx.config.output.level ?? compressor.defaultLevel;
       const { path: out, stagedPath: temp } = ctx.outputs.artifact;
       const entries = tree.toCpioEntries();
-      const hash = createHash("sha256");
-      let size = 0;
-      const tap = new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          hash.update(chunk);
-          size += chunk.length;
-          cb(null, chunk);
-        },
-      });
       // Segmented, parallel, cached: the bytes depend on the tree only (not on cores or cache).
+      // Written straight to the temp file and hashed on the way, with buffers reused.
       const stats = {} as ArchiveStats;
-      const source = writeArchive(
+      const { size, sha256 } = await writeArchiveFile(
         entries,
         {
           mtime: ctx.options.mtime,
           compressor,
           level,
           cacheDir: join(ctx.options.cacheDir ?? defaultCacheDir(), "segments"),
+          verify: ctx.options.verify,
           // The last step is reported once, below, with the tree's entry count.
           onProgress: (current, total) => {
             if (current < total) hooks.progress.call({ kind: "archive", label: "archive", current, total: entries.length });
           },
         },
+        temp,
         stats,
+        "wx",
       );
-      await pipeline(Readable.from(source, { highWaterMark: 1 }), tap, createWriteStream(temp, { flags: "wx" }));
-      ctx.debug(`archive: ${stats.segments} segments (${stats.cached} from cache, ${stats.compressed} compressed on ${stats.workers} workers), ${stats.uncompressedSize} bytes of newc`, this.name);
+      ctx.debug(
+        `archive: ${stats.segments} segments (${stats.cached} from cache, ${stats.compressed} compressed on ${stats.workers} workers), ${stats.uncompressedSize} bytes of newc; ${stats.statHits} files unchanged by the stat cache, ${stats.hashed} read and hashed`,
+        this.name,
+      );
+      if (stats.cacheSkipped) ctx.warn(`segment cache not used: ${stats.cacheSkipped}`, this.name);
+      if (stats.rejected) ctx.warn(`${stats.rejected} segment-cache ${stats.rejected === 1 ? "entry was" : "entries were"} not written by you for this content (forged, swapped or damaged); recomputed, the artifact is unaffected`, this.name);
       hooks.progress.call({ kind: "archive", label: "archive", current: entries.length, total: entries.length });
-      return { kind: "initramfs", path: out, stagedPath: temp, sha256: hash.digest("hex"), size, compression: compressor.name, entries: entries.length };
+      return { kind: "initramfs", path: out, stagedPath: temp, sha256, size, compression: compressor.name, entries: entries.length };
     });
   }
 }

@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { Builder } from "../builder.js";
+import { inImage } from "./in-image.js";
 import { PLUGIN } from "./names.js";
 
 /** Applets linked to /bin/busybox (relative links, so they work wherever the image is unpacked). */
@@ -14,7 +15,10 @@ export const BUSYBOX_APPLETS = [
   "sha256sum", "md5sum", "hexdump", "od", "yes", "sysctl", "nslookup", "netstat", "clear", "reset", "httpd",
 ].sort();
 
-/** Stage 3: busybox at /bin/busybox (0755) and /bin/<applet> -> busybox; busybox is the `busybox` input. */
+/**
+ * Stage 3: busybox at /bin/busybox (0755) and /bin/<applet> -> busybox; busybox is the `busybox`
+ * input. Never replaces what an overlaid image has (its shell, its own busybox and links).
+ */
 export class BusyboxPlugin {
   readonly name = PLUGIN.busybox;
   apply(builder: Builder): void {
@@ -40,10 +44,23 @@ export class BusyboxPlugin {
       const got = await ctx.inputs.file("busybox");
       ctx.debug(`busybox ${got.fromCache ? "from cache" : got.local ? "from a local file" : "fetched"}: ${got.url} sha256:${got.sha256}`);
       const tree = t.withOrigin("busybox");
+      // An image overlaid before this stage keeps what it has: its /bin/busybox, its /bin/sh and
+      // every other command. fledge's busybox only fills in what is missing, in the image's real
+      // /bin (an image's `/bin -> usr/bin` is followed inside the image).
+      const bin = inImage(tree, "/bin/busybox").slice(0, -"/busybox".length) || "/bin";
+      if (tree.has(`${bin}/busybox`)) {
+        ctx.info(`the image has its own ${bin}/busybox: fledge's busybox is not installed, the image's applets stay as they are`);
+        return;
+      }
       // the verified bytes themselves when fetch kept them: a shared cache entry swapped since cannot get in
-      if (got.data) tree.addFile("/bin/busybox", got.data, 0o755);
-      else tree.addHostFile("/bin/busybox", got.path, 0o755, got.size);
-      for (const applet of BUSYBOX_APPLETS) tree.symlink(`/bin/${applet}`, "busybox");
+      if (got.data) tree.addFile(`${bin}/busybox`, got.data, 0o755);
+      else tree.addHostFile(`${bin}/busybox`, got.path, 0o755, got.size);
+      const kept: string[] = [];
+      for (const applet of BUSYBOX_APPLETS) {
+        if (tree.has(`${bin}/${applet}`)) kept.push(applet);
+        else tree.symlink(`${bin}/${applet}`, "busybox");
+      }
+      if (kept.length) ctx.info(`busybox: the image's own ${kept.slice(0, 8).map((a) => `${bin}/${a}`).join(", ")}${kept.length > 8 ? ` and ${kept.length - 8} more` : ""} kept; busybox links only what the image lacks`);
     });
   }
 }

@@ -50,3 +50,17 @@ export function run(cmd: string, args: string[], opts: { input?: Uint8Array; cwd
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Bytes that compress somewhat: text-like runs, random bytes and zeros, in random lengths. */
+export function mixedBytes(seed: number, size: number): Uint8Array {
+  const r = rng(seed);
+  const out = new Uint8Array(size);
+  let p = 0;
+  while (p < size) {
+    const n = Math.min(size - p, 1 + Math.floor(r() * 5000));
+    const k = r();
+    for (let i = 0; i < n; i++) out[p + i] = k < 0.5 ? 97 + ((i * 7 + n) % 26) : k < 0.8 ? Math.floor(r() * 256) : 0;
+    p += n;
+  }
+  return out;
+}
