@@ -51,10 +51,8 @@ export interface TestEntry {
   uid: number;
   gid: number;
   origin?: string;
-  /** A symlink's target. */
+  /** Symlink and hardlink targets. */
   target?: string;
-  /** Hard links: names in the image sharing this entry's inode (itself included), sorted. */
-  links?: string[];
   major?: number;
   minor?: number;
 }
@@ -68,7 +66,7 @@ export interface TestBuild {
   paths(): string[];
   /** One entry, or undefined. */
   entry(path: string): TestEntry | undefined;
-  /** The bytes of a regular file in the image. */
+  /** The bytes of a regular file (or a hard link to one) in the image. */
   read(path: string): Promise<Buffer>;
   /** The same as text. */
   text(path: string): Promise<string>;
@@ -182,12 +180,12 @@ export async function testBuild(opts: TestBuildOptions = {}): Promise<TestBuild>
           gid: n.gid ?? 0,
           ...(n.origin !== undefined ? { origin: n.origin } : {}),
           ...("target" in n ? { target: n.target } : {}),
-          ...(n.type === "file" && n.link ? { links: t.paths().filter((p) => { const o = t.get(p); return o?.type === "file" && o.link === n.link; }) } : {}),
           ...("major" in n ? { major: n.major, minor: n.minor } : {}),
         };
       },
       async read(path) {
-        const n = nodeOf(path);
+        let n = nodeOf(path);
+        if (n?.type === "hardlink") n = nodeOf(n.target);
         if (n?.type !== "file") throw new Error(`${path} is ${n ? `a ${n.type}` : "not in the image"}, not a regular file`);
         if ("data" in n) return Buffer.from(n.data);
         if ("hostPath" in n) return readFile(n.hostPath);

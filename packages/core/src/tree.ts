@@ -21,22 +21,14 @@ export interface NodeMeta {
   origin?: string;
 }
 
-/**
- * What regular files share when they are hard links of one another: regular files with the
- * same `link` are one inode in the image (the data is stored once). Removing or replacing one
- * name leaves the others as they are.
- */
-export interface FileLink {
-  readonly id: number;
-}
-
 /** One node of the image. A regular file's bytes come from `data`, `hostPath` or `open`. */
 export type TreeNode = NodeMeta &
   (
     | { type: "dir"; mode: number }
-    | { type: "file"; mode: number; data: Uint8Array; link?: FileLink }
-    | { type: "file"; mode: number; hostPath: string; size?: number; link?: FileLink }
-    | { type: "file"; mode: number; open: () => AsyncIterable<Uint8Array>; size: number; link?: FileLink }
+    | { type: "file"; mode: number; data: Uint8Array }
+    | { type: "file"; mode: number; hostPath: string; size?: number }
+    | { type: "file"; mode: number; open: () => AsyncIterable<Uint8Array>; size: number }
+    | { type: "hardlink"; target: string }
     | { type: "symlink"; target: string }
     | { type: "char" | "block"; mode: number; major: number; minor: number }
     | { type: "fifo" | "socket"; mode: number }
@@ -70,8 +62,6 @@ function compareBytes(a: string, b: string): number {
 
 interface Store {
   nodes: Map<string, TreeNode>;
-  /** Hard-link groups made so far. */
-  links: number;
   scratchDir?: string;
   scratchReady?: Promise<unknown>;
 }
@@ -98,7 +88,7 @@ export class RootfsTree {
   #origin: string | undefined;
 
   constructor(opts: RootfsTreeOptions = {}) {
-    this.#store = { nodes: new Map(), links: 0, scratchDir: opts.scratchDir };
+    this.#store = { nodes: new Map(), scratchDir: opts.scratchDir };
     this.#origin = undefined;
   }
 
@@ -216,19 +206,15 @@ export class RootfsTree {
     return this.set(path, { type: "symlink", target, ...opts });
   }
 
-  /**
-   * A hard link: `path` becomes another name of the regular file at `target` (already in the
-   * tree), one inode in the image. The names stay linked whatever happens to the others: removing
-   * or replacing `target` later leaves `path` a regular file with the same content.
-   */
-  hardlink(path: string, target: string, opts: { origin?: string } = {}): this {
+  /** A hard link to the regular file at `target` (already in the tree): one inode, two names. */
+  hardlink(path: string, target: string, opts: Exclude<NodeOptions, number> = {}): this {
     const t = imagePath(target);
     const node = this.#store.nodes.get(t);
     if (!node) throw new FledgeError("FLEDGE_PATH", `cannot link ${path} to ${t}: there is nothing at ${t} in the image`);
+    if (node.type === "hardlink") return this.hardlink(path, node.target, opts);
     if (node.type !== "file") throw new FledgeError("FLEDGE_PATH", `cannot link ${path} to ${t}: ${t} is a ${node.type}, hard links are for regular files`);
     if (imagePath(path) === t) return this;
-    const link = (node.link ??= { id: ++this.#store.links });
-    return this.set(path, { ...node, link, ...(opts.origin !== undefined ? { origin: opts.origin } : { origin: undefined }) } as TreeNode);
+    return this.set(path, { type: "hardlink", target: t, ...opts });
   }
 
   /** A character or block device node (written into the archive header: no mknod, no root). */
@@ -283,13 +269,9 @@ export class RootfsTree {
     for (const p of this.paths()) if (p === d || p.startsWith(prefix)) yield [p, this.#store.nodes.get(p)!];
   }
 
-  /**
-   * The tree as cpio entries, sorted, paths relative to the root. Of each hard-link group, the
-   * first name in that order holds the data; the others link to it and share its mode and owner.
-   */
+  /** The tree as cpio entries, sorted, paths relative to the root. */
   toCpioEntries(): CpioEntry[] {
     const out: CpioEntry[] = [];
-    const holders = new Map<FileLink, string>();
     for (const [p, n] of this.entries()) {
       const base = { path: p.slice(1), uid: n.uid, gid: n.gid };
       switch (n.type) {
@@ -298,16 +280,18 @@ export class RootfsTree {
         case "socket":
           out.push({ ...base, type: n.type, mode: n.mode });
           break;
-        case "file": {
-          const holder = n.link && holders.get(n.link);
-          if (holder !== undefined) {
-            out.push({ ...base, type: "file", mode: n.mode, linkTo: holder });
-            break;
-          }
-          if (n.link) holders.set(n.link, base.path);
+        case "file":
           if ("data" in n) out.push({ ...base, type: "file", mode: n.mode, data: n.data });
           else if ("hostPath" in n) out.push({ ...base, type: "file", mode: n.mode, file: n.hostPath, size: n.size });
           else out.push({ ...base, type: "file", mode: n.mode, stream: n.open, size: n.size });
+          break;
+        case "hardlink": {
+          const t = this.#store.nodes.get(n.target);
+          if (t?.type !== "file")
+            throw new FledgeError("FLEDGE_PATH", `${p} is a hard link to ${n.target}, which ${t ? `is now a ${t.type}` : "is no longer in the image"}`, {
+              hint: "a plugin removed or replaced the link's target after the link was made",
+            });
+          out.push({ ...base, uid: t.uid, gid: t.gid, type: "file", mode: t.mode, linkTo: n.target.slice(1) });
           break;
         }
         case "symlink":
