@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { isAbsolute, posix, resolve } from "node:path";
@@ -245,9 +246,30 @@ export class TarballPlugin implements FledgePlugin {
       const req = request.options as TarballRequest;
       const file: FetchedFile = await ctx.inputs.file(inputName(req));
       const what = `${request.keyPath} (${req.url ?? req.path})`;
-      // the verified bytes when fetch kept them: a shared cache entry swapped since cannot get in
-      const input = file.data ? Readable.from([Buffer.from(file.data)]) : createReadStream(file.path);
-      const n = await overlayTarball(t.withOrigin(originOf(req)), input, req, what);
+      let n: number;
+      if (file.data) {
+        // the verified bytes fetch kept (up to 64 MiB): a shared cache entry swapped since cannot get in
+        n = await overlayTarball(t.withOrigin(originOf(req)), Readable.from([Buffer.from(file.data.buffer, file.data.byteOffset, file.data.byteLength)]), req, what);
+      } else {
+        // streamed from the file and hashed on the way: bytes other than the verified ones fail the build
+        const seen = createHash("sha256");
+        let size = 0;
+        const hashed = createReadStream(file.path).pipe(
+          new Transform({
+            transform(chunk: Buffer, _e, cb) {
+              seen.update(chunk);
+              size += chunk.length;
+              cb(null, chunk);
+            },
+          }),
+        );
+        n = await overlayTarball(t.withOrigin(originOf(req)), hashed, req, what);
+        const digest = seen.digest("hex");
+        if (size !== file.size || digest !== file.sha256)
+          throw new FledgeError("FLEDGE_CHECKSUM", `${what}: ${file.path} changed while it was read (sha256 ${digest}, ${size} bytes; verified: ${file.sha256}, ${file.size} bytes)`, {
+            hint: "something else writes to this file or to fledge's cache; build again",
+          });
+      }
       ctx.debug(`${what}: ${n} members overlaid at ${req.dest ?? "/"}`);
       return true;
     });

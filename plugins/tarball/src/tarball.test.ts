@@ -1,9 +1,13 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { chmodSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { zstd } from "@fledge/cpio";
 import { testBuild } from "@fledge/core/testing";
 import { pack } from "tar-stream";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import TarballPlugin, { imageName, requestProblems } from "./index.js";
 
 type Member = { name: string; type?: "file" | "directory" | "symlink" | "link" | "character-device" | "block-device" | "fifo"; body?: string | Buffer; mode?: number; uid?: number; gid?: number; linkname?: string; devmajor?: number; devminor?: number };
@@ -12,11 +16,11 @@ type Member = { name: string; type?: "file" | "directory" | "symlink" | "link" |
 async function tar(members: Member[]): Promise<Buffer> {
   const p = pack();
   const chunks: Buffer[] = [];
-  p.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => p.on("end", r));
+  p.on("data", (c: unknown) => void chunks.push(c as Buffer));
+  const done = new Promise<void>((r) => p.on("end", () => r()));
   for (const m of members) {
     const { body, ...header } = m;
-    await new Promise<void>((resolve, reject) => p.entry({ mode: 0o644, uid: 0, gid: 0, mtime: new Date(1_600_000_000_000), ...header }, body, (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) => p.entry({ mode: 0o644, uid: 0, gid: 0, mtime: new Date(1_600_000_000_000), ...header }, body ?? "", (err) => (err ? reject(err) : resolve())));
   }
   p.finalize();
   await done;
@@ -55,7 +59,8 @@ describe("@fledge/plugin-tarball", () => {
       try {
         expect(await t.text("/usr/bin/tool")).toBe("#!/bin/sh\necho tool\n");
         expect(t.entry("/usr/bin/tool")).toMatchObject({ type: "file", mode: 0o4755, uid: 1000, gid: 1000, origin: `tarball:./rootfs${what}` });
-        expect(t.entry("/usr/bin/tool")!.links).toEqual(["/usr/bin/tool", "/usr/bin/tool-again"]);
+        expect(t.entry("/usr/bin/tool-again")).toMatchObject({ type: "hardlink", target: "/usr/bin/tool" });
+        expect(await t.text("/usr/bin/tool-again")).toBe("#!/bin/sh\necho tool\n");
         expect(t.entry("/usr/bin/t")).toMatchObject({ type: "symlink", target: "tool" });
         expect(t.entry("/etc/passwd-link")).toMatchObject({ type: "symlink", target: "/etc/passwd" });
         expect(t.entry("/dev/ttyX")).toMatchObject({ type: "char", major: 4, minor: 64, mode: 0o620 });
@@ -78,7 +83,7 @@ describe("@fledge/plugin-tarball", () => {
     });
     try {
       expect(t.entry("/opt/app/bin/app")).toMatchObject({ type: "file", mode: 0o755, uid: 0, gid: 0 });
-      expect(t.entry("/opt/app/lib/l.so")!.links).toEqual(["/opt/app/bin/app", "/opt/app/lib/l.so"]);
+      expect(t.entry("/opt/app/lib/l.so")).toMatchObject({ type: "hardlink", target: "/opt/app/bin/app" });
       expect(t.paths().some((p) => p.includes("app-1.0"))).toBe(false);
     } finally {
       await t.cleanup();
@@ -172,5 +177,87 @@ describe("@fledge/plugin-tarball", () => {
         downloads: { "https://example.test/r.tar": body },
       }),
     ).rejects.toMatchObject({ code: "FLEDGE_OFFLINE" });
+  });
+});
+
+describe("archives made by GNU tar and bsdtar", () => {
+  const LONG = `deep/${"d".repeat(90)}/${"n".repeat(80)}.txt`;
+  let src: string;
+  let work: string;
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), "fledge-tarball-real-"));
+    src = join(work, "src");
+    mkdirSync(join(src, "usr/bin"), { recursive: true });
+    mkdirSync(join(src, dirname(LONG)), { recursive: true });
+    mkdirSync(join(src, "empty"));
+    writeFileSync(join(src, "usr/bin/tool"), "#!/bin/sh\necho tool\n");
+    chmodSync(join(src, "usr/bin/tool"), 0o4755);
+    linkSync(join(src, "usr/bin/tool"), join(src, "usr/bin/tool-again"));
+    symlinkSync("tool", join(src, "usr/bin/t"));
+    symlinkSync("/etc/shadow", join(src, "shadow-link"));
+    writeFileSync(join(src, LONG), "a long name\n");
+    writeFileSync(join(src, "big.bin"), Buffer.alloc(3 * 1024 * 1024 + 17, 0x5a));
+    // devices and a fifo without root or mknod: bsdtar reads them from an mtree spec
+    writeFileSync(join(work, "devices.mtree"), "#mtree\n./dev type=dir mode=0755\n./dev/ttyX type=char device=native,4,64 mode=0620 uid=0 gid=5\n./dev/sdz type=block device=native,8,0 mode=0660\n./run type=dir mode=0755\n./run/pipe type=fifo mode=0600\n");
+    // GNU format (././@LongLink for the long name), numeric owner 1000:1000
+    execFileSync("tar", ["--format=gnu", "--owner=1000", "--group=1000", "--numeric-owner", "-czf", join(work, "gnu.tar.gz"), "-C", src, "."]);
+    execFileSync("tar", ["--format=gnu", "--owner=1000", "--group=1000", "--numeric-owner", "-cf", join(work, "gnu.tar"), "-C", src, "."]);
+    // pax format (a path record for the long name), zstd, with the mtree devices
+    execFileSync("bsdtar", ["--format=pax", "--uid", "1000", "--gid", "1000", "--zstd", "-cf", join(work, "bsd.tar.zst"), "-C", src, ".", `@${join(work, "devices.mtree")}`]);
+  });
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  for (const name of ["gnu.tar", "gnu.tar.gz", "bsd.tar.zst"]) {
+    it(`${name}: files, the long name, setuid, owners, the hard link as one inode, symlinks as written`, async () => {
+      const t = await testBuild({
+        plugins: [new TarballPlugin()],
+        mode: "build",
+        config: HEAD + `[[overlay]]\nkind = "tarball"\npath = "./${name}"\n`,
+        files: { init: INIT, [name]: readFileSync(join(work, name)) },
+      });
+      try {
+        expect(await t.text("/usr/bin/tool")).toBe("#!/bin/sh\necho tool\n");
+        expect(await t.text("/usr/bin/tool-again")).toBe("#!/bin/sh\necho tool\n");
+        // tar stores the name it meets first as the file, the other as a link to it (directory order)
+        const [data, link] = t.entry("/usr/bin/tool")!.type === "file" ? ["/usr/bin/tool", "/usr/bin/tool-again"] : ["/usr/bin/tool-again", "/usr/bin/tool"];
+        expect(t.entry(data!)).toMatchObject({ type: "file", mode: 0o4755, uid: 1000, gid: 1000 });
+        expect(t.entry(link!)).toMatchObject({ type: "hardlink", target: data });
+        expect(await t.text(`/${LONG}`)).toBe("a long name\n");
+        expect((await t.read("/big.bin")).equals(Buffer.alloc(3 * 1024 * 1024 + 17, 0x5a))).toBe(true);
+        expect(t.entry("/usr/bin/t")).toMatchObject({ type: "symlink", target: "tool" });
+        expect(t.entry("/shadow-link")).toMatchObject({ type: "symlink", target: "/etc/shadow" });
+        expect(t.entry("/empty")).toMatchObject({ type: "dir" });
+        // one of the two names is the link (tar stores the second one it met as a link)
+        const a = t.archive!.find((e) => e.path === "usr/bin/tool")!;
+        const b = t.archive!.find((e) => e.path === "usr/bin/tool-again")!;
+        expect(a.ino).toBe(b.ino);
+        expect(a.nlink).toBe(2);
+        expect(a.mode & 0o7777).toBe(0o4755);
+        expect(b.mode & 0o7777).toBe(0o4755);
+        if (name === "bsd.tar.zst") {
+          expect(t.entry("/dev/ttyX")).toMatchObject({ type: "char", major: 4, minor: 64, mode: 0o620, uid: 0, gid: 5 });
+          expect(t.entry("/dev/sdz")).toMatchObject({ type: "block", major: 8, minor: 0, mode: 0o660 });
+          expect(t.entry("/run/pipe")).toMatchObject({ type: "fifo", mode: 0o600 });
+        }
+      } finally {
+        await t.cleanup();
+      }
+    });
+  }
+
+  it("GNU tar -P with absolute and .. names: absolute names land under the root, .. is refused", async () => {
+    execFileSync("tar", ["-P", "--transform", "s,^usr,/abs,", "-cf", join(work, "abs.tar"), "-C", src, "usr/bin/tool"]);
+    const t = await testBuild({ plugins: [new TarballPlugin()], config: HEAD + '[[overlay]]\nkind = "tarball"\npath = "./abs.tar"\n', files: { init: INIT, "abs.tar": readFileSync(join(work, "abs.tar")) } });
+    try {
+      expect(execFileSync("tar", ["-tPf", join(work, "abs.tar")], { encoding: "utf8" })).toContain("/abs/bin/tool");
+      expect(await t.text("/abs/bin/tool")).toBe("#!/bin/sh\necho tool\n");
+    } finally {
+      await t.cleanup();
+    }
+    execFileSync("tar", ["-P", "--transform", "s,^usr,../../usr,", "-cf", join(work, "dots.tar"), "-C", src, "usr/bin/tool"]);
+    expect(execFileSync("tar", ["-tPf", join(work, "dots.tar")], { encoding: "utf8" })).toContain("../../usr/bin/tool");
+    await expect(testBuild({ plugins: [new TarballPlugin()], config: HEAD + '[[overlay]]\nkind = "tarball"\npath = "./dots.tar"\n', files: { init: INIT, "dots.tar": readFileSync(join(work, "dots.tar")) } })).rejects.toMatchObject({
+      cause: expect.objectContaining({ code: "FLEDGE_TARBALL_ESCAPE" }),
+    });
   });
 });
