@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { build, type FledgePlugin } from "@fledge/core";
 import AjvModule from "ajv";
 import { testBuild } from "@fledge/core/testing";
 import { describe, expect, it } from "vitest";
@@ -86,5 +88,46 @@ describe("@fledge/plugin-sbom", () => {
     const schema = (SbomPlugin as unknown as { optionsSchema: { "~standard": { validate(v: unknown): { issues?: unknown[] } } } }).optionsSchema;
     expect(schema["~standard"].validate({ colour: 1 }).issues).toHaveLength(1);
     expect(schema["~standard"].validate({ namespace: "not a uri" }).issues).toHaveLength(1);
+  });
+});
+
+describe("a failure in the SBOM stage", () => {
+  it("leaves nothing under the output names (artifact, manifest, SBOM) and no temps", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fledge-sbom-fail-"));
+    try {
+      writeFileSync(join(dir, "init"), "#!/bin/sh\n", { mode: 0o755 });
+      writeFileSync(join(dir, "fledge.toml"), 'version = "1"\n[init]\nnone = true\n[source]\nbusybox = false\n[mappings]\n"./init" = "/init"\n');
+      writeFileSync(join(dir, "manifest.toml"), 'name = "demo"\nversion = "1.0.0"\n[workload]\nentrypoint = "/init"\nbase_url = "http://127.0.0.1:8000"\n');
+      // a file whose content can be read once (by the archive writer), then fails (an I/O error when the SBOM reads it)
+      let opens = 0;
+      const flaky: FledgePlugin = {
+        name: "flaky",
+        apply(b) {
+          b.hooks.beforeArchive.tap("flaky", (tree) => {
+            tree.set("/data/flaky", {
+              type: "file",
+              mode: 0o644,
+              size: 3,
+              open: async function* () {
+                if (++opens > 1) throw new Error("EIO: the disk went away");
+                yield new TextEncoder().encode("abc");
+              },
+            });
+          });
+        },
+      };
+      const out = join(dir, "out");
+      const err = await build({ config: join(dir, "fledge.toml"), output: join(out, "plugin.cpio.gz"), plugins: [flaky, new SbomPlugin()], offline: true, cacheDir: join(dir, "cache"), env: {} }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(err).toMatchObject({ name: "PluginError", plugin: "@fledge/plugin-sbom", message: expect.stringContaining("EIO: the disk went away") });
+      expect(opens).toBe(2);
+      // the artifact was written (staged) and then discarded: nothing is left
+      expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
+      expect(readdirSync(dir).filter((f) => f !== "cache" && f !== "out").sort()).toEqual(["fledge.toml", "init", "manifest.toml"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
