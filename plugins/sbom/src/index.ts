@@ -112,9 +112,14 @@ export async function spdxDocument(result: BuildResult, ctx: BuildContext, opts:
   const fileInput = new Map<string, string>();
   const inputNames = new Set(ctx.inputs.names());
   let n = 0;
-  for (const [path, node] of tree.entries()) {
-    if (node.type !== "file") continue;
-    const d = await digestsOf(node);
+  const digests = new Map<string, { sha1: string; sha256: string }>();
+  for (const [path, entry] of tree.entries()) {
+    // a hard link is a file of the image too: the content (and mode, owner) of the file it names
+    const node = entry.type === "hardlink" ? tree.get(entry.target) : entry;
+    if (node?.type !== "file") continue;
+    const key = entry.type === "hardlink" ? entry.target : path;
+    let d = digests.get(key);
+    if (!d) digests.set(key, (d = await digestsOf(node)));
     const id = `SPDXRef-File-${++n}`;
     files.push({
       fileName: `.${path}`,
@@ -125,7 +130,7 @@ export async function spdxDocument(result: BuildResult, ctx: BuildContext, opts:
       ],
       licenseConcluded: "NOASSERTION",
       copyrightText: "NOASSERTION",
-      comment: `origin: ${node.origin ?? "unknown"}; mode ${(node.mode & 0o7777).toString(8).padStart(4, "0")}, owner ${node.uid ?? 0}:${node.gid ?? 0}`,
+      comment: `origin: ${node.origin ?? "unknown"}; ${entry.type === "hardlink" ? `hard link to .${entry.target}; ` : ""}mode ${(node.mode & 0o7777).toString(8).padStart(4, "0")}, owner ${node.uid ?? 0}:${node.gid ?? 0}`,
     });
     const input = inputOfOrigin(node.origin, inputNames);
     if (input) fileInput.set(id, input);

@@ -30,8 +30,9 @@ async function built(extra: Parameters<typeof testBuild>[0] = {}) {
 }
 
 describe("@fledge/plugin-sbom", () => {
-  it("writes <artifact>.spdx.json: valid SPDX 2.3, every file with its sha256 and origin, each input with its URL and digest from fledge.lock", async () => {
-    const t = await built();
+  it("writes <artifact>.spdx.json: valid SPDX 2.3, every file (hard links too) with its sha256 and origin, each input with its URL and digest from fledge.lock", async () => {
+    const linker: FledgePlugin = { name: "linker", apply: (b) => void b.hooks.beforeArchive.tap("linker", (tree) => void tree.hardlink("/srv/www/same.html", "/srv/www/index.html")) };
+    const t = await built({ plugins: [new SbomPlugin(), linker] });
     try {
       const out = t.result!.outputs.find((o) => o.label === "sbom")!;
       expect(out).toMatchObject({ path: `${t.result!.artifact.path}.spdx.json`, plugin: "@fledge/plugin-sbom" });
@@ -39,7 +40,12 @@ describe("@fledge/plugin-sbom", () => {
       expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
       expect(doc).toMatchObject({ spdxVersion: "SPDX-2.3", dataLicense: "CC0-1.0", name: "test-0.1.0", creationInfo: { created: "2024-01-01T00:00:00Z" } });
       // every regular file of the image, and nothing else
-      const imageFiles = t.paths().filter((p) => t.entry(p)!.type === "file");
+      const imageFiles = t.paths().filter((p) => t.entry(p)!.type === "file" || t.entry(p)!.type === "hardlink");
+      expect(imageFiles).toContain("/srv/www/same.html");
+      expect(doc.files.find((f) => f.fileName === "./srv/www/same.html")).toMatchObject({
+        checksums: expect.arrayContaining([{ algorithm: "SHA256", checksumValue: sha256("<h1>hi</h1>\n") }]),
+        comment: "origin: mapping:./www; hard link to ./srv/www/index.html; mode 0644, owner 0:0",
+      });
       expect(doc.files.map((f) => f.fileName)).toEqual(imageFiles.map((p) => `.${p}`));
       const bb = doc.files.find((f) => f.fileName === "./bin/busybox")!;
       expect(bb.checksums).toEqual([
