@@ -106,8 +106,13 @@ function describeEntry(name: string, e: LockEntry | undefined): string {
 export async function spdxDocument(result: BuildResult, ctx: BuildContext, opts: SbomOptions = {}): Promise<SpdxDocument> {
   const tree = result.tree;
   if (!tree) throw new Error("the strategy reported no tree");
-  const name = `${result.manifest.name}-${result.manifest.version}`;
   const artifactName = basename(result.artifact.path);
+  // without a manifest.json (the build wrote none), the artifact's file name stands for the name
+  const m = result.manifest;
+  const pkgName = m?.name ?? artifactName.replace(/\..*$/, "");
+  const version = m?.version;
+  const name = version ? `${pkgName}-${version}` : pkgName;
+  const artifactUrl = m?.initramfs?.url ?? m?.rootfs?.url ?? "";
   const files: SpdxFile[] = [];
   const fileInput = new Map<string, string>();
   const inputNames = new Set(ctx.inputs.names());
@@ -145,10 +150,10 @@ export async function spdxDocument(result: BuildResult, ctx: BuildContext, opts:
     .digest("hex");
   const artifact: SpdxPackage = {
     SPDXID: "SPDXRef-Package-Artifact",
-    name: result.manifest.name,
-    versionInfo: result.manifest.version,
+    name: pkgName,
+    ...(version ? { versionInfo: version } : {}),
     packageFileName: artifactName,
-    downloadLocation: /^https?:\/\//.test(result.manifest.initramfs?.url ?? result.manifest.rootfs?.url ?? "") ? (result.manifest.initramfs?.url ?? result.manifest.rootfs?.url)! : "NOASSERTION",
+    downloadLocation: /^https?:\/\//.test(artifactUrl) ? artifactUrl : "NOASSERTION",
     filesAnalyzed: true,
     packageVerificationCode: { packageVerificationCodeValue: verification },
     checksums: [{ algorithm: "SHA256", checksumValue: result.artifact.sha256 }],
@@ -191,7 +196,7 @@ export async function spdxDocument(result: BuildResult, ctx: BuildContext, opts:
     dataLicense: "CC0-1.0",
     SPDXID: "SPDXRef-DOCUMENT",
     name,
-    documentNamespace: `${base}${encodeURIComponent(result.manifest.name)}/${encodeURIComponent(result.manifest.version)}/${result.artifact.sha256}`,
+    documentNamespace: `${base}${encodeURIComponent(pkgName)}/${encodeURIComponent(version ?? "unversioned")}/${result.artifact.sha256}`,
     creationInfo: { created: new Date(ctx.options.mtime * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"), creators: [`Tool: ${TOOL}`] },
     packages,
     files,
