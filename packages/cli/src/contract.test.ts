@@ -126,11 +126,11 @@ describe("[[overlay]] kind = \"tarball\" (first-party, loaded by itself)", () =>
     const { startServer, bytes } = await import("@fledge/fetch/testing");
     const p = pack();
     const parts: Buffer[] = [];
-    p.on("data", (c: Buffer) => parts.push(c));
+    p.on("data", (c: unknown) => void parts.push(c as Buffer)); // tar-stream's pack emits Buffers; its types say unknown
     p.entry({ name: "srv/hello.txt", mode: 0o644 }, "hello from a tarball\n");
     p.entry({ name: "srv/run", mode: 0o755, uid: 10, gid: 10 }, "#!/bin/sh\n");
     p.finalize();
-    await new Promise((r) => p.on("end", r));
+    await new Promise<void>((r) => p.on("end", () => r()));
     const { gzipSync } = await import("node:zlib");
     const body = gzipSync(Buffer.concat(parts));
     const server = await startServer({ "/rootfs.tar.gz": bytes(body) });

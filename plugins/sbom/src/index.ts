@@ -124,7 +124,10 @@ export async function spdxDocument(result: BuildResult, ctx: BuildContext, opts:
     if (node?.type !== "file") continue;
     const key = entry.type === "hardlink" ? entry.target : path;
     let d = digests.get(key);
-    if (!d) digests.set(key, (d = await digestsOf(node)));
+    if (!d) {
+      d = await digestsOf(node);
+      digests.set(key, d);
+    }
     const id = `SPDXRef-File-${++n}`;
     files.push({
       fileName: `.${path}`,
@@ -188,7 +191,7 @@ export async function spdxDocument(result: BuildResult, ctx: BuildContext, opts:
   }
   const relationships: SpdxDocument["relationships"] = [{ spdxElementId: "SPDXRef-DOCUMENT", relationshipType: "DESCRIBES", relatedSpdxElement: artifact.SPDXID }];
   for (const f of files) relationships.push({ spdxElementId: artifact.SPDXID, relationshipType: "CONTAINS", relatedSpdxElement: f.SPDXID });
-  for (const [inputName, id] of inputIds) relationships.push({ spdxElementId: id, relationshipType: "BUILD_DEPENDENCY_OF", relatedSpdxElement: artifact.SPDXID });
+  for (const id of inputIds.values()) relationships.push({ spdxElementId: id, relationshipType: "BUILD_DEPENDENCY_OF", relatedSpdxElement: artifact.SPDXID });
   for (const [fileId, inputName] of fileInput) relationships.push({ spdxElementId: fileId, relationshipType: "GENERATED_FROM", relatedSpdxElement: inputIds.get(inputName)! });
   const base = (opts.namespace ?? "https://spdx.fledge.invalid/").replace(/\/*$/, "/");
   return {

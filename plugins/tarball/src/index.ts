@@ -211,6 +211,7 @@ export class TarballPlugin implements FledgePlugin {
   static optionsSchema = optionsSchema;
   readonly name = PLUGIN_NAME;
 
+  // biome-ignore lint/complexity/noUselessConstructor: it declares the options fledge constructs the plugin with (none, for now)
   constructor(_options: TarballPluginOptions = {}) {}
 
   apply(builder: Builder): void {

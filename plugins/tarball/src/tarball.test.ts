@@ -108,8 +108,8 @@ describe("@fledge/plugin-tarball", () => {
   });
 
   it("a member that would leave the image root is refused, and so is a write through a symlink in the archive", async () => {
-    const escape = testBuild({ plugins: [new TarballPlugin()], config: HEAD + '[[overlay]]\nkind = "tarball"\npath = "./e.tar"\n', files: { init: INIT, "e.tar": await tar([{ name: "../escape", body: "x" }]) } });
-    await expect(escape).rejects.toMatchObject({
+    const escaping = testBuild({ plugins: [new TarballPlugin()], config: HEAD + '[[overlay]]\nkind = "tarball"\npath = "./e.tar"\n', files: { init: INIT, "e.tar": await tar([{ name: "../escape", body: "x" }]) } });
+    await expect(escaping).rejects.toMatchObject({
       name: "PluginError",
       plugin: "@fledge/plugin-tarball",
       message: expect.stringContaining('overlay[0] (./e.tar): the member "../escape" would leave the image root'),
