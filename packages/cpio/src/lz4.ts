@@ -26,25 +26,11 @@ function writeLength(dst: Uint8Array, op: number, len: number): number {
   return op;
 }
 
-/** Scratch of the block coder, reused from call to call (one thread runs one call at a time). */
-let scratchDst = new Uint8Array(0);
-const scratchTable = new Int32Array(1 << HASH_LOG);
-
 /** Compresses `src` into one LZ4 block (greedy matching with a 64K-entry hash table). */
 export function lz4CompressBlock(src: Uint8Array): Uint8Array {
-  return lz4CompressBlockScratch(src).slice();
-}
-
-/**
- * As {@link lz4CompressBlock}, into a buffer the next call reuses: the result is valid until
- * then. Compressing a segment then allocates nothing but its output (no garbage to collect, no
- * malloc arena fragmented by megabytes freed from one thread and allocated from another).
- */
-function lz4CompressBlockScratch(src: Uint8Array): Uint8Array {
   const n = src.length;
-  if (scratchDst.length < lz4Bound(n)) scratchDst = new Uint8Array(lz4Bound(n));
-  const dst = scratchDst;
-  const table = scratchTable.fill(-1);
+  const dst = new Uint8Array(lz4Bound(n));
+  const table = new Int32Array(1 << HASH_LOG).fill(-1);
   let op = 0;
   let anchor = 0;
   let ip = 0;
@@ -100,7 +86,7 @@ function lz4CompressBlockScratch(src: Uint8Array): Uint8Array {
     }
   }
   emit(n, 0, 0);
-  return dst.subarray(0, op);
+  return dst.slice(0, op);
 }
 
 /** Decompresses one LZ4 block; `max` bounds the output. Throws CpioError on malformed input. */
@@ -163,16 +149,6 @@ function le32(n: number): Uint8Array {
 
 /** A complete legacy frame: magic, then blocks of at most 8 MiB of input, each with its LE32 size. */
 export function lz4LegacyCompress(data: Uint8Array): Uint8Array {
-  if (data.length <= LZ4_LEGACY_BLOCK) {
-    // One block (every segment): one allocation, the output itself.
-    const block = lz4CompressBlockScratch(data);
-    const out = new Uint8Array(8 + block.length);
-    const v = new DataView(out.buffer);
-    v.setUint32(0, LZ4_LEGACY_MAGIC, true);
-    v.setUint32(4, block.length, true);
-    out.set(block, 8);
-    return out;
-  }
   const parts: Uint8Array[] = [le32(LZ4_LEGACY_MAGIC)];
   for (let i = 0; i < data.length; i += LZ4_LEGACY_BLOCK) {
     const block = lz4CompressBlock(data.subarray(i, i + LZ4_LEGACY_BLOCK));
