@@ -186,6 +186,57 @@ describe("fledge build", () => {
   });
 });
 
+describe("fledge build without a manifest.toml (the seed's flows)", () => {
+  /** The default mode with kestrel and busybox from local files, mapping `programs` into /usr/bin. */
+  function defaultMode(name: string, programs: string[]): string {
+    const dir = join(root, name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "busybox"), Buffer.alloc(4096, 7));
+    writeFileSync(join(dir, "kestrel"), "#!/bin/sh\n");
+    for (const p of programs) writeFileSync(join(dir, p), "#!/bin/sh\n", { mode: 0o755 });
+    writeFileSync(
+      join(dir, "fledge.toml"),
+      `version = "1"\n[agent]\nsource_strategy = "local"\npath = "./kestrel"\n[source]\nbusybox_url = "./busybox"\nbusybox_sha256 = "${sha(join(dir, "busybox"))}"\n[mappings]\n` +
+        programs.map((p) => `"./${p}" = "/usr/bin/${p}"\n`).join(""),
+    );
+    return dir;
+  }
+
+  it('default mode, two mapped programs: exit 0, the artifact, no manifest.json, and --json says "manifest": null with the reasons', async () => {
+    const dir = defaultMode("two-programs", ["api", "worker"]);
+    const r = await runBin(["build", "--json"], dir, { env: { FLEDGE_CACHE_DIR: join(root, "cache") } });
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ ok: true, manifest: null, manifestPath: null });
+    expect(j.manifestReasons).toEqual([
+      {
+        key: "workload.entrypoint",
+        message: "workload.entrypoint is missing: 2 mapped files land in a bin directory (/usr/bin/api, /usr/bin/worker), so fledge cannot tell which one kestrel should start",
+        fix: 'name = "two-programs"\n\n[workload]\nentrypoint = "/usr/bin/api"  # or "/usr/bin/worker"\nbase_url = "http://127.0.0.1:8000"',
+      },
+    ]);
+    expect(j.outputs.map((o: { label: string }) => o.label)).not.toContain("manifest");
+    expect(readdirSync(dir).filter((f) => f.endsWith(".json") && !f.endsWith(".origins.json"))).toEqual([]);
+    expect(existsSync(join(dir, "plugin.cpio.gz"))).toBe(true);
+    // Without --json: the warning names the key and the TOML to add, and the summary says it.
+    const t = await runBin(["build"], dir, { env: { FLEDGE_CACHE_DIR: join(root, "cache") } });
+    expect(t.code).toBe(0);
+    expect(t.stderr).toContain("mappings: no manifest.json will be written (the artifact is still built)");
+    expect(t.stderr).toContain('        entrypoint = "/usr/bin/api"  # or "/usr/bin/worker"\n        base_url = "http://127.0.0.1:8000"\n');
+    expect(t.stdout).toMatch(/^built plugin\.cpio\.gz .*\nno manifest\.json written: workload\.entrypoint is missing: 2 mapped files/);
+    expect(t.stdout).not.toContain("install with");
+  });
+
+  it("default mode, one mapped program: the manifest has it as the entrypoint and base_url port 8000, with notes", async () => {
+    const dir = defaultMode("one-program", ["api"]);
+    const r = await runBin(["build"], dir, { env: { FLEDGE_CACHE_DIR: join(root, "cache") } });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('note: manifest: workload.entrypoint = ["/usr/bin/api"] from the one file the mappings put in a bin directory');
+    const manifest = JSON.parse(readFileSync(join(dir, "one-program.manifest.json"), "utf8"));
+    expect(manifest.workload).toEqual({ type: "http", entrypoint: ["/usr/bin/api"], base_url: "http://127.0.0.1:8000" });
+  });
+});
+
 describe("fledge build: bad input gets a clear error, exit 1, and no output", () => {
   function outputs(dir: string) {
     return readdirSync(dir).filter((f) => f.endsWith(".cpio.gz") || f.endsWith(".manifest.json") || f.startsWith(".fledge-tmp"));

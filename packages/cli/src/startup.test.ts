@@ -129,3 +129,19 @@ describe("exceptions nothing caught", () => {
     expect(err).toContain('plugin "buggy" failed in hooks.beforeBuild');
   });
 });
+
+describe("npm ci on every supported Node", () => {
+  it("no package in package-lock.json declares engines that exclude a supported Node (no EBADENGINE)", async () => {
+    const { satisfies } = (await import("semver")) as unknown as { satisfies(v: string, range: string): boolean };
+    const lock = JSON.parse(readFileSync(join(REPO, "package-lock.json"), "utf8")) as { packages: Record<string, { version?: string; link?: boolean; engines?: { node?: string } | string[] }> };
+    // the floor, the newest 20 we know, and the majors the tests run on
+    const supported = [NODE_FLOOR.join("."), "20.20.2", "22.12.0", "24.0.0", process.versions.node];
+    const bad: string[] = [];
+    for (const [path, p] of Object.entries(lock.packages)) {
+      const range = !Array.isArray(p.engines) ? p.engines?.node : undefined;
+      if (!range || p.link) continue;
+      for (const v of supported) if (!satisfies(v, range)) bad.push(`${path.replace(/^.*node_modules\//, "")}@${p.version} needs node ${range}, excluding ${v}`);
+    }
+    expect(bad).toEqual([]);
+  });
+});

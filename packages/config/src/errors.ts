@@ -30,7 +30,7 @@ export function formatIssue(i: ConfigIssue): string {
   const where = i.line ? `${i.file}:${i.line}:${i.column ?? 1}` : i.file;
   const key = i.keyPath ? ` ${i.keyPath}:` : "";
   let s = `${where}:${key} ${i.message}`;
-  if (i.hint) s += `\n  hint: ${i.hint}`;
+  if (i.hint) s += `\n  hint: ${i.hint.replace(/\n/g, "\n        ")}`;
   if (i.codeFrame) s += `\n${i.codeFrame}`;
   return s;
 }

@@ -14,9 +14,10 @@ import type { Fetcher } from "@fledge/fetch";
 import { Builder, manifestRules, type CheckReport, type FledgePlugin, type UpdateResult } from "./builder.js";
 import type { BuildOptions, BuildResult } from "./context.js";
 import { CheckError } from "./errors.js";
+import { defaultArtifactName } from "./artifact-name.js";
 import { FIRST_PARTY } from "./first-party.js";
 import { tappedKeys } from "./hooks.js";
-import { loadPlugin, PluginLoadError, resolvePluginModule } from "./load-plugins.js";
+import { loadPlugin, locatePlugin, PluginLoadError, type BundledPlugins } from "./load-plugins.js";
 import type { HostInput } from "./outputs.js";
 
 export interface PreflightRequest extends Omit<BuildOptions, "output"> {
@@ -24,12 +25,20 @@ export interface PreflightRequest extends Omit<BuildOptions, "output"> {
   config: string;
   /** manifest.toml path; default: manifest.toml beside fledge.toml (optional file). */
   manifest?: string;
-  /** Artifact path; default plugin.cpio.gz in the current directory. */
+  /** Artifact path; default `defaultArtifactName(config)` (plugin.cpio.gz, rootfs.img for oci_rootfs) in `outputDir`. */
   output?: string;
+  /** Where the artifact goes when `output` is not given (default: the current directory). */
+  outputDir?: string;
   /** Plugins given in code, applied before those of fledge.toml. */
   plugins?: FledgePlugin[];
   /** Directories to look for plugin packages from, after the project (the CLI passes its own). */
   pluginSearchPaths?: string[];
+  /**
+   * Plugin packages built into the program, by name (the CLI's first-party plugins, so that the
+   * one-file executable, which has no node_modules, has them): used when the project has no
+   * installed copy, before `pluginSearchPaths`.
+   */
+  bundledPlugins?: BundledPlugins;
   /** Check the output paths too (default true; `fledge update` writes no outputs). */
   checkOutputs?: boolean;
   /** Check manifest.toml too (default true; `fledge update` does not need it). */
@@ -110,12 +119,14 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   // Without a builder (fledge.toml or a plugin failed), manifest.toml is still checked in full.
   const manifestOnly = () => {
     if (req.checkManifest === false || !man.manifest) return { problems: req.checkManifest === false ? [] : man.problems, manifestWarnings: [] };
-    const r = manifestRules(man.manifest, man.problems, req.baseUrl);
+    // Without a manifest.toml, what it would say is derived from fledge.toml once that is valid.
+    if (!man.manifest.file) return { problems: [], manifestWarnings: [] };
+    const r = manifestRules(man.manifest, man.problems, req.baseUrl, [], cfg.config ? cfg.config.init.mode === "default" : true);
     return { problems: r.problems, manifestWarnings: r.warnings };
   };
   if (!cfg.config || !man.manifest) return done(manifestOnly());
   const config = cfg.config;
-  const { config: _c, manifest: _m, plugins: _p, pluginSearchPaths, checkOutputs, checkManifest, fetcher, onBuilder, ...options } = req;
+  const { config: _c, manifest: _m, plugins: _p, output, outputDir, pluginSearchPaths, bundledPlugins: bundled, checkOutputs, checkManifest, fetcher, onBuilder, ...options } = req;
   if (checkManifest === false) man.problems.length = 0;
   const searchPaths = pluginSearchPaths ?? [];
 
@@ -123,9 +134,9 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   const loaded: FledgePlugin[] = [];
   for (const spec of config.plugins) {
     try {
-      const l = await loadPlugin(spec, { rootDir: config.rootDir, file: config.file, searchPaths });
+      const l = await loadPlugin(spec, { rootDir: config.rootDir, file: config.file, searchPaths, bundled });
       loaded.push(l.plugin);
-      hostInputs.push({ path: l.file, what: `the plugin module ${spec.use}` });
+      if (l.file) hostInputs.push({ path: l.file, what: `the plugin module ${spec.use}` });
     } catch (err) {
       if (!(err instanceof PluginLoadError)) throw err;
       problems.push(...place(err.issues, config));
@@ -137,7 +148,7 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
     config,
     manifestConfig: man.manifest,
     manifestProblems: man.problems,
-    options: { ...options, output: resolve(req.output ?? "plugin.cpio.gz") },
+    options: { ...options, output: resolve(output ?? join(outputDir ?? ".", defaultArtifactName(config))) },
     hostInputs,
     ...(fetcher ? { fetcher } : {}),
   });
@@ -165,9 +176,9 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   for (const w of wanted) {
     if (seen.has(w.pkg)) continue;
     seen.add(w.pkg);
-    if (!resolvePluginModule(w.pkg, { rootDir: config.rootDir, searchPaths })) continue; // reported by check(): "not installed"
+    if (!locatePlugin(w.pkg, { rootDir: config.rootDir, searchPaths, bundled })) continue; // reported by check(): "not installed"
     try {
-      const l = await loadPlugin({ use: w.pkg, keyPath: w.keyPath }, { rootDir: config.rootDir, file: config.file, searchPaths });
+      const l = await loadPlugin({ use: w.pkg, keyPath: w.keyPath }, { rootDir: config.rootDir, file: config.file, searchPaths, bundled });
       use(l.plugin, w.keyPath);
       notes.push(`${w.keyPath} uses ${w.pkg} (loaded by itself)`);
     } catch (err) {
@@ -178,7 +189,7 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   if (problems.length) return done(manifestOnly());
   onBuilder?.(builder);
   const report = await builder.check({ outputs: checkOutputs !== false, manifest: checkManifest !== false });
-  return done({ ...report, warnings: report.warnings, builder });
+  return done({ ...report, notes: [...notes, ...report.notes], warnings: report.warnings, builder });
 }
 
 /** Issues at entries of fledge.toml, with their line and column. */

@@ -82,7 +82,7 @@ describe("Builder hooks", () => {
     const result = await builder([plugin], cfg({ strategy: "tarball" })).run();
     expect(seen).toEqual(["tarball"]);
     expect(readFileSync(join(dir, "out.cpio.gz"), "utf8")).toBe("artifact");
-    expect(result.manifest.initramfs?.url).toBe(join(dir, "out.cpio.gz"));
+    expect(result.manifest!.initramfs?.url).toBe(join(dir, "out.cpio.gz"));
   });
 
   it("a strategy that writes a disk image reuses the tree stages, and the manifest gets rootfs {url, checksum, format}", async () => {
@@ -98,8 +98,8 @@ describe("Builder hooks", () => {
       },
     };
     const result = await builder([plugin], cfg({ strategy: "disk" })).run();
-    expect(result.manifest.rootfs).toEqual({ url: join(dir, "out.cpio.gz"), checksum: `sha256:${"b".repeat(64)}`, format: "raw" });
-    expect(result.manifest.initramfs).toBeUndefined();
+    expect(result.manifest!.rootfs).toEqual({ url: join(dir, "out.cpio.gz"), checksum: `sha256:${"b".repeat(64)}`, format: "raw" });
+    expect(result.manifest!.initramfs).toBeUndefined();
     // skeleton, init (none mode: nothing) and mappings ran over the tree
     expect(readFileSync(join(dir, "out.cpio.gz"), "utf8").split("\n")).toEqual(expect.arrayContaining(["/dev/console", "/tmp", "/init"]));
     expect(result.tree?.get("/init")).toMatchObject({ origin: "mapping:./init.sh" });
@@ -228,7 +228,7 @@ describe("Builder hooks", () => {
       },
     };
     const r = await builder([plugin]).run();
-    expect(JSON.parse(readFileSync(r.manifestPath, "utf8")).labels).toEqual({ built: "yes" });
+    expect(JSON.parse(readFileSync(r.manifestPath!, "utf8")).labels).toEqual({ built: "yes" });
   });
 
   it("a failure inside a tap names the hook and the plugin, and leaves nothing behind", async () => {
@@ -487,7 +487,8 @@ describe("overlays: [source] image, [source] dockerfile and [[overlay]] go to ho
 });
 
 describe("manifest defaults from plugins", () => {
-  const bare: ManifestConfig = { data: { name: "t", version: "0.1.0" }, notes: [] };
+  // A manifest.toml the user wrote, with only a name and version (without one, fledge derives the workload).
+  const bare: ManifestConfig = { file: "/nonexistent/manifest.toml", text: 'name = "t"\nversion = "0.1.0"\n', data: { name: "t", version: "0.1.0" }, notes: [] };
   const imagePlugin = (expect_: boolean): FledgePlugin => ({
     name: "image-config",
     apply(b) {
@@ -510,7 +511,7 @@ describe("manifest defaults from plugins", () => {
     const b = builder([imagePlugin(true)], cfg(), bare);
     b.hooks.log.tap("t", (e) => void logs.push(e));
     const r = await b.run();
-    expect(r.manifest.workload).toEqual({ type: "http", base_url: "http://127.0.0.1:80", entrypoint: ["/docker-entrypoint.sh", "nginx"], env: { PATH: "/usr/bin", NGINX_VERSION: "1.27" }, workdir: "/srv" });
+    expect(r.manifest!.workload).toEqual({ type: "http", base_url: "http://127.0.0.1:80", entrypoint: ["/docker-entrypoint.sh", "nginx"], env: { PATH: "/usr/bin", NGINX_VERSION: "1.27" }, workdir: "/srv" });
     expect(logs.filter((l) => l.source === "fledge:manifest").map((l) => l.message)).toEqual([
       'manifest: workload.entrypoint = ["/docker-entrypoint.sh","nginx"] from image nginx@sha256:abc (manifest.toml does not set it)',
       "manifest: workload.env PATH, NGINX_VERSION from image nginx@sha256:abc",
@@ -522,7 +523,7 @@ describe("manifest defaults from plugins", () => {
   it("manifest.toml always wins, variable by variable for env", async () => {
     const mine: ManifestConfig = { data: { name: "t", version: "0.1.0", env: { PATH: "/mine" }, workload: { entrypoint: "/app", base_url: "http://127.0.0.1:8000" } }, notes: [] };
     const r = await builder([imagePlugin(false)], cfg(), mine).run();
-    expect(r.manifest.workload).toEqual({ type: "http", base_url: "http://127.0.0.1:8000", entrypoint: ["/app"], env: { PATH: "/mine", NGINX_VERSION: "1.27" }, workdir: "/srv" });
+    expect(r.manifest!.workload).toEqual({ type: "http", base_url: "http://127.0.0.1:8000", entrypoint: ["/app"], env: { PATH: "/mine", NGINX_VERSION: "1.27" }, workdir: "/srv" });
   });
 
   it("pre-flight does not demand of manifest.toml what a plugin promised to provide", async () => {

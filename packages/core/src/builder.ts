@@ -12,7 +12,7 @@ import { InputSet, type BuildInputs, type InputRegistry, type LockChange, type L
 import { COLLECT, guardHooks, SCOPE } from "./intercept.js";
 import { LOCK_FILE, type Lockfile } from "./lockfile.js";
 import { applyManifestDefaults, ManifestDefaultsImpl, withPromisedDefaults, type ManifestDefaults } from "./manifest-defaults.js";
-import { OutputTransaction, type HostInput, type Output, type Outputs } from "./outputs.js";
+import { OutputTransaction, type DiscardReason, type HostInput, type Output, type Outputs } from "./outputs.js";
 import { FIRST_PARTY } from "./first-party.js";
 import { removeStaleTemps } from "./temps.js";
 import { removeOwnTempsSync } from "@fledge/safe-fs";
@@ -61,6 +61,10 @@ export interface CheckReport {
   warnings: ConfigIssue[];
   /** What Volant would drop or trip over in manifest.toml (a build reports them when it writes the manifest). */
   manifestWarnings: ConfigIssue[];
+  /** The manifest defaults set in pre-flight, as the notes a build prints when it uses them. */
+  notes: string[];
+  /** Set when a plugin discarded the manifest output in pre-flight: no manifest.json will be written, and why. */
+  manifestReasons?: DiscardReason[];
 }
 
 /** What `updateInputs()` did to fledge.lock. */
@@ -340,14 +344,26 @@ export class Builder {
     problems.push(...placed(check.problemList, config.text).sort(byPosition));
     warnings.push(...placed(check.warningList, config.text), ...(config.warnings ?? []));
 
-    // manifest.toml as Volant will read it, with the defaults plugins promised.
+    // manifest.toml as Volant will read it, with the defaults plugins promised — unless a plugin
+    // took the manifest output back (no manifest.json will be written: nothing to check).
+    const dropped = this.#manifestOutput()?.discarded ? this.#manifestOutput()!.discardReasons : undefined;
     const early =
-      opts.manifest === false
+      opts.manifest === false || dropped
         ? { problems: [], warnings: [] }
-        : manifestRules(this.#init.manifestConfig, this.#init.manifestProblems ?? [], ctx.options.baseUrl, this.#defaults.expected());
+        : manifestRules(this.#init.manifestConfig, this.#init.manifestProblems ?? [], ctx.options.baseUrl, this.#defaults.expected(), config.init.mode === "default");
     problems.push(...early.problems);
-    this.#checked = { problems, warnings, manifestWarnings: early.warnings };
+    const notes = dropped ? [] : applyManifestDefaults(this.#init.manifestConfig.data, this.#defaults.list(), this.#init.manifestConfig.file !== undefined).notes;
+    this.#checked = { problems, warnings, manifestWarnings: early.warnings, notes, ...(dropped ? { manifestReasons: [...dropped] } : {}) };
     return this.#checked;
+  }
+
+  /** The manifest output, once pre-flight has set it up (not for `fledge update`, or when its path was refused). */
+  #manifestOutput(): Output | undefined {
+    try {
+      return this.#outputs.manifest;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Host paths this build reads, from fledge.toml and the plugins loaded. */
@@ -392,27 +408,34 @@ export class Builder {
       await this.#checkArtifact(artifact);
 
       const { tree, ...art } = artifact;
-      const m = ctx.manifestConfig;
-      const withDefaults = applyManifestDefaults(m.data, this.#defaults.list());
-      for (const n of withDefaults.notes) ctx.info(n, "fledge:manifest");
-      for (const n of withDefaults.overridden) ctx.debug(n, "fledge:manifest");
-      const merged = mergeManifest(withDefaults.data, {
-        artifactPath: art.path,
-        sha256: art.sha256,
-        kind: art.kind,
-        ...(art.format ? { format: art.format } : {}),
-        baseUrl: ctx.options.baseUrl,
-        manifestFile: m.file,
-        manifestText: m.text,
-      });
-      for (const w of merged.warningIssues) ctx.warn(formatIssue(w), "fledge:manifest");
-      const manifest = await this.hooks.manifest.promise(merged.manifest, ctx);
-      await this.#outputs.manifest.write(JSON.stringify(manifest, null, 2) + "\n");
+      // The manifest, unless a plugin took its output back in pre-flight (then there is none).
+      const manifestOut = this.#outputs.manifest;
+      let manifest: BuildResult["manifest"] = null;
+      if (!manifestOut.discarded) {
+        const m = ctx.manifestConfig;
+        const withDefaults = applyManifestDefaults(m.data, this.#defaults.list(), m.file !== undefined);
+        for (const n of withDefaults.notes) ctx.info(n, "fledge:manifest");
+        for (const n of withDefaults.overridden) ctx.debug(n, "fledge:manifest");
+        const merged = mergeManifest(withDefaults.data, {
+          artifactPath: art.path,
+          sha256: art.sha256,
+          kind: art.kind,
+          ...(art.format ? { format: art.format } : {}),
+          baseUrl: ctx.options.baseUrl,
+          manifestFile: m.file,
+          manifestText: m.text,
+          kestrel: ctx.config.init.mode === "default",
+        });
+        for (const w of merged.warningIssues) ctx.warn(formatIssue(w), "fledge:manifest");
+        manifest = await this.hooks.manifest.promise(merged.manifest, ctx);
+        await manifestOut.write(JSON.stringify(manifest, null, 2) + "\n");
+      }
 
       const result: BuildResult = {
         artifact: art,
-        manifestPath: this.#outputs.manifest.path,
+        manifestPath: manifestOut.discarded ? null : manifestOut.path,
         manifest,
+        ...(manifestOut.discarded ? { manifestReasons: manifestOut.discardReasons.map((r) => ({ ...r })) } : {}),
         outputs: [],
         committed: false,
         warnings: ctx.warnings,
@@ -536,9 +559,11 @@ export function manifestRules(
   schema: ConfigIssue[],
   baseUrl: string | undefined,
   promised: ReturnType<ManifestDefaults["expected"]> = [],
+  /** Whether kestrel runs in the guest (the default init mode). */
+  kestrel = true,
 ): { problems: ConfigIssue[]; warnings: ConfigIssue[] } {
   if (schema.some((p) => p.message.startsWith("TOML syntax error"))) return { problems: schema, warnings: [] };
-  const r = checkManifest(withPromisedDefaults(m.data, promised), { file: m.file, text: m.text, baseUrl });
+  const r = checkManifest(withPromisedDefaults(m.data, promised), { file: m.file, text: m.text, baseUrl, kestrel });
   return { problems: dropEchoes([...schema, ...r.problems], schema.length).sort(byPosition), warnings: r.warnings };
 }
 

@@ -4,7 +4,7 @@ import type { VolantManifest } from "@fledge/manifest";
 import type { FledgeError } from "./errors.js";
 import type { BuildInputs } from "./inputs.js";
 import type { ManifestDefaults } from "./manifest-defaults.js";
-import type { Output, Outputs } from "./outputs.js";
+import type { DiscardReason, Output, Outputs } from "./outputs.js";
 import type { RootfsTree } from "./tree.js";
 
 export interface BuildOptions {
@@ -82,8 +82,16 @@ export interface OutputInfo {
 export interface BuildResult {
   /** The artifact. Before `AfterBuildStage.COMMIT` read it at `stagedPath`; from then on at `path`. */
   artifact: Omit<ArtifactInfo, "tree">;
-  manifestPath: string;
-  manifest: VolantManifest;
+  /** Where manifest.json goes; null when none is written (see `manifestReasons`). */
+  manifestPath: string | null;
+  /**
+   * The manifest written; null when the manifest output was discarded in pre-flight
+   * (`ctx.outputs.manifest.discard(reasons)`), e.g. without a manifest.toml in the default init
+   * mode when fledge cannot tell which program kestrel should start.
+   */
+  manifest: VolantManifest | null;
+  /** Why no manifest.json is written, when `manifest` is null. */
+  manifestReasons?: DiscardReason[];
   /** Every output written (artifact, manifest, plugin outputs). */
   outputs: OutputInfo[];
   /** False until the outputs have been moved into place. */

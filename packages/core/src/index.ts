@@ -48,14 +48,15 @@ export {
 export { LOCK_FILE, readLock, type LockEntry, type Lockfile } from "./lockfile.js";
 
 // Outputs
-export { OutputPathError, type Output, type Outputs } from "./outputs.js";
+export { OutputPathError, type DiscardReason, type Output, type Outputs } from "./outputs.js";
 
 // Manifest defaults
 export { MANIFEST_DEFAULT_KEYS, type ManifestDefault, type ManifestDefaultKey, type ManifestDefaults, type ManifestDefaultValues } from "./manifest-defaults.js";
 
 // Plugin modules
 export { FIRST_PARTY } from "./first-party.js";
-export type { OptionsSchema, PluginClass, PluginExport, PluginFactory } from "./load-plugins.js";
+export { defaultArtifactName } from "./artifact-name.js";
+export type { BundledPlugins, OptionsSchema, PluginClass, PluginExport, PluginFactory } from "./load-plugins.js";
 
 // Errors
 export { CheckError, FledgeError, PluginError, isFledgeError, rootCause } from "./errors.js";

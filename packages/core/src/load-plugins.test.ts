@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadPlugin, PluginLoadError, resolvePluginModule } from "./load-plugins.js";
+import { loadPlugin, locatePlugin, PluginLoadError, resolvePluginModule } from "./load-plugins.js";
 import { Builder } from "./builder.js";
 import { testConfig, testManifest } from "./test-helpers.js";
 
@@ -157,5 +157,47 @@ describe("resolving plugin packages", () => {
     writeFileSync(join(pkg, "dist", "index.js"), "export default { name: 'esm', apply() {} };");
     expect(resolvePluginModule("@acme/fledge-esm", { rootDir: root })).toBeUndefined();
     expect(resolvePluginModule("@acme/fledge-esm", { rootDir: root, searchPaths: [join(root, "elsewhere")] })).toBe(join(pkg, "dist", "index.js"));
+  });
+});
+
+describe("plugins bundled with the program (the one-file executable has no node_modules)", () => {
+  const plugin = (name: string) => ({ default: { name, apply() {} } });
+
+  it("a bundled package is used when the project has none installed, before the search paths", async () => {
+    const pkg = join(root, "cli-install", "node_modules", "@acme", "fledge-bundled");
+    mkdirSync(pkg, { recursive: true });
+    writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: "@acme/fledge-bundled", type: "module", exports: "./index.js" }));
+    writeFileSync(join(pkg, "index.js"), "export default { name: 'from-search-path', apply() {} };");
+    let calls = 0;
+    const bundled = { "@acme/fledge-bundled": async () => (calls++, plugin("from-bundle")) };
+    const opts = { rootDir: root, file: join(root, "fledge.toml"), searchPaths: [join(root, "cli-install")], bundled };
+    expect(locatePlugin("@acme/fledge-bundled", opts)).toHaveProperty("bundled");
+    expect(calls).toBe(0); // located, not loaded
+    const l = await loadPlugin({ use: "@acme/fledge-bundled", keyPath: "plugins[0]" }, opts);
+    expect(l.plugin.name).toBe("from-bundle");
+    expect(l.file).toBeUndefined();
+    expect(calls).toBe(1);
+    // without the bundle, the search path finds the installed copy
+    const { bundled: _b, ...noBundle } = opts;
+    expect((await loadPlugin({ use: "@acme/fledge-bundled", keyPath: "plugins[0]" }, noBundle)).plugin.name).toBe("from-search-path");
+  });
+
+  it("a copy installed in the project wins over the bundled one", async () => {
+    const project = join(root, "project-own");
+    const pkg = join(project, "node_modules", "@acme", "fledge-own");
+    mkdirSync(pkg, { recursive: true });
+    writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: "@acme/fledge-own", type: "module", exports: "./index.js" }));
+    writeFileSync(join(pkg, "index.js"), "export default { name: 'from-project', apply() {} };");
+    const l = await loadPlugin({ use: "@acme/fledge-own", keyPath: "plugins[0]" }, { rootDir: project, file: join(project, "fledge.toml"), bundled: { "@acme/fledge-own": async () => plugin("from-bundle") } });
+    expect(l.plugin.name).toBe("from-project");
+    expect(l.file).toBe(join(pkg, "index.js"));
+  });
+
+  it("only exact package names are bundled (no subpaths, no prototype keys), and a failing bundle is a load error", async () => {
+    const bundled = { "@acme/b": async () => plugin("b"), "@acme/broken": async () => { throw new Error("boom"); } };
+    const opts = { rootDir: root, file: join(root, "fledge.toml"), bundled };
+    expect(locatePlugin("@acme/b/sub", opts)).toBeUndefined();
+    expect(locatePlugin("constructor", opts)).toBeUndefined();
+    expect(await issues(loadPlugin({ use: "@acme/broken", keyPath: "plugins[1]" }, opts))).toEqual(['plugins[1]: plugin "@acme/broken" failed to load: boom']);
   });
 });

@@ -36,9 +36,16 @@ export interface LoadedPlugin {
   plugin: FledgePlugin;
   /** The module as written. */
   use: string;
-  /** The file it was loaded from. */
-  file: string;
+  /** The file it was loaded from; absent for a plugin bundled with the program (`bundled`). */
+  file?: string;
 }
+
+/**
+ * Plugin packages built into the program that runs fledge, by package name: the one-file
+ * executable has no node_modules, so the CLI hands its first-party plugins over as `import()`s
+ * (which its bundler resolves at build time).
+ */
+export type BundledPlugins = Readonly<Record<string, () => Promise<Record<string, unknown>>>>;
 
 /** Where to look for a plugin package besides the project: the CLI passes its own directory. */
 export interface LoadOptions {
@@ -48,6 +55,11 @@ export interface LoadOptions {
   file: string;
   /** More directories to look for packages from (after `rootDir`). */
   searchPaths?: readonly string[];
+  /**
+   * Packages built into the program: used when `rootDir` has no installed copy (a project's
+   * own install wins), before `searchPaths` and fledge's own install.
+   */
+  bundled?: BundledPlugins;
 }
 
 /** A plugin that could not be loaded, as one or more issues at its entry in fledge.toml. */
@@ -106,17 +118,30 @@ function packageEntry(pkgDir: string, subpath: string): string | undefined {
 
 /** The file a plugin module resolves to, or undefined when it cannot be found. */
 export function resolvePluginModule(use: string, opts: Pick<LoadOptions, "rootDir" | "searchPaths">): string | undefined {
+  const found = locatePlugin(use, opts);
+  return found && "file" in found ? found.file : undefined;
+}
+
+/** Where a plugin module comes from: a file, a package bundled with the program, or nowhere. */
+export function locatePlugin(use: string, opts: Pick<LoadOptions, "rootDir" | "searchPaths" | "bundled">): { file: string } | { bundled: () => Promise<Record<string, unknown>> } | undefined {
   if (use.startsWith(".") || isAbsolute(use)) {
     const file = resolve(opts.rootDir, use);
-    return existsSync(file) ? file : undefined;
+    return existsSync(file) ? { file } : undefined;
   }
   const m = /^((?:@[^/]+\/)?[^/]+)(\/.*)?$/.exec(use);
   if (!m) return undefined;
-  for (const dir of [opts.rootDir, ...(opts.searchPaths ?? []), CORE_DIR]) {
+  const inPackage = (dir: string) => {
     const pkgDir = findPackage(m[1]!, dir);
-    if (!pkgDir) continue;
-    const entry = packageEntry(pkgDir, m[2] ? `.${m[2]}` : ".");
-    if (entry && existsSync(entry)) return entry;
+    const entry = pkgDir && packageEntry(pkgDir, m[2] ? `.${m[2]}` : ".");
+    return entry && existsSync(entry) ? { file: entry } : undefined;
+  };
+  const own = inPackage(opts.rootDir);
+  if (own) return own;
+  const bundled = opts.bundled && Object.hasOwn(opts.bundled, use) ? opts.bundled[use] : undefined;
+  if (bundled) return { bundled };
+  for (const dir of [...(opts.searchPaths ?? []), CORE_DIR]) {
+    const found = inPackage(dir);
+    if (found) return found;
   }
   return undefined;
 }
@@ -163,18 +188,22 @@ async function validateOptions(schema: OptionsSchema, value: unknown): Promise<{
 export async function loadPlugin(spec: PluginSpec, opts: LoadOptions): Promise<LoadedPlugin> {
   const at = (message: string, hint?: string, keyPath = spec.keyPath): ConfigIssue => ({ file: opts.file, keyPath, message, ...(hint ? { hint } : {}) });
   const local = spec.use.startsWith(".") || isAbsolute(spec.use);
-  const file = resolvePluginModule(spec.use, opts);
-  if (!file)
+  const found = locatePlugin(spec.use, opts);
+  if (!found)
     throw new PluginLoadError([
       at(
         local ? `plugin "${spec.use}": ${resolve(opts.rootDir, spec.use)} does not exist` : `plugin "${spec.use}" is not installed (looked from ${opts.rootDir})`,
         local ? "module paths are relative to fledge.toml" : `npm install ${spec.use}`,
       ),
     ]);
+  const file = "file" in found ? found.file : undefined;
   let mod: Record<string, unknown>;
   try {
-    await assertRegularFile(file); // import() of a FIFO would hang the process
-    mod = await importModule(pathToFileURL(file).href);
+    if ("bundled" in found) mod = await found.bundled();
+    else {
+      await assertRegularFile(found.file); // import() of a FIFO would hang the process
+      mod = await importModule(pathToFileURL(found.file).href);
+    }
   } catch (err) {
     throw new PluginLoadError([at(`plugin "${spec.use}" failed to load: ${(err as Error).message}`)]);
   }
@@ -209,7 +238,7 @@ export async function loadPlugin(spec: PluginSpec, opts: LoadOptions): Promise<L
   const p = plugin as FledgePlugin;
   if (typeof p.name !== "string" || !p.name.trim())
     throw new PluginLoadError([at(`plugin "${spec.use}" has no name`, 'give it one (readonly name = "my-plugin"): it appears in its errors and log lines')]);
-  return { plugin: p, use: spec.use, file };
+  return { plugin: p, use: spec.use, ...(file !== undefined ? { file } : {}) };
 }
 
 /**

@@ -105,7 +105,12 @@ function written(toml: ManifestToml): Written {
  * manifest.toml with the defaults filled in where it says nothing. Returns the data to compose
  * the manifest from and a note per default used or overridden.
  */
-export function applyManifestDefaults(toml: ManifestToml, defaults: readonly Pick<ManifestDefault, "key" | "value" | "from">[]): { data: ManifestToml; notes: string[]; overridden: string[] } {
+export function applyManifestDefaults(
+  toml: ManifestToml,
+  defaults: readonly Pick<ManifestDefault, "key" | "value" | "from">[],
+  /** Whether there is a manifest.toml (the notes say "there is no manifest.toml" otherwise). */
+  hasFile = true,
+): { data: ManifestToml; notes: string[]; overridden: string[] } {
   const have = written(toml);
   const w: Record<string, unknown> = { ...(toml.workload ?? {}) };
   const r: Record<string, unknown> = { ...(toml.resources ?? {}) };
@@ -130,7 +135,7 @@ export function applyManifestDefaults(toml: ManifestToml, defaults: readonly Pic
     }
     const [table, key] = d.key.split(".") as ["workload" | "resources", string];
     (table === "workload" ? w : r)[key] = d.value;
-    notes.push(`manifest: ${d.key} = ${show(d.value)} from ${d.from} (manifest.toml does not set it)`);
+    notes.push(`manifest: ${d.key} = ${show(d.value)} from ${d.from} (${hasFile ? "manifest.toml does not set it" : "there is no manifest.toml"})`);
   }
   const data: ManifestToml = { ...toml };
   // Without an entrypoint there is no workload to speak of: composing reports what is missing.

@@ -1,6 +1,7 @@
 import { posix } from "node:path";
 
-const EXEC_DIRS = ["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/opt/bin", "/opt/sbin"];
+/** Directories on PATH: a file mapped into one is a program (0755). */
+export const EXEC_DIRS = ["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/opt/bin", "/opt/sbin"];
 const LIB_DIRS = ["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/local/lib64"];
 
 const under = (dest: string, dirs: string[]) => dirs.some((d) => dest.startsWith(d + "/"));

@@ -19,9 +19,23 @@ export interface Output {
   readonly plugin: string;
   /** Writes the staged file (creating it; it must not exist yet). */
   write(data: string | Uint8Array): Promise<void>;
-  /** Takes the output back: nothing is written to `path`, and the staged file is removed. */
-  discard(): void;
+  /**
+   * Takes the output back: nothing is written to `path`, and the staged file is removed. Say why
+   * (`reasons`) when the user should know: for the manifest they become `result.manifestReasons`.
+   */
+  discard(reasons?: string | readonly DiscardReason[]): void;
   readonly discarded: boolean;
+  /** Why it was discarded (empty when no reason was given). */
+  readonly discardReasons: readonly DiscardReason[];
+}
+
+/** Why an output is not written (`output.discard(reasons)`). */
+export interface DiscardReason {
+  /** The key that is missing or wrong, when there is one: `workload.entrypoint`. */
+  key?: string;
+  message: string;
+  /** What to write to get the output, e.g. the TOML to add. */
+  fix?: string;
 }
 
 /** The build's outputs (`ctx.outputs`). */
@@ -355,11 +369,16 @@ class OutputImpl implements Output {
     await fsp.mkdir(dirname(this.stagedPath), { recursive: true });
     await fsp.writeFile(this.stagedPath, data, { flag: "wx", mode: 0o644 });
   }
-  discard(): void {
+  #reasons: DiscardReason[] = [];
+  discard(reasons?: string | readonly DiscardReason[]): void {
     this.#discarded = true;
+    if (reasons !== undefined) this.#reasons.push(...(typeof reasons === "string" ? [{ message: reasons }] : reasons.map((r) => ({ ...r }))));
     rmSync(this.stagedPath, { force: true });
   }
   get discarded(): boolean {
     return this.#discarded;
+  }
+  get discardReasons(): readonly DiscardReason[] {
+    return this.#reasons;
   }
 }

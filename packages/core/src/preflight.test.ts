@@ -90,7 +90,7 @@ describe("strategies and overlay kinds, checked once the plugins are loaded", ()
     expect(without.problems.map(where)).toEqual(['fledge.toml:2:1 strategy: no plugin provides the "disk" strategy; on offer: initramfs']);
     writeFileSync(join(dir, "fledge.toml"), HEAD.replace('version = "1"\n', 'version = "1"\nstrategy = "disk"\nplugins = ["./disk.mjs"]\n'));
     const r = await build({ config: join(dir, "fledge.toml"), output: join(dir, "out", "rootfs.img") });
-    expect(r.manifest.rootfs).toMatchObject({ url: join(dir, "out", "rootfs.img"), format: "raw" });
+    expect(r.manifest!.rootfs).toMatchObject({ url: join(dir, "out", "rootfs.img"), format: "raw" });
   });
 
   it("a first-party plugin behind a Go key is loaded by itself when installed: [source] image and nothing else", async () => {
@@ -145,5 +145,28 @@ describe("strategies and overlay kinds, checked once the plugins are loaded", ()
     const r = await build({ config: join(dir, "fledge.toml"), output: join(dir, "out", "p.cpio.gz") });
     const node = r.tree!.get("/etc/zip-request");
     expect(node?.type === "file" && "data" in node && JSON.parse(Buffer.from(node.data).toString())).toEqual({ path: "./a.zip", strip: 1, prefix: "p" });
+  });
+});
+
+describe("the artifact's default name follows the strategy (no -o)", () => {
+  it("plugin.cpio.gz for initramfs, rootfs.img for oci_rootfs (rootfs.squashfs with squashfs), plugin.img for any other, in outputDir; the manifest goes beside it", async () => {
+    const { defaultArtifactName } = await import("./artifact-name.js");
+    expect(defaultArtifactName({ strategy: "initramfs" })).toBe("plugin.cpio.gz");
+    expect(defaultArtifactName({ strategy: "oci_rootfs" })).toBe("rootfs.img");
+    expect(defaultArtifactName({ strategy: "oci_rootfs", filesystem: { type: "ext4" } })).toBe("rootfs.img");
+    expect(defaultArtifactName({ strategy: "oci_rootfs", filesystem: { type: "squashfs" } })).toBe("rootfs.squashfs");
+    expect(defaultArtifactName({ strategy: "../../etc/passwd" })).toBe("plugin.img");
+    writeFileSync(join(dir, "fledge.toml"), HEAD);
+    const init = await preflight({ config: join(dir, "fledge.toml"), outputDir: join(dir, "o") });
+    expect(init.builder?.context.options.output).toBe(join(dir, "o", "plugin.cpio.gz"));
+    writeFileSync(join(dir, "listing.mjs"), 'export default { name: "listing", apply(b) { b.hooks.strategy.for("oci_rootfs").tapPromise("listing", async () => undefined); b.hooks.resolveSource.for("image").tapPromise("listing", async () => true); } };');
+    writeFileSync(join(dir, "fledge.toml"), 'version = "1"\nstrategy = "oci_rootfs"\nplugins = ["./listing.mjs"]\n[source]\nimage = "stand-in"\nbusybox_url = "./init.sh"\n[filesystem]\nsize_buffer_mb = 8\n');
+    const disk = await preflight({ config: join(dir, "fledge.toml"), outputDir: join(dir, "o") });
+    expect(disk.problems.map(where)).toEqual([]);
+    expect(disk.builder?.context.options.output).toBe(join(dir, "o", "rootfs.img"));
+    expect(disk.builder?.context.outputs.artifact.path).toBe(join(dir, "o", "rootfs.img"));
+    expect(disk.builder?.context.outputs.manifest.path).toBe(join(dir, "o", "demo.manifest.json"));
+    const named = await preflight({ config: join(dir, "fledge.toml"), outputDir: join(dir, "o"), output: join(dir, "x.img") });
+    expect(named.builder?.context.options.output).toBe(join(dir, "x.img"));
   });
 });

@@ -26,6 +26,7 @@ describe("the public surface of @fledge/core", () => {
         "Stage",
         "TREE_STAGES",
         "build",
+        "defaultArtifactName",
         "imagePath",
         "isFledgeError",
         "lockChanges",

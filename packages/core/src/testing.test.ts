@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 // As a plugin author's tests import it: through the package's exports map.
 import type { FledgePlugin } from "@fledge/core";
@@ -34,9 +37,39 @@ describe("@fledge/core/testing", () => {
     try {
       const motd = t.archive!.find((e) => e.path === "etc/motd")!;
       expect(Buffer.from(motd.data!).toString()).toBe("built\n");
-      expect(t.result!.manifest.name).toBe("test");
+      expect(t.result!.manifest!.name).toBe("test");
     } finally {
       await t.cleanup();
+    }
+  });
+
+  it("a file node can be a byte range of a host file (hostPath + offset + size), read in place", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fledge-range-"));
+    const host = join(dir, "layer.tar");
+    await writeFile(host, "HEADER--hello from the middle--TRAILER");
+    const ranges: FledgePlugin = {
+      name: "ranges",
+      apply(b) {
+        b.hooks.beforeArchive.tap("ranges", (tree) => {
+          tree.set("/srv/middle", { type: "file", mode: 0o640, uid: 7, hostPath: host, offset: 8, size: 23, origin: "layer:test" });
+          tree.set("/srv/empty", { type: "file", mode: 0o644, hostPath: host, offset: 38, size: 0 });
+          tree.set("/srv/whole", { type: "file", mode: 0o644, hostPath: host, offset: 0, size: 6 });
+          tree.hardlink("/srv/middle-link", "/srv/middle");
+        });
+      },
+    };
+    const t = await testBuild({ plugins: [ranges], mode: "build" });
+    try {
+      expect(await t.text("/srv/middle")).toBe("hello from the middle--");
+      const at = (p: string) => t.archive!.find((e) => e.path === p)!;
+      expect(Buffer.from(at("srv/middle").data!).toString()).toBe("hello from the middle--");
+      expect(at("srv/middle")).toMatchObject({ mode: 0o640, uid: 7 });
+      expect(at("srv/empty").data!.length).toBe(0);
+      expect(Buffer.from(at("srv/whole").data!).toString()).toBe("HEADER");
+      expect(at("srv/middle-link").ino).toBe(at("srv/middle").ino);
+    } finally {
+      await t.cleanup();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -3,7 +3,7 @@
  * no network, and assert on the image's entries. See docs/plugins.md, "Testing a plugin".
  */
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ContentCache, Fetcher } from "@fledge/fetch";
@@ -186,7 +186,17 @@ export async function testBuild(opts: TestBuildOptions = {}): Promise<TestBuild>
         if (n?.type === "hardlink") n = nodeOf(n.target);
         if (n?.type !== "file") throw new Error(`${path} is ${n ? `a ${n.type}` : "not in the image"}, not a regular file`);
         if ("data" in n) return Buffer.from(n.data);
-        if ("hostPath" in n) return readFile(n.hostPath);
+        if ("hostPath" in n) {
+          if (n.offset === undefined) return readFile(n.hostPath);
+          const fh = await open(n.hostPath, "r");
+          try {
+            const buf = Buffer.alloc(n.size ?? 0);
+            const { bytesRead } = await fh.read(buf, 0, buf.length, n.offset);
+            return buf.subarray(0, bytesRead);
+          } finally {
+            await fh.close();
+          }
+        }
         const parts: Buffer[] = [];
         for await (const c of n.open()) parts.push(Buffer.from(c));
         return Buffer.concat(parts);

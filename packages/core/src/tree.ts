@@ -21,12 +21,16 @@ export interface NodeMeta {
   origin?: string;
 }
 
-/** One node of the image. A regular file's bytes come from `data`, `hostPath` or `open`. */
+/**
+ * One node of the image. A regular file's bytes come from `data`, `hostPath` or `open`; with
+ * `hostPath`, `offset` (default 0) and `size` make it a byte range of the host file, read in place
+ * (the file must hold at least `offset + size` bytes).
+ */
 export type TreeNode = NodeMeta &
   (
     | { type: "dir"; mode: number }
     | { type: "file"; mode: number; data: Uint8Array }
-    | { type: "file"; mode: number; hostPath: string; size?: number }
+    | { type: "file"; mode: number; hostPath: string; size?: number; offset?: number }
     | { type: "file"; mode: number; open: () => AsyncIterable<Uint8Array>; size: number }
     | { type: "hardlink"; target: string }
     | { type: "symlink"; target: string }
@@ -282,7 +286,7 @@ export class RootfsTree {
           break;
         case "file":
           if ("data" in n) out.push({ ...base, type: "file", mode: n.mode, data: n.data });
-          else if ("hostPath" in n) out.push({ ...base, type: "file", mode: n.mode, file: n.hostPath, size: n.size });
+          else if ("hostPath" in n) out.push({ ...base, type: "file", mode: n.mode, file: n.hostPath, size: n.size, ...(n.offset !== undefined ? { offset: n.offset } : {}) });
           else out.push({ ...base, type: "file", mode: n.mode, stream: n.open, size: n.size });
           break;
         case "hardlink": {

@@ -166,6 +166,13 @@ describe("checkManifest: what a build would report, before building", () => {
     expect(volantSchema(JSON.parse(JSON.stringify(manifest)))).toEqual([]);
   });
 
+  it("port 8080 is kestrel's only in the default init mode: without kestrel (custom, none) it is the workload's", () => {
+    const text = 'name = "a"\n[workload]\nentrypoint = "/init"\nbase_url = "http://127.0.0.1:8080"\n';
+    expect(seen(checkManifest(toml(text), { file: "/m/manifest.toml", text }).warnings)).toEqual([expect.stringContaining("port 8080, which kestrel's own API listens on")]);
+    expect(checkManifest(toml(text), { file: "/m/manifest.toml", text, kestrel: false }).warnings).toEqual([]);
+    expect(mergeManifest(toml(text), { ...meta, kestrel: false }).warnings).toEqual([]);
+  });
+
   it("ManifestError carries every problem, as lines and as issues", () => {
     let err: ManifestError | undefined;
     try {

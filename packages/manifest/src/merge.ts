@@ -27,6 +27,11 @@ export interface BuildMetadata {
   manifestDir?: string;
   /** Reads a cloud-init document (default `fs.readFileSync`). */
   readFile?: (path: string) => Buffer;
+  /**
+   * Whether kestrel runs in the guest (the default init mode; default true). Without it (custom
+   * and none modes) port 8080 is the workload's to use: Volant sends requests there.
+   */
+  kestrel?: boolean;
 }
 
 /** Largest cloud-init document fledge inlines (Volant passes the whole manifest on the kernel command line). */
@@ -140,7 +145,7 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
     else port = u.port ? Number(u.port) : u.protocol === "https:" ? 443 : 80;
   }
   const listens = new Set([...(port ? [port] : []), ...exposed.map((e) => e.port)]);
-  if (listens.has(KESTREL_PORT))
+  if (meta.kestrel !== false && listens.has(KESTREL_PORT))
     warn(
       port === KESTREL_PORT ? (w?.base_url ? "workload.base_url" : "network.expose") : "network.expose",
       `the workload uses port ${KESTREL_PORT}, which kestrel's own API listens on in the guest`,
@@ -319,11 +324,12 @@ export function mergeManifest(toml: ManifestToml, meta: BuildMetadata): MergeRes
  * The manifest rules that need no artifact, for `fledge validate`: everything mergeManifest would
  * report, checked against a stand-in artifact.
  */
-export function checkManifest(toml: ManifestToml, opts: { file?: string; text?: string; baseUrl?: string } = {}): { problems: ConfigIssue[]; warnings: ConfigIssue[] } {
+export function checkManifest(toml: ManifestToml, opts: { file?: string; text?: string; baseUrl?: string; kestrel?: boolean } = {}): { problems: ConfigIssue[]; warnings: ConfigIssue[] } {
   const r = composeManifest(toml, {
     artifactPath: "/fledge-validate/plugin.cpio.gz",
     sha256: "0".repeat(64),
     baseUrl: opts.baseUrl,
+    ...(opts.kestrel !== undefined ? { kestrel: opts.kestrel } : {}),
     manifestFile: opts.file,
     manifestText: opts.text,
   });

@@ -110,6 +110,10 @@ export class BootCheckPlugin {
       throw new FledgeError("FLEDGE_SIZE_BUDGET", `the artifact is ${mib(size).toFixed(2)} MiB, over the size budget of ${o.size_budget_mb} MiB ([check] size_budget_mb)`, {
         hint: 'see where the bytes go with "fledge inspect --sizes", or raise size_budget_mb',
       });
+    if (!result.manifest)
+      throw new FledgeError("FLEDGE_BOOTCHECK", `the boot check needs the manifest Volant passes to the guest, and none is written: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}`, {
+        hint: result.manifestReasons?.find((r) => r.fix) ? `write manifest.toml:\n${result.manifestReasons.find((r) => r.fix)!.fix}` : undefined,
+      });
     const choice = await this.kernel(ctx);
     if (choice.notice) ctx.warn(`boot check: ${choice.notice}`, this.name);
     ctx.info(`boot check: booting ${result.manifest.name} headless with ${choice.description}`, this.name);

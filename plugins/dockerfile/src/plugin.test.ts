@@ -1,10 +1,10 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { build, type FledgePlugin } from "@fledge/core";
+import OciPlugin from "@fledge/plugin-oci";
 import RootfsPlugin from "@fledge/plugin-rootfs";
 import DockerfilePlugin, { detectEngines } from "./index.js";
 
@@ -20,44 +20,18 @@ const env = { ...process.env, CONTAINERS_STORAGE_CONF: storageConf, BUILDAH_ISOL
 const buildah = detectEngines(env).some((e) => e.engine === "buildah") && process.getuid?.() === 0;
 const BUSYBOX = ["/bin/busybox", "/usr/bin/busybox"].find((p) => spawnSync(p, ["true"]).status === 0)!;
 
-/**
- * Stands in for @fledge/plugin-oci's image source until it is on main: reads an `oci:<dir>:latest`
- * layout's layers (gzip tars, no whiteouts in these images) into the tree. What matters here is
- * that the Dockerfile plugin hands the built layout to `hooks.resolveSource.for("image")`.
- */
+/** Every image reference the real image source (@fledge/plugin-oci) is handed, in order. */
 const seen: string[] = [];
-const ociStandIn: FledgePlugin = {
-  name: "test:oci",
+const watch: FledgePlugin = {
+  name: "test:watch-image",
   apply(b) {
-    b.hooks.resolveSource.for("image").tapPromise("test:oci", async (req, tree) => {
-      const ref = String(req.options.ref);
-      seen.push(ref);
-      const layout = /^oci:(.*):latest$/.exec(ref)![1]!;
-      const blob = (d: string) => readFileSync(join(layout, "blobs", ...d.split(":")));
-      const index = JSON.parse(readFileSync(join(layout, "index.json"), "utf8"));
-      const manifest = JSON.parse(blob(index.manifests[0].digest).toString());
-      for (const l of manifest.layers) {
-        let tar = blob(l.digest);
-        if (tar[0] === 0x1f) tar = gunzipSync(tar);
-        for (let off = 0; off + 512 <= tar.length; ) {
-          const h = tar.subarray(off, off + 512);
-          if (h.every((x) => x === 0)) break;
-          const name = "/" + h.subarray(0, 100).toString().replace(/\0.*$/s, "").replace(/^\.?\//, "").replace(/\/$/, "");
-          const mode = parseInt(h.subarray(100, 108).toString().replace(/\0.*$/s, "").trim() || "0", 8) & 0o7777;
-          const size = parseInt(h.subarray(124, 136).toString().replace(/\0.*$/s, "").trim() || "0", 8);
-          const type = String.fromCharCode(h[156]!);
-          if (name !== "/") {
-            if (type === "5") tree.mkdir(name, mode);
-            else if (type === "2") tree.symlink(name, h.subarray(157, 257).toString().replace(/\0.*$/s, ""));
-            else if (type === "0" || type === "\0") tree.addFile(name, Buffer.from(tar.subarray(off + 512, off + 512 + size)), mode);
-          }
-          off += 512 + Math.ceil(size / 512) * 512;
-        }
-      }
-      return true;
+    b.hooks.resolveSource.for("image").tapPromise({ name: "test:watch-image", enforce: "pre" }, async (req) => {
+      seen.push(String(req.options.ref));
+      return undefined; // not a source: only watches what @fledge/plugin-oci receives
     });
   },
 };
+const plugins = () => [new DockerfilePlugin(), new RootfsPlugin(), new OciPlugin(), watch];
 
 describe.skipIf(!buildah)("[source] dockerfile → engine → OCI layout → image source → root disk", () => {
   beforeAll(() => {
@@ -84,7 +58,7 @@ describe.skipIf(!buildah)("[source] dockerfile → engine → OCI layout → ima
     // COPY run.sh is relative to the context (./app), the Dockerfile is outside it
     writeFileSync(join(dir, "manifest.toml"), 'name = "df"\nversion = "0.1.0"\n[workload]\nentrypoint = "/app/run.sh"\nbase_url = "http://127.0.0.1:8000"\n');
     const out = join(root, "out", "rootfs.img");
-    const result = await build({ config: join(dir, "fledge.toml"), output: out, cacheDir: join(root, "cache"), mtime: 1704067200, env, plugins: [new DockerfilePlugin(), new RootfsPlugin(), ociStandIn] });
+    const result = await build({ config: join(dir, "fledge.toml"), output: out, cacheDir: join(root, "cache"), mtime: 1704067200, env, plugins: plugins() });
     expect(seen).toHaveLength(1);
     expect(seen[0]).toMatch(/^oci:.*\/layout:latest$/);
     const fsck = spawnSync("/usr/sbin/e2fsck", ["-fn", out], { encoding: "utf8" });
@@ -93,6 +67,9 @@ describe.skipIf(!buildah)("[source] dockerfile → engine → OCI layout → ima
     expect(cat("/etc/flavour")).toBe("spicy\n");
     expect(cat("/app/run.sh")).toBe("#!/bin/sh\necho run\n");
     expect(result.manifest.rootfs?.format).toBe("raw");
+    // @fledge/plugin-oci unpacked it: the manifest names the Dockerfile, not the temporary layout
+    expect(result.manifest.image).toBe("dockerfile:Dockerfile");
+    expect(result.manifest.image_digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     // the layout lived in the build's scratch directory and is gone
     expect(seen[0] && spawnSync("test", ["-e", /^oci:(.*):latest$/.exec(seen[0])![1]!]).status).toBe(1);
   });
@@ -103,7 +80,7 @@ describe.skipIf(!buildah)("[source] dockerfile → engine → OCI layout → ima
     writeFileSync(join(dir, "Dockerfile"), "FROM scratch\n");
     writeFileSync(join(dir, "kestrel"), "#!/bin/sh\n", { mode: 0o755 });
     writeFileSync(join(dir, "fledge.toml"), ['version = "1"', 'strategy = "oci_rootfs"', "[agent]", 'source_strategy = "local"', 'path = "./kestrel"', "[source]", 'dockerfile = "./Dockerfile"', ""].join("\n"));
-    const err = await build({ config: join(dir, "fledge.toml"), output: join(dir, "rootfs.img"), cacheDir: join(root, "cache"), env: { PATH: join(root, "nothing") }, plugins: [new DockerfilePlugin(), new RootfsPlugin(), ociStandIn] }).catch((e) => e);
+    const err = await build({ config: join(dir, "fledge.toml"), output: join(dir, "rootfs.img"), cacheDir: join(root, "cache"), env: { PATH: join(root, "nothing") }, plugins: plugins() }).catch((e) => e);
     const msgs = (err.issues ?? []).map((i: { keyPath: string; message: string }) => `${i.keyPath}: ${i.message}`);
     expect(msgs).toContain(
       "source.dockerfile: building [source] dockerfile needs a container build engine, and none was found: looked for buildctl (BuildKit, with a running buildkitd), docker buildx (with a running Docker daemon), podman build, buildah build",

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { resolve } from "node:path";
+import { isAbsolute, relative, resolve } from "node:path";
 import { FledgeError, type Builder, type FledgePlugin, type SourceRequest } from "@fledge/core";
 import { buildDockerfile, pickEngine } from "./engines.js";
 
@@ -95,7 +95,10 @@ export class DockerfilePlugin implements FledgePlugin {
       );
       try {
         ctx.info(`built with ${built.engine}; unpacking ${built.ref}`);
-        const handled = await image.promise({ kind: IMAGE_KIND, options: { ref: built.ref }, keyPath: req.keyPath, baseDir: req.baseDir }, tree, ctx);
+        // `name`: what the manifest's `image` says it is made from — the Dockerfile, not the temporary layout
+        const rel = relative(req.baseDir, request.dockerfile);
+        const name = `dockerfile:${rel && !rel.startsWith("..") && !isAbsolute(rel) ? rel : request.dockerfile}`;
+        const handled = await image.promise({ kind: IMAGE_KIND, options: { ref: built.ref, name }, keyPath: req.keyPath, baseDir: req.baseDir }, tree, ctx);
         if (!handled) throw new FledgeError("FLEDGE_DOCKERFILE", `${req.keyPath}: no image source took ${built.ref}`);
         return true;
       } finally {

@@ -1,6 +1,6 @@
 import { Transform } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { Decompress } from "fzstd";
+import { ZstdDecompressStream } from "@fledge/cpio";
 import { OciError } from "./errors.js";
 
 export type Compression = "gzip" | "zstd" | "none";
@@ -16,36 +16,9 @@ export function sniffCompression(head: Uint8Array, what: string): Compression {
   return "none";
 }
 
-/** zstd (every frame of the stream) as a Transform, with fzstd (pure JS: no native addon to install). */
-function zstdStream(): Transform {
-  let out: Transform;
-  const d = new Decompress((chunk) => {
-    out.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-  });
-  out = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      try {
-        d.push(chunk);
-        cb();
-      } catch (err) {
-        cb(new Error(`zstd: ${(err as Error).message}`));
-      }
-    },
-    flush(cb) {
-      try {
-        d.push(new Uint8Array(0), true);
-        cb();
-      } catch (err) {
-        cb(new Error(`zstd: ${(err as Error).message}`));
-      }
-    },
-  });
-  return out;
-}
-
 /** A decompressing Transform for the compression (undefined for none). */
 export function decompressor(c: Compression): Transform | undefined {
   if (c === "gzip") return createGunzip({ chunkSize: 256 << 10 });
-  if (c === "zstd") return zstdStream();
+  if (c === "zstd") return new ZstdDecompressStream(); // @fledge/cpio's WebAssembly zstd (every frame of the stream)
   return undefined;
 }

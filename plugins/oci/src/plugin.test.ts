@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, cpSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { build, updateLock } from "@fledge/core";
+import { build, rootCause, updateLock } from "@fledge/core";
 import { testBuild } from "@fledge/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import OciPlugin from "./plugin.js";
@@ -53,13 +53,19 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe("OciPlugin in a build (the public plugin API, @fledge/core/testing)", () => {
   it("[source] image = oci:… puts the image's files in the tree with whiteouts applied and layer origins", async () => {
+    // While the archive is written, image files are byte ranges of the verified layer tars, read
+    // in place through the verified handle; afterwards (layers closed) they reopen and re-verify.
+    const seen: Record<string, unknown>[] = [];
+    const spy = { name: "spy", apply: (b: import("@fledge/core").Builder) => b.hooks.beforeArchive.tap("spy", (tree) => void seen.push({ ...tree.get("/etc/passwd") })) };
     const t = await testBuild({
-      plugins: [new OciPlugin()],
+      plugins: [new OciPlugin(), spy],
       config: NONE_MODE(`oci:${layout}:1`),
       files: { init: { content: "#!/bin/sh\n", mode: 0o755 } },
       mode: "build",
     });
     try {
+      expect(seen[0]).toMatchObject({ type: "file", hostPath: expect.stringMatching(/^\/proc\/self\/fd\/\d+$/), offset: expect.any(Number), size: 26 });
+      expect(seen[0]!.offset as number).toBeGreaterThan(0);
       expect(t.paths()).toContain("/app/entry");
       expect(t.paths()).not.toContain("/etc/gone");
       expect(await t.text("/etc/passwd")).toBe("root:x:0:0::/root:/bin/sh\n");
@@ -102,6 +108,41 @@ describe("OciPlugin in a build (the public plugin API, @fledge/core/testing)", (
     });
     await expect(testBuild({ plugins: [new OciPlugin()], config: NONE_MODE("Bad/Name"), files: { init: "x" } })).rejects.toMatchObject({
       message: expect.stringMatching(/lowercase/),
+    });
+  });
+});
+
+describe("an image handed over by another plugin (as @fledge/plugin-dockerfile hands its build over)", () => {
+  /** Provides [[overlay]] kind = "made": hands `ref` to the image source, as a Dockerfile source does with its layout. */
+  const maker = (ref: string) => ({
+    name: "maker",
+    apply: (b: import("@fledge/core").Builder) =>
+      b.hooks.resolveSource.for("made").tapPromise("maker", async (req, tree, ctx) => {
+        const image = b.hooks.resolveSource.get("image")!;
+        return image.promise({ kind: "image", options: { ref, name: "made:from-a-recipe" }, keyPath: req.keyPath, baseDir: req.baseDir }, tree, ctx);
+      }),
+  });
+  const MADE = `version = "1"\n[init]\nnone = true\n[source]\nbusybox = false\n[[overlay]]\nkind = "made"\n[mappings]\n"./init" = "/init"\n`;
+
+  it("a local layout is unpacked like [source] image (whiteouts, cache), and the manifest names what the plugin says it is", async () => {
+    const t = await testBuild({ plugins: [new OciPlugin(), maker(`oci:${layout}:1`)], config: MADE, files: { init: { content: "#!/bin/sh\n", mode: 0o755 } }, mode: "build" });
+    try {
+      expect(t.paths()).toContain("/app/entry");
+      expect(t.paths()).not.toContain("/etc/gone");
+      expect(await t.text("/etc/passwd")).toBe("root:x:0:0::/root:/bin/sh\n");
+      expect(t.result!.manifest.image).toBe("made:from-a-recipe");
+      expect(t.result!.manifest.image_digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it("a registry image handed over is refused: it would escape fledge.lock", async () => {
+    const err = await testBuild({ plugins: [new OciPlugin(), maker("127.0.0.1:5999/app:1")], config: MADE, files: { init: { content: "#!/bin/sh\n", mode: 0o755 } }, mode: "build" }).catch((e) => e);
+    expect(rootCause(err)).toMatchObject({
+      code: "FLEDGE_OCI_HANDOFF",
+      message: expect.stringMatching(/overlay\[0\]: 127\.0\.0\.1:5999\/app:1 was handed to the image source by a plugin, and a registry image must be named in fledge\.toml/),
+      hint: 'write [source] image = "127.0.0.1:5999/app:1" (or an [[overlay]] kind = "image")',
     });
   });
 });

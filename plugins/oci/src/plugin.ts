@@ -12,12 +12,12 @@ import { describeReference, parseReference, type ImageReference } from "./refere
 export const PLUGIN_NAME = "@fledge/plugin-oci";
 
 /**
- * Files as byte ranges of the layer tars (`hostPath` + `offset`) need the archive writer's range
- * reads (perf's cpio change, not on main yet) and `offset` on tree nodes; until both are there,
- * files are `open()` readers of the same verified bytes (correct, but each large file is one
- * in-memory segment while it is archived).
+ * Files are byte ranges of the layer tars (`hostPath` + `offset`), read through the verified
+ * handles by the archive writer like host files: in parallel, large ones streamed, none held
+ * whole in memory. `open()` readers of the same bytes (`ranges: false`) would put each large file
+ * in one in-memory segment while it is archived.
  */
-const RANGES = false;
+const RANGES = true;
 
 /** Options of the plugin (`plugins = [{ use = "@fledge/plugin-oci", options = { … } }]`), also accepted per `[[overlay]]`. */
 export interface OciPluginOptions {
@@ -138,6 +138,37 @@ export default class OciPlugin implements FledgePlugin {
       : `plugins = [{ use = "${PLUGIN_NAME}", options = { max_unpacked_size = "16GiB" } }] in fledge.toml`;
   }
 
+  /**
+   * An image another plugin hands over at build time (`@fledge/plugin-dockerfile` builds one and
+   * passes `{ ref: "oci:<layout>:latest", name: <the Dockerfile> }`): not a key of fledge.toml,
+   * so not an input declared ahead. Only a local layout or docker-archive: a registry image must
+   * be named in fledge.toml to be locked. Loaded through the same cache, limits and flattening.
+   */
+  async #handOff(request: SourceRequest, ctx: BuildContext, builder: Builder): Promise<LoadedImage | undefined> {
+    const written = request.options.ref;
+    if (typeof written !== "string" || !written.trim()) return undefined;
+    const ref = parseReference(written, request.baseDir);
+    if (ref.transport === "registry")
+      throw new FledgeError("FLEDGE_OCI_HANDOFF", `${request.keyPath}: ${describeReference(ref)} was handed to the image source by a plugin, and a registry image must be named in fledge.toml to be locked`, {
+        hint: `write [source] image = "${describeReference(ref)}" (or an [[overlay]] kind = "image")`,
+      });
+    const size = this.#options.max_unpacked_size;
+    const maxUnpacked = size === undefined ? DEFAULT_MAX_UNPACKED : parseSize(size);
+    const r: ImageRequest = { keyPath: request.keyPath, ref, input: "", maxUnpacked: maxUnpacked ?? DEFAULT_MAX_UNPACKED, maxEntries: this.#options.max_entries ?? DEFAULT_MAX_ENTRIES };
+    const loaded = await loadImage({
+      reference: ref,
+      platform: platformForArch(ctx.config.output.arch),
+      fetcher: ctx.fetcher,
+      maxUnpackedBytes: r.maxUnpacked,
+      maxEntries: r.maxEntries,
+      raiseHint: this.#raiseHint(r),
+      log: (level, message) => (level === "warn" ? ctx.warn(message, this.name) : level === "info" ? ctx.info(message, this.name) : undefined),
+      onProgress: (p) => builder.hooks.progress.call({ kind: "fetch", label: p.label, current: p.current, total: p.total, done: p.done }),
+    });
+    this.#loaded.add(loaded);
+    return loaded;
+  }
+
   apply(builder: Builder): void {
     const { hooks } = builder;
     const name = this.name;
@@ -209,9 +240,11 @@ export default class OciPlugin implements FledgePlugin {
 
     hooks.resolveSource.for("image").tapPromise(name, async (request: SourceRequest, tree: RootfsTree, ctx: BuildContext) => {
       const r = this.#requests(ctx).find((x) => x.keyPath === request.keyPath);
-      if (!r) return undefined;
-      const { value: loaded } = await ctx.inputs.get<LoadedImage>(r.input);
+      const loaded = r ? (await ctx.inputs.get<LoadedImage>(r.input)).value : await this.#handOff(request, ctx, builder);
+      if (!loaded) return undefined;
       const img = loaded.image;
+      /** What the manifest's `image` says: the reference, or what a hand-off names (its Dockerfile). */
+      const shown = r || typeof request.options.name !== "string" ? img.reference : request.options.name;
       const origins = img.layers.map((l) => `layer:${l.digest ?? l.diffID}`);
       const layerOf = new Map(loaded.layers.map((l) => [l.readPath, l]));
       try {
@@ -243,7 +276,7 @@ export default class OciPlugin implements FledgePlugin {
       } else if (img.config.config.Entrypoint?.length || img.config.config.Cmd?.length) {
         ctx.info(`${img.reference}: the image's Entrypoint/Cmd is not used: in the ${ctx.config.init.mode} init mode /init is what runs`);
       }
-      this.#top = { reference: img.reference, digest: img.imageDigest };
+      this.#top = { reference: shown, digest: img.imageDigest };
       return true;
     });
 

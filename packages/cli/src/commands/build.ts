@@ -1,6 +1,5 @@
 import { tmpdir } from "node:os";
-import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, relative, resolve } from "node:path";
 import { build, CheckError, resolveMtime, type Builder, type BuildResult } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
 import { removeOwnTempsAfterExit, removeOwnTempsSync } from "@fledge/safe-fs";
@@ -8,6 +7,7 @@ import { UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand, checkBaseUrl } from "../args.js";
 import { dockerfileProject, type DockerfileProject } from "./dockerfile.js";
 import { attachReporter } from "../progress.js";
+import { PLUGIN_LOOKUP } from "../plugins.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge build — build a plugin's artifact and its manifest.json
@@ -24,8 +24,10 @@ Options:
   -C, --dir <dir>           run as if started in <dir>
   -c, --config <file>       fledge.toml to build (default: ./fledge.toml)
   -m, --manifest <file>     manifest.toml (default: manifest.toml beside fledge.toml;
-                            without one, name and runtime default to the directory name)
-  -o, --output <file>       artifact to write (default: ./plugin.cpio.gz)
+                            without one, name and runtime are the directory's name and the
+                            workload is derived from fledge.toml: see below)
+  -o, --output <file>       artifact to write (default: ./plugin.cpio.gz; ./rootfs.img for
+                            strategy = "oci_rootfs", ./rootfs.squashfs with squashfs)
       --manifest-output <f> manifest.json to write (default: <name>.manifest.json beside the artifact)
       --base-url <url>      publish the artifact as <url>/<file name> in the manifest
                             instead of its absolute path
@@ -62,13 +64,15 @@ Environment:
 Outputs are written only as regular files, never over an input of the build or into a
 mapped directory, and all of them are moved into place together once every one is complete.
 
+Without a manifest.toml, fledge derives the workload from fledge.toml and says so in a note; in
+the default init mode, when it cannot tell which program kestrel starts, the artifact is built
+but no manifest.json is written (a warning gives the manifest.toml to write; --json has
+"manifest": null and "manifestReasons").
+
 Exit codes: 0 built, 1 build or config error (nothing is left under the output names; a
 failing upload or report step after the outputs were written says that they are kept),
 2 usage error, 70 internal error (a bug), 130 interrupted.
 `;
-
-/** Where the CLI is installed: first-party plugins installed with it are found from here. */
-const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
 /** The origins record beside the artifact, for fledge diff and inspect --sizes (issue 15). */
 async function originsPlugin() {
@@ -149,7 +153,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     result = await build({
       config: project?.config ?? at(values.config) ?? resolve(cwd, "fledge.toml"),
       manifest: at(values.manifest) ?? project?.manifest,
-      output: at(values.output) ?? project?.output ?? resolve(cwd, "plugin.cpio.gz"),
+      output: at(values.output) ?? project?.output,
+      outputDir: cwd,
       manifestOutput: at(values["manifest-output"]),
       baseUrl: values["base-url"],
       compression: values.compression,
@@ -160,7 +165,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
       locked: values.locked,
       verify: values.verify,
       env: io.env,
-      pluginSearchPaths: [CLI_DIR],
+      ...PLUGIN_LOOKUP,
       plugins: [await originsPlugin(), ...(values["boot-check"] ? [await bootCheckPlugin(values.kernel && resolve(io.cwd, values.kernel))] : [])],
       onBuilder: (b) => {
         builder = b;
@@ -195,11 +200,14 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     const a = result.artifact;
     const what = [a.entries !== undefined ? `${a.entries} entries` : a.kind, `${(a.size / 1024).toFixed(1)} KiB${a.compression ? ` ${a.compression}` : a.format ? ` ${a.format}` : ""}`];
     const others = result.outputs.filter((o) => o.path !== a.path && o.path !== result.manifestPath);
+    const manifestPath = result.manifestPath;
     io.stdout.write(
       `${c.green("built")} ${rel(a.path)} ${c.dim(`(${what.join(", ")}, sha256:${a.sha256.slice(0, 12)}…, ${(result.durationMs / 1000).toFixed(2)} s)`)}\n` +
-        `${c.green("wrote")} ${rel(result.manifestPath)}\n` +
+        (manifestPath
+          ? `${c.green("wrote")} ${rel(manifestPath)}\n`
+          : `${c.yellow("no manifest.json written")}: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}\n`) +
         others.map((o) => `${c.green("wrote")} ${rel(o.path)} ${c.dim(`(${o.label}, ${o.plugin})`)}\n`).join("") +
-        `${c.dim("install with:")} volar plugins install --manifest ${rel(result.manifestPath)}\n`,
+        (manifestPath ? `${c.dim("install with:")} volar plugins install --manifest ${rel(manifestPath)}\n` : ""),
     );
   }
   return 0;

@@ -22,7 +22,7 @@ A failed build is reported and the running VM is kept. Ctrl-C stops the VM and e
 Options:
   -C, --dir <dir>           the project (default: .)
   -c, --config <file>       fledge.toml (default: ./fledge.toml)
-  -o, --output <file>       artifact (default: ./plugin.cpio.gz)
+  -o, --output <file>       artifact (default: as fledge build)
       --kernel <path>       kernel to boot (as for fledge run)
       --port <n>            host port for the workload's port (default: a free one, kept
                             across restarts)
@@ -82,7 +82,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   if (values.port !== undefined && !(/^\d+$/.test(values.port) && Number(values.port) >= 1 && Number(values.port) <= 65535)) throw new UsageError(`--port must be a whole number from 1 to 65535, got "${values.port}"`);
   const cwd = resolve(io.cwd, values.dir ?? ".");
   const configFile = resolve(cwd, values.config ?? "fledge.toml");
-  const output = resolve(cwd, values.output ?? "plugin.cpio.gz");
+  const output = values.output === undefined ? undefined : resolve(cwd, values.output); // default: the strategy's (fledge build's)
   const cacheDir = values["cache-dir"] ? resolve(io.cwd, values["cache-dir"]) : defaultCacheDir(io.env);
   const c = colors(io, io.stderr);
   const boot = !values["no-boot"];
@@ -115,7 +115,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   let pending: string | undefined;
   let timer: NodeJS.Timeout | undefined;
   let busy: Promise<void> = Promise.resolve();
-  const outputs = new Set([output, `${output}.origins.json`, prepared.target.manifestPath, resolve(dirname(configFile), "fledge.lock")]);
+  const artifact = prepared.target.artifact;
+  const outputs = new Set([artifact, `${artifact}.origins.json`, prepared.target.manifestPath, resolve(dirname(configFile), "fledge.lock")]);
   let watchingNow = "";
   const rewatch = (config: FledgeConfig) => {
     for (const w of watchers.splice(0)) w.close();

@@ -1,7 +1,6 @@
 import { existsSync } from "node:fs";
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { build, resolveMtime, type Builder } from "@fledge/core";
+import { resolve } from "node:path";
+import { build, defaultArtifactName, resolveMtime, type Builder } from "@fledge/core";
 import { loadFledgeConfig, type FledgeConfig } from "@fledge/config";
 import { defaultCacheDir } from "@fledge/fetch";
 import type { GuestArch } from "@fledge/vm";
@@ -9,6 +8,7 @@ import { ExitError, UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand } from "../args.js";
 import { attachReporter } from "../progress.js";
 import { artifactArch, chooseKernel, describeExit, manifestFor, say, startSession, type BootTarget } from "../boot.js";
+import { PLUGIN_LOOKUP } from "../plugins.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge run — build the plugin if needed, then boot it in qemu the way Volant would
@@ -26,7 +26,8 @@ serial console on this terminal. KVM when /dev/kvm is usable, software emulation
 Options:
   -C, --dir <dir>           run as if started in <dir>
   -c, --config <file>       fledge.toml to build (default: ./fledge.toml)
-  -o, --output <file>       artifact to build (default: ./plugin.cpio.gz)
+  -o, --output <file>       artifact to build (default: as fledge build: ./plugin.cpio.gz, ./rootfs.img
+                            for strategy = "oci_rootfs")
   -m, --manifest <file>     manifest.json of a prebuilt artifact
       --kernel <path>       kernel to boot (bzImage for x86_64, Image for aarch64); default
                             [run] kernel, else Volant's release kernel (the release kestrel
@@ -137,8 +138,8 @@ export async function prepareTarget(io: CliIO, flags: GlobalFlags, r: TargetRequ
     return { target: { artifact: r.artifact, manifest, manifestPath: path, arch } };
   }
   const configPath = resolve(r.cwd, r.config ?? "fledge.toml");
-  const output = resolve(r.cwd, r.output ?? "plugin.cpio.gz");
   const config = await loadFledgeConfig(configPath);
+  const output = resolve(r.cwd, r.output ?? defaultArtifactName(config));
   const arch = (config.output.arch ?? "x86_64") as GuestArch;
   const runKernel = config.run.kernel;
   // the release kestrel comes from (fledge.lock pins what "latest" resolved to, for both)
@@ -153,6 +154,10 @@ export async function prepareTarget(io: CliIO, flags: GlobalFlags, r: TargetRequ
   if (!flags.quiet) {
     const c = colors(io, io.stderr);
     io.stderr.write(`${c.green("built")} ${result.artifact.path} ${c.dim(`(${result.artifact.entries} entries, ${(result.artifact.size / 1024).toFixed(1)} KiB, ${(result.durationMs / 1000).toFixed(2)} s)`)}\n`);
+  }
+  if (!result.manifest || !result.manifestPath) {
+    const fix = result.manifestReasons?.find((r) => r.fix)?.fix;
+    throw new ExitError(1, `${result.artifact.path} is built, but no manifest.json was written, and booting needs one: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}${fix ? `\n  hint: write manifest.toml:\n${fix.replace(/^/gm, "    ")}` : ""}`);
   }
   return { target: { artifact: result.artifact.path, manifest: result.manifest as never, manifestPath: result.manifestPath, arch }, config, runKernel, volantVersion };
 }
@@ -177,7 +182,7 @@ export async function buildQuietly(io: CliIO, flags: GlobalFlags, req: { config:
       offline: req.offline,
       env: io.env,
       plugins: [new (await import("@fledge/plugin-origins")).OriginsPlugin()],
-      pluginSearchPaths: [dirname(fileURLToPath(import.meta.url))],
+      ...PLUGIN_LOOKUP,
       onBuilder: (b) => {
         builder = b;
         attachReporter(b, { ...io, stdout: io.stderr }, { ...flags, json: false });

@@ -1,10 +1,10 @@
-import { dirname, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { relative, resolve } from "node:path";
 import { updateLock, type LockEntry } from "@fledge/core";
 import { defaultCacheDir } from "@fledge/fetch";
 import { colors, type CliIO } from "../io.js";
 import { parseCommand } from "../args.js";
 import { liveLine } from "../progress.js";
+import { PLUGIN_LOOKUP } from "../plugins.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge update — resolve the inputs again and rewrite fledge.lock
@@ -34,8 +34,6 @@ const short = (e: LockEntry) =>
         .map(([k, v]) => `${k} ${v}`)
         .join(", ");
 
-/** Where the CLI is installed: first-party plugins installed with it are found from here. */
-const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
   const { values } = parseCommand("update", argv, {
@@ -54,7 +52,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     config: values.config ? resolve(cwd, values.config) : resolve(cwd, "fledge.toml"),
     cacheDir: values["cache-dir"] ? resolve(cwd, values["cache-dir"]) : defaultCacheDir(io.env),
     env: io.env,
-    pluginSearchPaths: [CLI_DIR],
+    ...PLUGIN_LOOKUP,
     onBuilder: (b) => {
       b.hooks.log.tap("fledge-cli:update", ({ level, message }) => {
         if (level === "debug" && !flags.verbose) return;

@@ -103,15 +103,37 @@ describe("fledge validate", () => {
   });
 
   it("-c and -m pick the files; a missing -m file is a problem, a missing default one is a note", async () => {
-    const dir = project({ "a/my.toml": 'version = "1"\n[init]\nnone = true\n[mappings]\n"./x" = "/init"\n' });
+    const dir = project({ "a/my.toml": 'version = "1"\n[init]\nnone = true\n[mappings]\n"./x" = "/init"\n', "a/x": "#!/bin/sh\n" });
     let t = fakeIO(dir);
     expect(await main(["validate", "-c", "a/my.toml", "-m", "a/nope.toml"], t.io)).toBe(1);
     expect(t.out.stderr).toContain(`error: a/nope.toml: file not found`);
     t = fakeIO(dir);
-    // Without manifest.toml, a build uses defaults, and those have no [workload].
-    expect(await main(["validate", "-c", "a/my.toml"], t.io)).toBe(1);
+    // Without manifest.toml, a build uses defaults, and derives the workload from the init mode.
+    expect(await main(["validate", "-c", "a/my.toml"], t.io)).toBe(0);
     expect(t.out.stderr).toContain(`note: no manifest.toml at ${join(dir, "a/manifest.toml")}: using name "a", runtime "a", version 0.1.0`);
-    expect(t.out.stderr).toContain("manifest.toml needs a [workload]");
+    expect(t.out.stderr).toContain('note: manifest: workload.entrypoint = ["/init"] from the none init mode');
+    expect(t.out.stdout).toContain("ok (no manifest.toml: defaults derived from fledge.toml)");
+  });
+
+  it("without manifest.toml in the default mode and two programs mapped into bin directories: valid, with a warning that no manifest.json will be written", async () => {
+    const dir = project({
+      "two/fledge.toml": 'version = "1"\n[agent]\nsource_strategy = "local"\npath = "./kestrel"\n[source]\nbusybox_url = "./bb"\n[mappings]\n"./a" = "/usr/bin/a"\n"./b" = "/usr/bin/b"\n',
+      "two/kestrel": "",
+      "two/bb": "",
+      "two/a": "",
+      "two/b": "",
+    });
+    let t = fakeIO(join(dir, "two"));
+    expect(await main(["validate"], t.io)).toBe(0);
+    expect(t.out.stderr).toContain(
+      "warning: fledge.toml:7:1 mappings: no manifest.json will be written (the artifact is still built): there is no manifest.toml to name the program kestrel starts (workload.entrypoint), and 2 mapped files land in a bin directory (/usr/bin/a, /usr/bin/b), so fledge cannot tell which one kestrel should start\n" +
+        `    hint: write ${join(dir, "two", "manifest.toml")} with workload.entrypoint (and what fledge would have derived):\n` +
+        '          name = "two"\n          \n          [workload]\n          entrypoint = "/usr/bin/a"  # or "/usr/bin/b"\n          base_url = "http://127.0.0.1:8000"\n',
+    );
+    expect(t.out.stdout).toContain("ok (no manifest.toml: the artifact builds, but no manifest.json is written)");
+    t = fakeIO(join(dir, "two"));
+    expect(await main(["validate", "--json"], t.io)).toBe(0);
+    expect(JSON.parse(t.out.stdout)).toMatchObject({ ok: true, manifestReasons: [{ key: "workload.entrypoint", message: expect.stringContaining("2 mapped files"), fix: expect.stringContaining('entrypoint = "/usr/bin/a"') }] });
   });
 
   it("reports host files the build would need and that are missing", async () => {

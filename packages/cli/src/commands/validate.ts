@@ -1,9 +1,9 @@
-import { dirname, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { relative, resolve } from "node:path";
 import type { ConfigIssue, FledgeConfig } from "@fledge/config";
-import { preflight } from "@fledge/core";
+import { preflight, type DiscardReason } from "@fledge/core";
 import { UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand, checkBaseUrl } from "../args.js";
+import { PLUGIN_LOOKUP } from "../plugins.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge validate — check fledge.toml and manifest.toml without building
@@ -21,19 +21,17 @@ Options:
   -c, --config <file>       fledge.toml to check (default: ./fledge.toml)
   -m, --manifest <file>     manifest.toml to check (default: manifest.toml beside fledge.toml;
                             without one, the defaults a build would use are checked)
-  -o, --output <file>       check the artifact path as fledge build -o would (default: ./plugin.cpio.gz)
+  -o, --output <file>       check the artifact path as fledge build -o would (default: as fledge build)
       --manifest-output <f> check the manifest.json path as fledge build would
       --base-url <url>      check the manifest as "fledge build --base-url <url>" writes it
       --compression <name>  check a compressor given on the command line
       --level <n>           check a level given on the command line
-      --json                print {ok, problems, warnings, notes, init} on stdout
+      --json                print {ok, problems, warnings, notes, init} on stdout (and
+                            manifestReasons when a build would write no manifest.json)
   -h, --help                show this help
 
 Exit codes: 0 valid (warnings allowed), 1 problems found, 2 usage error.
 `;
-
-/** Where the CLI is installed: first-party plugins installed with it are found from here. */
-const CLI_DIR = dirname(fileURLToPath(import.meta.url));
 
 interface Report {
   ok: boolean;
@@ -45,20 +43,24 @@ interface Report {
   /** The plugins applied, in order (built-ins last). */
   plugins?: string[];
   files: { config: string; manifest?: string };
+  /** Set when a build would write no manifest.json (no manifest.toml, and the workload cannot be derived): why. */
+  manifestReasons?: DiscardReason[];
 }
 
 /** Checks the files exactly as a build's pre-flight does; never throws for bad input. */
 export async function validateFiles(opts: {
   config: string;
   manifest?: string;
-  output: string;
+  /** The artifact path; default: the strategy's artifact name in `outputDir`. */
+  output?: string;
+  outputDir?: string;
   manifestOutput?: string;
   baseUrl?: string;
   compression?: string;
   level?: number;
   env?: NodeJS.ProcessEnv;
 }): Promise<Report> {
-  const pf = await preflight({ ...opts, pluginSearchPaths: [CLI_DIR], offline: true });
+  const pf = await preflight({ ...opts, ...PLUGIN_LOOKUP, offline: true });
   const manifestFile = pf.manifestConfig?.file ?? (opts.manifest ? resolve(opts.manifest) : undefined);
   return {
     ok: pf.ok,
@@ -68,6 +70,7 @@ export async function validateFiles(opts: {
     ...(pf.config && pf.ok ? { init: pf.config.init } : {}),
     ...(pf.builder ? { plugins: [...pf.builder.plugins] } : {}),
     files: { config: opts.config, ...(manifestFile ? { manifest: manifestFile } : {}) },
+    ...(pf.ok && pf.manifestReasons ? { manifestReasons: pf.manifestReasons } : {}),
   };
 }
 
@@ -109,7 +112,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   const report = await validateFiles({
     config: resolve(cwd, values.config ?? "fledge.toml"),
     manifest: values.manifest === undefined ? undefined : resolve(cwd, values.manifest),
-    output: resolve(cwd, values.output ?? "plugin.cpio.gz"),
+    output: values.output === undefined ? undefined : resolve(cwd, values.output),
+    outputDir: cwd,
     manifestOutput: values["manifest-output"] === undefined ? undefined : resolve(cwd, values["manifest-output"]),
     baseUrl: values["base-url"],
     compression: values.compression,
@@ -148,7 +152,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     const w = report.warnings.length;
     io.stdout.write(
       `${out.green("ok")} ${rel(report.files.config)}${report.init ? out.dim(`: ${describeInit(report.init, rel)}`) : ""}\n` +
-        `${out.green("ok")} ${report.files.manifest ? rel(report.files.manifest) : out.dim("(no manifest.toml: defaults)")}\n` +
+        `${out.green("ok")} ${report.files.manifest ? rel(report.files.manifest) : out.dim(report.manifestReasons ? "(no manifest.toml: the artifact builds, but no manifest.json is written)" : "(no manifest.toml: defaults derived from fledge.toml)")}\n` +
         (w ? `${w === 1 ? "1 warning" : `${w} warnings`}\n` : ""),
     );
   }

@@ -2,6 +2,7 @@ import type { FledgePlugin } from "../builder.js";
 import { AgentPlugin } from "./agent.js";
 import { ArchivePlugin, CompressionPlugin } from "./archive.js";
 import { BusyboxPlugin } from "./busybox.js";
+import { DeriveManifestPlugin } from "./derive-manifest.js";
 import { InitPlugin } from "./init.js";
 import { InitramfsStrategyPlugin } from "./initramfs.js";
 import { MappingsPlugin } from "./mappings.js";
@@ -25,5 +26,6 @@ export function builtinPlugins(): FledgePlugin[] {
     new AgentPlugin(),
     new MappingsPlugin(),
     new ArchivePlugin(),
+    new DeriveManifestPlugin(),
   ];
 }

@@ -184,8 +184,9 @@ async function shebang(node: TreeNode): Promise<string | undefined> {
   } else {
     const fh = await open(node.hostPath, "r");
     try {
-      const buf = Buffer.alloc(256);
-      const { bytesRead } = await fh.read(buf, 0, 256, 0);
+      // a byte range of a host file (an image layer's member) starts at its offset
+      const buf = Buffer.alloc(Math.min(256, node.size ?? 256));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, node.offset ?? 0);
       head = buf.subarray(0, bytesRead);
     } finally {
       await fh.close();

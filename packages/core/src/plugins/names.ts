@@ -9,4 +9,5 @@ export const PLUGIN = {
   agent: "fledge:agent",
   mappings: "fledge:mappings",
   archive: "fledge:archive",
+  deriveManifest: "fledge:derive-manifest",
 } as const;
