@@ -124,6 +124,42 @@ describe("plugins from fledge.toml, as a third party writes them", () => {
   });
 });
 
+describe("[[overlay]] kind = \"tarball\" (first-party, loaded by itself)", () => {
+  it("from a URL on a loopback server: in the image, recorded in fledge.lock, and rebuilt --offline once the server is gone", async () => {
+    const { pack } = await import("tar-stream");
+    const { startServer, bytes } = await import("@fledge/fetch/testing");
+    const p = pack();
+    const parts: Buffer[] = [];
+    p.on("data", (c: Buffer) => parts.push(c));
+    p.entry({ name: "srv/hello.txt", mode: 0o644 }, "hello from a tarball\n");
+    p.entry({ name: "srv/run", mode: 0o755, uid: 10, gid: 10 }, "#!/bin/sh\n");
+    p.finalize();
+    await new Promise((r) => p.on("end", r));
+    const { gzipSync } = await import("node:zlib");
+    const body = gzipSync(Buffer.concat(parts));
+    const server = await startServer({ "/rootfs.tar.gz": bytes(body) });
+    const url = `${server.url}/rootfs.tar.gz`;
+    const dir = project(HEAD + `[[overlay]]\nkind = "tarball"\nurl = "${url}"\n`);
+    try {
+      const r = await run(["build", "-v"], dir);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain("overlay[0] uses @fledge/plugin-tarball (loaded by itself)");
+      const e = await entries(join(dir, "plugin.cpio.gz"));
+      expect(Buffer.from(e.get("srv/hello.txt")!.data!).toString()).toBe("hello from a tarball\n");
+      expect(e.get("srv/run")).toMatchObject({ mode: 0o755, uid: 10, gid: 10 });
+      const lock = readFileSync(join(dir, "fledge.lock"), "utf8");
+      expect(lock).toContain(`["tarball:${url}"]\nsource = "url"\nurl = "${url}"\nsha256 = "`);
+      expect(server.hits("/rootfs.tar.gz")).toBe(1);
+    } finally {
+      await server.close();
+    }
+    const first = readFileSync(join(dir, "plugin.cpio.gz"));
+    const off = await run(["build", "--offline", "--locked", "-o", "again.cpio.gz"], dir);
+    expect(off.code, off.stderr).toBe(0);
+    expect(readFileSync(join(dir, "again.cpio.gz")).equals(first)).toBe(true);
+  });
+});
+
 describe("outputs", () => {
   it("-o naming an input or a device is refused before any work, and nothing changes", async () => {
     const dir = project(HEAD);

@@ -18,6 +18,8 @@ export const BUNDLED_PLUGINS: BundledPlugins = {
   "@fledge/plugin-dockerfile": () => import("@fledge/plugin-dockerfile"),
   "@fledge/plugin-bootcheck": () => import("@fledge/plugin-bootcheck"),
   "@fledge/plugin-origins": () => import("@fledge/plugin-origins"),
+  "@fledge/plugin-tarball": () => import("@fledge/plugin-tarball"),
+  "@fledge/plugin-sbom": () => import("@fledge/plugin-sbom"),
 };
 
 /** What every command that loads plugins passes to pre-flight. */

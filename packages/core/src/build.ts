@@ -56,6 +56,8 @@ export interface Preflight extends CheckReport {
   ok: boolean;
   /** Notes for the user (the defaults used without a manifest.toml, plugins loaded by themselves). */
   notes: string[];
+  /** Of those, the first-party plugins loaded by themselves (a build logs them; the rest it logs itself). */
+  pluginNotes: string[];
   config?: FledgeConfig;
   manifestConfig?: ManifestConfig;
   /** Present when fledge.toml is valid and every plugin loaded. */
@@ -108,13 +110,14 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
   const manifestFile = resolve(req.manifest ?? join(dirname(configFile), "manifest.toml"));
   const problems: ConfigIssue[] = [];
   const notes: string[] = [];
+  const pluginNotes: string[] = [];
   const cfg = await readConfig(configFile);
   const man = await readManifest(manifestFile, req.manifest !== undefined);
   problems.push(...cfg.problems);
   if (man.manifest) notes.push(...man.manifest.notes);
   const done = (extra: Partial<Preflight> = {}): Preflight => {
     const all = [...problems, ...(extra.problems ?? [])];
-    return { ok: all.length === 0, notes, warnings: cfg.warnings, manifestWarnings: [], config: cfg.config, manifestConfig: man.manifest, ...extra, problems: all };
+    return { ok: all.length === 0, notes, pluginNotes, warnings: cfg.warnings, manifestWarnings: [], config: cfg.config, manifestConfig: man.manifest, ...extra, problems: all };
   };
   // Without a builder (fledge.toml or a plugin failed), manifest.toml is still checked in full.
   const manifestOnly = () => {
@@ -181,6 +184,7 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
       const l = await loadPlugin({ use: w.pkg, keyPath: w.keyPath }, { rootDir: config.rootDir, file: config.file, searchPaths, bundled });
       use(l.plugin, w.keyPath);
       notes.push(`${w.keyPath} uses ${w.pkg} (loaded by itself)`);
+      pluginNotes.push(`${w.keyPath} uses ${w.pkg} (loaded by itself)`);
     } catch (err) {
       if (!(err instanceof PluginLoadError)) throw err;
       problems.push(...place(err.issues, config));
@@ -203,6 +207,7 @@ export async function build(req: BuildRequest): Promise<BuildResult> {
   if (!pf.builder || !pf.ok) {
     throw new CheckError(pf.problems);
   }
+  for (const n of pf.pluginNotes) pf.builder.context.info(n, "fledge:plugins");
   return pf.builder.run();
 }
 

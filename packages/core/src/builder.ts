@@ -126,10 +126,14 @@ export class Builder {
   #applying: string | undefined;
   #sealed = false;
   #checked: CheckReport | undefined;
-  readonly #scratch = join(tmpdir(), `fledge-${process.pid}-${randomBytes(6).toString("hex")}`);
+  readonly #scratch: string;
+  /** The scratch directory is the caller's (kept when the build ends). */
+  readonly #ownScratch: boolean;
 
   constructor(init: BuilderInit) {
     this.#init = init;
+    this.#ownScratch = !init.options.scratchDir;
+    this.#scratch = init.options.scratchDir ? resolve(init.options.scratchDir) : join(tmpdir(), `fledge-${process.pid}-${randomBytes(6).toString("hex")}`);
     const hooks = createHooks();
     guardHooks(hooks, () => this.#applying);
     this.hooks = Object.freeze(hooks);
@@ -530,7 +534,7 @@ export class Builder {
   }
 
   async #close(): Promise<void> {
-    await rm(this.#scratch, { recursive: true, force: true }).catch(() => {});
+    if (this.#ownScratch) await rm(this.#scratch, { recursive: true, force: true }).catch(() => {});
     await this.context.fetcher.close?.();
   }
 
@@ -540,7 +544,7 @@ export class Builder {
     removeOwnTempsSync(this.#outputs.dirs());
     for (const t of this.#temps) rmSync(t, { force: true });
     this.#temps.clear();
-    rmSync(this.#scratch, { recursive: true, force: true });
+    if (this.#ownScratch) rmSync(this.#scratch, { recursive: true, force: true });
   }
 
   async cleanup(): Promise<void> {

@@ -29,6 +29,13 @@ export interface BuildOptions {
   locked?: boolean;
   /** Environment for FLEDGE_MIRRORS, FLEDGE_GITHUB_API and GITHUB_TOKEN (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * The build's scratch directory (`ctx.scratchDir`: streams spilled from the tree, plugins'
+   * temp files). Default: a new directory under the system's temp dir, removed when the build
+   * ends. Given, it is made on first use and left for the caller to remove (to read the tree's
+   * files after the build, as `@fledge/core/testing` does).
+   */
+  scratchDir?: string;
 }
 
 /** 2024-01-01T00:00:00Z, the fixed epoch the Go fledge uses too. */

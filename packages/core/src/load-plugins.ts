@@ -17,15 +17,20 @@ export type OptionsSchema =
 
 type StandardResult = { value: unknown; issues?: undefined } | { issues: readonly { message: string; path?: readonly (PropertyKey | { key: PropertyKey })[] }[] };
 
-/** A plugin class: constructed with the options of its fledge.toml entry. */
+/**
+ * A plugin class: constructed with the options of its fledge.toml entry — the value its
+ * `optionsSchema` returned when it has one (validated from `{}` when the entry gives none), else
+ * the table as written (`undefined` when there is none). A constructor that requires its options
+ * fits, as does one that makes them optional.
+ */
 export interface PluginClass<O = any> {
-  new (options?: O): FledgePlugin;
+  new (options: O): FledgePlugin;
   optionsSchema?: OptionsSchema;
 }
 
-/** A plugin factory: called with the options of its fledge.toml entry. */
+/** A plugin factory: called with the options of its fledge.toml entry, as a class is constructed. */
 export interface PluginFactory<O = any> {
-  (options?: O): FledgePlugin | Promise<FledgePlugin>;
+  (options: O): FledgePlugin | Promise<FledgePlugin>;
   optionsSchema?: OptionsSchema;
 }
 

@@ -38,7 +38,7 @@ export interface TestBuildOptions {
   /** The tree stages to run in `"tree"` mode (default all). */
   stages?: readonly TreeStage[];
   /** Build options (output names, compression, …). Paths are relative to the project directory. */
-  options?: Partial<Omit<BuildOptions, "offline" | "cacheDir">>;
+  options?: Partial<Omit<BuildOptions, "offline" | "cacheDir" | "scratchDir">>;
   /** Keep the project directory for inspection (default: removed by `cleanup()`). */
   keep?: boolean;
 }
@@ -147,6 +147,8 @@ export async function testBuild(opts: TestBuildOptions = {}): Promise<TestBuild>
       output: at(opts.options?.output) ?? join(dir, "out", "plugin.cpio.gz"),
       manifestOutput: at(opts.options?.manifestOutput),
       cacheDir,
+      // kept until cleanup(): the tree's spilled files are read after the build
+      scratchDir: join(dir, ".scratch"),
       offline: true,
       env: opts.options?.env ?? {},
       fetcher,
