@@ -166,6 +166,30 @@ describe("dist/fledge-linux-x64, alone in an empty directory, no node on PATH", 
     }
   });
 
+  it("has plugin-tarball and plugin-sbom built in: [[overlay]] kind = \"tarball\" (bsdtar, zstd) and plugins = [\"@fledge/plugin-sbom\"], byte-identical to the npm-run CLI", async () => {
+    const tree = join(work, "tarball-tree");
+    mkdirSync(join(tree, "srv"), { recursive: true });
+    writeFileSync(join(tree, "srv", "hello.txt"), "from a tarball\n");
+    const make = (name: string) => {
+      const dir = hello(name);
+      spawnSync("bsdtar", ["--zstd", "--uid", "0", "--gid", "0", "-cf", join(dir, "rootfs.tar.zst"), "-C", tree, "srv"]);
+      const toml = readFileSync(join(dir, "fledge.toml"), "utf8").replace('version = "1"\n', 'version = "1"\nplugins = ["@fledge/plugin-sbom"]\n');
+      writeFileSync(join(dir, "fledge.toml"), `${toml}\n[[overlay]]\nkind = "tarball"\npath = "./rootfs.tar.zst"\n`);
+      return dir;
+    };
+    const a = make("tarball-exe");
+    const b = make("tarball-npm");
+    expect(readFileSync(join(a, "rootfs.tar.zst")).equals(readFileSync(join(b, "rootfs.tar.zst")))).toBe(true);
+    const exe = await run(join(binDir, "fledge"), ["build", "-v"], a, bare(join(work, "cache-tarball-exe")));
+    expect(exe.code, exe.stderr).toBe(0);
+    expect(exe.stderr).toContain("overlay[0] uses @fledge/plugin-tarball (loaded by itself)");
+    const npm = await run(process.execPath, [NPM_CLI, "build"], b, { PATH: process.env.PATH, NO_COLOR: "1", FLEDGE_CACHE_DIR: join(work, "cache-tarball-npm"), FLEDGE_MIRRORS: MIRROR });
+    expect(npm.code, npm.stderr).toBe(0);
+    expect(sha(join(a, "plugin.cpio.gz"))).toBe(sha(join(b, "plugin.cpio.gz")));
+    expect(sha(join(a, "plugin.cpio.gz.spdx.json"))).toBe(sha(join(b, "plugin.cpio.gz.spdx.json")));
+    expect(readFileSync(join(a, "plugin.cpio.gz.spdx.json"), "utf8")).toContain('"fileName": "./srv/hello.txt"');
+  });
+
   it("validate, schema, inspect and cache work", async () => {
     const dir = hello("cmds");
     const env = bare(join(work, "cache-cmds"));

@@ -5,16 +5,17 @@
  * misused API fail the check), tests it with `@fledge/core/testing`, and builds with it through
  * the installed `fledge`, loaded from fledge.toml as `{ use = "./dist/motd.mjs", options = { … } }`.
  *
- * Network: every @fledge package comes from the local tarballs (the scope's registry is a closed
- * port on 127.0.0.1, and `overrides` pin every @fledge dependency to its tarball); the few
- * third-party runtime dependencies come from npm's cache, or the npm registry when they are not
- * cached. TypeScript and @types/node are the workspace's.
+ * No network: every package the project installs is a local tarball — the @fledge packages from
+ * `npm pack --workspaces`, their third-party runtime dependencies packed from the workspace's
+ * node_modules (the versions the lock file pins) — pinned by `overrides`, installed with
+ * `--offline`, an empty cache of its own and a registry that is a closed port on 127.0.0.1.
+ * TypeScript and @types/node are the workspace's.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -25,6 +26,15 @@ let dir: string;
 let project: string;
 const npmEnv = { ...process.env, npm_config_update_notifier: "false", npm_config_fund: "false", npm_config_audit: "false" };
 const npm = (args: string[], cwd: string) => spawnSync("npm", args, { cwd, encoding: "utf8", env: npmEnv, timeout: 300_000 });
+
+/** Where Node would find the package `name` from `from` (the nearest node_modules upwards), real path. */
+function findInstalled(name: string, from: string): string | undefined {
+  for (let d = from; ; d = dirname(d)) {
+    const candidate = join(d, "node_modules", name);
+    if (existsSync(join(candidate, "package.json"))) return realpathSync(candidate);
+    if (dirname(d) === d) return undefined;
+  }
+}
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "fledge-external-"));
@@ -122,12 +132,31 @@ describe("a plugin author outside the workspace", () => {
     expect(Object.keys(tarballs)).toEqual(expect.arrayContaining(["@fledge/core", "@fledge/cli", "@fledge/config", "@fledge/cpio", "@fledge/fetch", "@fledge/manifest", "@fledge/cinit", "@fledge/plugin-tarball", "@fledge/plugin-sbom"]));
     expect(infos.find((i) => i.name === "@fledge/core")!.files.map((f) => f.path)).toEqual(expect.arrayContaining(["dist/index.d.ts", "dist/testing.d.ts", "dist/index.js"]));
 
-    // 2. A project of its own. Every @fledge package from those tarballs: `overrides` pin the
-    // dependencies between them too, and the scope's registry is a closed port, so nothing of
-    // someone else's can slip in under the name.
-    writeFileSync(join(project, ".npmrc"), "@fledge:registry=http://127.0.0.1:9/\nfetch-retries=1\nfetch-retry-maxtimeout=5000\n");
-    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "acme-fledge-motd", version: "1.0.0", private: true, type: "module", dependencies: tarballs, overrides: tarballs }, null, 2));
-    const install = npm(["install", "--prefer-offline", "--no-audit", "--no-fund"], project);
+    // Their third-party runtime dependencies, packed from the workspace's node_modules.
+    const thirdParty = new Map<string, string>();
+    const walk = (pkgDir: string) => {
+      const pkg = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8")) as { dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> };
+      for (const dep of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })) {
+        if (dep.startsWith("@fledge/") || thirdParty.has(dep)) continue;
+        const found = findInstalled(dep, pkgDir);
+        expect(found, `${dep} (a dependency of ${pkgDir}) is installed in the workspace`).toBeDefined();
+        thirdParty.set(dep, found!);
+        walk(found!);
+      }
+    };
+    for (const name of Object.keys(tarballs)) walk(realpathSync(join(ROOT, "node_modules", name)));
+    const deps = npm(["pack", "--ignore-scripts", "--json", "--pack-destination", packs, ...thirdParty.values()], ROOT);
+    expect(deps.status, deps.stderr).toBe(0);
+    const pinned: Record<string, string> = { ...tarballs };
+    for (const info of JSON.parse(deps.stdout) as { name: string; filename: string }[]) pinned[info.name] = `file:${join(packs, info.filename)}`;
+    expect(Object.keys(pinned)).toEqual(expect.arrayContaining(["tapable", "smol-toml", "tar-stream"]));
+
+    // 2. A project of its own, installed from those tarballs alone: `overrides` pin every
+    // dependency to its tarball, the registry is a closed port and the cache starts empty, so
+    // nothing comes from anywhere else.
+    writeFileSync(join(project, ".npmrc"), "registry=http://127.0.0.1:9/\nfetch-retries=0\n");
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "acme-fledge-motd", version: "1.0.0", private: true, type: "module", dependencies: tarballs, overrides: pinned }, null, 2));
+    const install = npm(["install", "--offline", "--cache", join(dir, "npm-cache"), "--no-audit", "--no-fund"], project);
     expect(install.status, install.stderr).toBe(0);
     const core = realpathSync(join(project, "node_modules", "@fledge", "core"));
     expect(core.startsWith(project), `@fledge/core is the installed copy, not the workspace's (${core})`).toBe(true);

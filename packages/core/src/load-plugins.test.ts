@@ -138,14 +138,14 @@ export default class Motd {
     expect(await motdOf((await load(use, { text: "ab", repeat: 3 })).plugin)).toBe("ababab");
     const bad = await issues(load(use, { text: "", colour: "red" }, "plugins[2]"));
     expect(bad).toHaveLength(2);
-    expect(bad).toEqual(expect.arrayContaining([expect.stringMatching(/^plugins\[2\]\.options\.text: text: /), expect.stringMatching(/^plugins\[2\]\.options: .*colour/)]));
+    expect(bad).toEqual(expect.arrayContaining([expect.stringMatching(/^plugins\[2\]\.options\.text: (?!text:)/), expect.stringMatching(/^plugins\[2\]\.options: .*colour/)]));
   });
 
   it("any Standard Schema works, and a factory can carry one", async () => {
     const use = mod(`const schema = { "~standard": { version: 1, vendor: "test", validate: (v) => typeof v.port === "number" ? { value: v } : { issues: [{ message: "port must be a number", path: [{ key: "port" }] }] } } };
 export default Object.assign((o) => ({ name: "std", apply() {} }), { optionsSchema: schema });`);
     expect((await load(use, { port: 1 })).plugin.name).toBe("std");
-    expect(await issues(load(use, { port: "x" }))).toEqual(["plugins[0].options.port: port: port must be a number"]);
+    expect(await issues(load(use, { port: "x" }))).toEqual(["plugins[0].options.port: port must be a number"]);
   });
 });
 

@@ -223,7 +223,7 @@ export async function loadPlugin(spec: PluginSpec, opts: LoadOptions): Promise<L
     if (schema) {
       const r = await validateOptions(schema, spec.options ?? {});
       if (r.issues.length)
-        throw new PluginLoadError(r.issues.map((i) => at(`${i.path ? `${i.path}: ` : ""}${i.message}`, undefined, `${spec.keyPath}.options${i.path ? `.${i.path}` : ""}`)));
+        throw new PluginLoadError(r.issues.map((i) => at(i.message, undefined, `${spec.keyPath}.options${i.path ? `.${i.path}` : ""}`)));
       options = r.value;
     }
     try {

@@ -77,6 +77,7 @@ function cutHere(name: Uint8Array): boolean {
 
 type Result =
   | { kind: "mem"; data: Uint8Array; pooled?: boolean }
+  | { kind: "cached"; key: string; plan: MemPlan; stamps: (FileStamp | undefined)[] }
   | { kind: "file"; path: string; size: number; temp: boolean }
   | { kind: "direct"; entry: FilePlan["entry"] };
 
@@ -372,6 +373,10 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
   st.workers = workers;
   const depth = Math.max(2, workers * 2 + 1);
   const buffers = new BufferPool(max + HEADER_SIZE + 4096, depth);
+  // Segments in flight, in order. More than there are segment buffers: while one worker
+  // compresses a large file, the others go on with the segments after it (each waiting
+  // segment holds only its compressed bytes; the buffers above bound what is being read).
+  const lookahead = workers > 0 ? Math.max(depth, workers * 8 + 1) : depth;
   const pool = workers > 0 ? new CodecPool(workers) : undefined;
   let cache: OpenCache | undefined;
   if (opts.cacheDir && !identity) {
@@ -419,15 +424,23 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
           else all = false;
         }
         if (all) {
-          const hit = await cache.seg.get(segmentKey(prefix, format, known, s.trailer));
+          const key = segmentKey(prefix, format, known, s.trailer);
           st.statHits += known.filter((k) => isHostFile(k.e)).length;
-          if (hit) {
+          // Its header checked now (so a missing or foreign entry is recomputed in parallel, like
+          // any other segment); its payload read and checked when it is written out, into the one
+          // reused buffer: a warm build holds no cached segment in memory and makes no garbage.
+          if (await cache.seg.has(key)) {
             st.cached++;
-            return { kind: "mem", data: hit };
+            return { kind: "cached", key, plan: s, stamps };
           }
         }
       }
     }
+    return computeSegment(s, stamps);
+  };
+
+  /** Reads, hashes (with a cache) and compresses a planned segment. */
+  const computeSegment = async (s: MemPlan, stamps: (FileStamp | undefined)[]): Promise<Result & { kind: "mem" }> => {
     const { buf: data, sums } = await fillSegment(s, format, buffers);
     let key = "";
     if (cache) {
@@ -513,9 +526,23 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
   let done = 0;
   /** The one read buffer of large files and segment files going to the output, when the consumer lets it be reused. */
   let scratch: Buffer | undefined;
+  /** Bytes of finished segments waiting in the queue to be written out. */
+  let held = 0;
   try {
+    /** A cached segment read and verified (HMAC, key, length, payload sha256) right before it is written out. */
+    const materialize = async (r: Result): Promise<Exclude<Result, { kind: "cached" }>> => {
+      if (r.kind !== "cached") return r;
+      const into = (size: number): Promise<Buffer> => Promise.resolve(reuse && size <= DIRECT_CHUNK ? (scratch ??= Buffer.allocUnsafeSlow(DIRECT_CHUNK)).subarray(0, size) : Buffer.allocUnsafe(size));
+      const hit = await cache!.seg.get(r.key, into);
+      if (hit) return { kind: "mem", data: hit };
+      // Removed, damaged or swapped since its header was checked: made again, here.
+      st.cached--;
+      return computeSegment(r.plan, r.stamps);
+    };
     const emit = async function* (item: { p: Promise<Result>; entries: number }): AsyncGenerator<Uint8Array> {
-      const r = await item.p;
+      const r0 = await item.p;
+      if (r0.kind === "mem") held -= r0.data.length;
+      const r = await materialize(r0);
       st.segments++;
       if (r.kind === "mem") {
         st.size += r.data.length;
@@ -566,9 +593,9 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
     };
     for (const s of plan) {
       const p = s.kind === "mem" ? memSegment(s) : fileSegment(s);
-      p.catch(() => {});
+      p.then((r) => void (r.kind === "mem" && (held += r.data.length)), () => {});
       queue.push({ p, entries: s.kind === "mem" ? s.items.length : 1 });
-      while (queue.length >= depth) yield* emit(queue.shift()!);
+      while (queue.length >= depth && (queue.length >= lookahead || held >= HELD_MAX)) yield* emit(queue.shift()!);
     }
     while (queue.length) yield* emit(queue.shift()!);
     if (cache) {
@@ -581,6 +608,9 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
     for (const t of temps) await rm(t, { force: true }).catch(() => {});
   }
 }
+
+/** Finished segments waiting behind a slower one are held in memory up to this many bytes (beyond the 2 × workers + 1 always allowed). */
+const HELD_MAX = 8 << 20;
 
 /** Reads of a large file or segment going straight to the output. */
 const DIRECT_CHUNK = 4 << 20;

@@ -4,7 +4,7 @@ import { chmod, chown, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { archiveToBuffer, type ArchiveStats } from "./archive.js";
+import { archiveToBuffer, writeArchiveFile, type ArchiveStats } from "./archive.js";
 import { parseTempName } from "@fledge/safe-fs";
 import { basename } from "node:path";
 import { SegmentCache } from "./cache.js";
@@ -238,6 +238,35 @@ describe("stat cache (racy-git rule)", () => {
     const verify = {} as ArchiveStats;
     expect(sha256(await archiveToBuffer(entries, { ...opts, verify: true }, verify))).toBe(sha256(b));
     expect([verify.hashed, verify.statHits]).toEqual([hostFiles, 0]);
+  }, 30000);
+
+  it("a warm build checks each cached segment again when it writes it out: a payload damaged, an entry removed or swapped after the header check is made again, never copied", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fledge-stat-"));
+    dirs.push(dir);
+    const cacheDir = join(dir, "segments");
+    const entries = await settledTree(dir, 80);
+    const opts = { mtime: MTIME, compressor: "zstd", workers: 1, cacheDir, segment: seg };
+    const out = join(dir, "out.zst");
+    const cold = {} as ArchiveStats;
+    const good = await writeArchiveFile(entries, opts, out, cold);
+    const all = (await segFiles(cacheDir)).sort();
+    expect(all.length).toBeGreaterThan(5);
+    // Payload damaged (its header, HMAC included, is intact), entry removed, another key's valid entry swapped in.
+    const flip = await readFile(all[0]!);
+    flip[flip.length - 1] ^= 1;
+    await writeFile(all[0]!, flip);
+    await rm(all[1]!);
+    await writeFile(all[2]!, await readFile(all[3]!));
+    for (const run of [0, 1]) {
+      const st = {} as ArchiveStats;
+      // Written to a file (cached segments go through one reused buffer) and to memory.
+      const got = run === 0 ? (await writeArchiveFile(entries, opts, join(dir, "again.zst"), st)).sha256 : sha256(await archiveToBuffer(entries, opts, st));
+      expect(got).toBe(good.sha256);
+      // What is compressed again is read and hashed again (its files only); the rest is not read.
+      if (run === 0) expect([st.rejected, st.compressed, st.cached, st.hashed > 0 && st.hashed < entries.length / 4]).toEqual([2, 3, st.segments - 3, true]);
+      else expect([st.rejected, st.compressed, st.cached, st.hashed]).toEqual([0, 0, st.segments, 0]);
+    }
+    expect(await readFile(join(dir, "again.zst"))).toEqual(await readFile(out));
   }, 30000);
 
   it("racy case: a file changed within the timestamp tick of the build that hashed it (same size, stat unchanged) is hashed again, never served stale", async () => {

@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { constants as fsc, readFile as readFileCb, type BigIntStats } from "node:fs";
-import { link, lstat, mkdir, open, readdir, rename, rm, stat, unlink, utimes } from "node:fs/promises";
+import { constants as fsc, readFile as readFileCb, statSync, type BigIntStats } from "node:fs";
+import { link, lstat, mkdir, open, readdir, rename, rm, unlink, utimes } from "node:fs/promises";
 import { reapStaleTemps, tempName } from "@fledge/safe-fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -141,11 +141,44 @@ export class SegmentCache {
     await rm(this.path(key), { force: true }).catch(() => {});
   }
 
-  /** The payload, or undefined when absent or rejected (a rejected entry is removed and counted). */
-  async get(key: string): Promise<Uint8Array | undefined> {
+  /**
+   * The payload, or undefined when absent or rejected (a rejected entry is removed and counted).
+   * With `into`, the entry is read into the buffer it gives for the file's size (a pooled one, so
+   * a warm build reuses a few buffers instead of making garbage); `release` gives it back when
+   * the entry is rejected.
+   */
+  async get(key: string, into?: (size: number) => Promise<Buffer>, release?: (buf: Buffer) => void): Promise<Uint8Array | undefined> {
     let buf: Buffer;
+    let pooled = false;
     try {
-      buf = await readFile(this.path(key));
+      if (!into) buf = await readFile(this.path(key));
+      else {
+        const fh = await open(this.path(key), fsc.O_RDONLY);
+        try {
+          const st = await fh.stat();
+          if (!st.isFile()) return undefined;
+          buf = await into(st.size);
+          pooled = true;
+          let got = 0;
+          while (got < buf.length) {
+            const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+            if (bytesRead === 0) break;
+            got += bytesRead;
+          }
+          // Shorter than it was a moment ago: the header check below sees the shorter length.
+          if (got < buf.length) {
+            const short = Buffer.from(buf.subarray(0, got));
+            release?.(buf);
+            pooled = false;
+            buf = short;
+          }
+        } catch (err) {
+          if (pooled) release?.(buf!);
+          throw err;
+        } finally {
+          await fh.close();
+        }
+      }
     } catch {
       return undefined;
     }
@@ -153,11 +186,39 @@ export class SegmentCache {
       this.#checkHeader(key, buf.subarray(0, SEGMENT_FILE_HEADER), buf.length) ??
       (createHash("sha256").update(buf.subarray(SEGMENT_FILE_HEADER)).digest().equals(buf.subarray(OFF_HASH, OFF_HASH + 32)) ? undefined : "payload does not match its sha256");
     if (bad) {
+      if (pooled) release?.(buf);
       await this.#reject(key, bad);
       return undefined;
     }
     await this.touch(key);
     return buf.subarray(SEGMENT_FILE_HEADER);
+  }
+
+  /**
+   * Whether an entry for `key` is there with a good header (HMAC, key, length); a bad one is
+   * rejected (removed and counted). The payload is not read: `get` checks it when it is used.
+   */
+  async has(key: string): Promise<boolean> {
+    let fh;
+    try {
+      fh = await open(this.path(key), fsc.O_RDONLY);
+    } catch {
+      return false;
+    }
+    let bad: string | undefined;
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) return false;
+      const head = Buffer.alloc(SEGMENT_FILE_HEADER);
+      const { bytesRead } = await fh.read(head, 0, SEGMENT_FILE_HEADER, 0);
+      bad = this.#checkHeader(key, head, bytesRead < SEGMENT_FILE_HEADER ? bytesRead : st.size);
+    } catch {
+      return false;
+    } finally {
+      await fh.close();
+    }
+    if (bad) await this.#reject(key, bad);
+    return !bad;
   }
 
   /** Checks a (large) entry streaming; returns its payload size, or undefined when absent or rejected. */
@@ -409,9 +470,13 @@ export class StatIndex {
   }
 }
 
-/** Stamps a host file (following symlinks, as reading it does). */
+/**
+ * Stamps a host file (following symlinks, as reading it does). Synchronous underneath: a stat of
+ * a file whose inode is cached takes microseconds, far less than a trip through libuv's thread
+ * pool and back (a warm build stamps every file).
+ */
 export async function stampOf(path: string): Promise<FileStamp> {
-  const st: BigIntStats = await stat(path, { bigint: true });
+  const st: BigIntStats = statSync(path, { bigint: true });
   return { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
 }
 

@@ -46,13 +46,24 @@ function workerUrl(): URL {
   throw new CpioError("EWORKER", `cannot find codec-worker.js next to ${fileURLToPath(import.meta.url)}; build @fledge/cpio first`);
 }
 
+/** A job one worker may hold a second job behind (pipelining hides the round trip); larger ones get a worker to themselves. */
+const SMALL_JOB = 4 << 20;
+
+type Slot = { w: Worker; busy: number; big: number };
+type Queued = { job: WithoutId<WorkerRequest>; transfer: ArrayBuffer[]; weight: number; pending: Pending };
+
 /**
  * Up to `size` worker threads, started on demand: a new one only when every running one is busy,
- * so a build whose segments all come from the cache starts none. Jobs go to the least busy one.
+ * so a build whose segments all come from the cache starts none. Jobs wait here, in the order
+ * they were submitted, and go to an idle worker; a worker takes a second job behind a small one
+ * (so it never waits for the main thread between two segments) but never queues anything behind
+ * a large one (a big file compressed on one worker must not hold up segments another worker
+ * could take). Which worker runs a job never changes its bytes.
  */
 export class CodecPool {
-  readonly #workers: { w: Worker; busy: number }[] = [];
-  readonly #pending = new Map<number, Pending>();
+  readonly #workers: Slot[] = [];
+  readonly #pending = new Map<number, Pending & { slot: Slot; weight: number }>();
+  readonly #queue: Queued[] = [];
   readonly #source: { url: URL } | { code: string };
   #next = 1;
   #failed: Error | undefined;
@@ -61,15 +72,17 @@ export class CodecPool {
     this.#source = workerSource();
   }
 
-  #start(): { w: Worker; busy: number } {
+  #start(): Slot {
     const src = this.#source;
     const w = "code" in src ? new Worker(src.code, { eval: true }) : new Worker(src.url);
-    const slot = { w, busy: 0 };
+    const slot: Slot = { w, busy: 0, big: 0 };
     w.on("message", (m: { id: number; ok: boolean; error?: { message: string; code?: string; path?: string } } & Record<string, unknown>) => {
       const p = this.#pending.get(m.id);
       if (!p) return;
       this.#pending.delete(m.id);
       slot.busy--;
+      if (p.weight > SMALL_JOB) slot.big--;
+      this.#pump();
       if (m.ok) p.resolve(m);
       else p.reject(new CpioError(m.error!.code ?? "ECOMPRESS", m.error!.message, m.error!.path));
     });
@@ -85,26 +98,46 @@ export class CodecPool {
     this.#failed ??= err;
     for (const p of this.#pending.values()) p.reject(err);
     this.#pending.clear();
+    for (const q of this.#queue.splice(0)) q.pending.reject(err);
+  }
+
+  /** The worker for the next job: an idle one, a new one, or one busy with a single small job; none if all are taken. */
+  #slotFor(weight: number): Slot | undefined {
+    const idle = this.#workers.find((s) => s.busy === 0);
+    if (idle) return idle;
+    if (this.#workers.length < this.size) return this.#start();
+    if (weight > SMALL_JOB) return undefined;
+    return this.#workers.find((s) => s.busy === 1 && s.big === 0);
+  }
+
+  #pump(): void {
+    while (this.#queue.length && !this.#failed) {
+      const slot = this.#slotFor(this.#queue[0]!.weight);
+      if (!slot) return;
+      const { job, transfer, weight, pending } = this.#queue.shift()!;
+      const id = this.#next++;
+      slot.busy++;
+      if (weight > SMALL_JOB) slot.big++;
+      this.#pending.set(id, { ...pending, slot, weight });
+      try {
+        slot.w.postMessage({ ...job, id }, transfer);
+      } catch {
+        slot.w.postMessage({ ...job, id });
+      }
+    }
   }
 
   run<T>(job: WithoutId<WorkerRequest>, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.#failed) return Promise.reject(this.#failed);
-    const id = this.#next++;
-    let slot = this.#workers.reduce<{ w: Worker; busy: number } | undefined>((a, b) => (a && a.busy <= b.busy ? a : b), undefined);
-    if (!slot || (slot.busy > 0 && this.#workers.length < this.size)) slot = this.#start();
-    const chosen = slot;
-    chosen.busy++;
+    const weight = job.op === "compress" ? job.data.length : job.size;
     return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      try {
-        chosen.w.postMessage({ ...job, id }, transfer);
-      } catch {
-        chosen.w.postMessage({ ...job, id });
-      }
+      this.#queue.push({ job, transfer, weight, pending: { resolve, reject } });
+      this.#pump();
     });
   }
 
   async close(): Promise<void> {
+    for (const q of this.#queue.splice(0)) q.pending.reject(new CpioError("EWORKER", "the compression workers were stopped"));
     await Promise.all(this.#workers.map((s) => s.w.terminate()));
   }
 }
