@@ -117,7 +117,7 @@ describe.skipIf(!isRoot)("Dockerfile sources, built by buildah, through the real
     expect(m.image).toBe("dockerfile:Dockerfile");
     expect(m.image_digest).toMatch(/^sha256:[0-9a-f]{64}$/);
 
-    const boot = await bootInitramfs(artifact, { append: volantManifestArg(manifestJson), until: /OCI-E2E workload exited/ });
+    const boot = await bootInitramfs(artifact, { append: volantManifestArg(manifestJson), until: /OCI-E2E workload exited \d+\r?\n/ });
     const lines = [...boot.serial.matchAll(/^(?:OCI|DF)-E2E (.*)$/gm)].map((x) => x[1]!.trimEnd());
     expect(lines, boot.serial.slice(-3000)).toContain("kestrel pid=1");
     expect(lines).toContain("entrypoint args=from-cmd greeting=from-dockerfile cwd=/app marker=made-by-run");

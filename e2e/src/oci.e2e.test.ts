@@ -137,7 +137,7 @@ describe("an image-based initramfs (the seed's Mode 1 + [source] image)", () => 
     expect(at("bin/busybox")).toBeDefined();
     expect(at("bin/ls")).toMatchObject({ type: "symlink" });
 
-    const boot = await bootInitramfs(artifact, { append: volantManifestArg(readFileSync(join(work, "imgapp.manifest.json"), "utf8")), until: /OCI-E2E workload exited/ });
+    const boot = await bootInitramfs(artifact, { append: volantManifestArg(readFileSync(join(work, "imgapp.manifest.json"), "utf8")), until: /OCI-E2E workload exited \d+\r?\n/ });
     const lines = [...boot.serial.matchAll(/^OCI-E2E (.*)$/gm)].map((m) => m[1]!.trimEnd());
     expect(lines, boot.serial.slice(-3000)).toContain("kestrel pid=1");
     expect(lines).toContain("entrypoint args=from-cmd greeting=hello-from-image cwd=/app exe=/bin/sh");

@@ -7,6 +7,9 @@ import { decompressor, sniffCompression } from "./decompress.js";
 import { OciError } from "./errors.js";
 import { TarIndexer, type TarEntry } from "./tar.js";
 
+/** A cached layer tar's mtime (its last use) is refreshed when it is at least this old. */
+export const TOUCH_AFTER_MS = 60 * 60 * 1000;
+
 /** A layer as the image describes it. */
 export interface LayerSpec {
   /**
@@ -152,7 +155,10 @@ export class LayerCache {
         await rm(path, { force: true }); // a tampered or damaged entry never serves again
         return undefined;
       }
-      await this.cache.touch(hex);
+      // The last use, for `fledge cache prune --older-than`, to the hour: touching on every hit would
+      // change the tar's mtime and ctime each build, and the archive's stat cache (stamp: mtime and
+      // ctime) would then read and hash every file of the image again on every warm rebuild.
+      if (Date.now() - st.mtimeMs >= TOUCH_AFTER_MS) await this.cache.touch(hex);
       return this.#track({ diffID, size, entries, readPath: fdPath(fh.fd), handle: fh, cached: true });
     } catch (err) {
       await fh.close().catch(() => {});

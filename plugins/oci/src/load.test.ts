@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { ContentCache, Fetcher } from "@fledge/fetch";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FsNode } from "./flatten.js";
+import { TOUCH_AFTER_MS } from "./layers.js";
 import { loadImage, type LoadedImage } from "./load.js";
 import { writeLayout, type TestPlatformImage } from "./test/layout.js";
 import { skopeo, startRegistry, startTokenServer, type TestRegistry, type TokenServer } from "./test/registry.js";
@@ -193,6 +194,23 @@ describe("loadImage from a registry, an OCI layout and a docker-archive", () => 
     await again.close();
     expect(createHash("sha256").update(readFileSync(file)).digest("hex")).toBe(diffID);
     expect(temps(cache)).toEqual([]);
+  });
+
+  it("a cache hit leaves a recently used layer tar's mtime and ctime alone (the archive's stat cache stays valid), and refreshes an older one for prune", async () => {
+    const cache = join(work, "c-touch");
+    await (await load(`oci:${layout}:1`, cache)).close();
+    const warm = await load(`oci:${layout}:1`, cache);
+    const tar = join(cache, "sha256", warm.image.layers[0]!.diffID.slice(7));
+    await warm.close();
+    const before = statSync(tar, { bigint: true });
+    await (await load(`oci:${layout}:1`, cache)).close();
+    const after = statSync(tar, { bigint: true });
+    expect([after.mtimeNs, after.ctimeNs]).toEqual([before.mtimeNs, before.ctimeNs]);
+    // last used over an hour ago: refreshed, so `fledge cache prune --older-than 1h` keeps it
+    const old = new Date(Date.now() - TOUCH_AFTER_MS - 60_000);
+    utimesSync(tar, old, old);
+    await (await load(`oci:${layout}:1`, cache)).close();
+    expect(Date.now() - statSync(tar).mtimeMs).toBeLessThan(60_000);
   });
 
   it("pinned by digest, --offline needs no registry at all; a tag offline uses what the cache remembers", async () => {

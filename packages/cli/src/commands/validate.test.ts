@@ -136,6 +136,22 @@ describe("fledge validate", () => {
     expect(JSON.parse(t.out.stdout)).toMatchObject({ ok: true, manifestReasons: [{ key: "workload.entrypoint", message: expect.stringContaining("2 mapped files"), fix: expect.stringContaining('entrypoint = "/usr/bin/a"') }] });
   });
 
+  it("checks the artifact path fledge build would write without -o: plugin.cpio.gz, or rootfs.img for oci_rootfs", async () => {
+    const dir = project({
+      "fledge.toml": 'version = "1"\nstrategy = "oci_rootfs"\n[agent]\nsource_strategy = "local"\npath = "./app"\n[source]\nbusybox_url = "./app"\nimage = "oci:./layout:1"\n',
+      "manifest.toml": GOOD_MANIFEST,
+      app: "#!/bin/sh\n",
+      "layout/oci-layout": '{"imageLayoutVersion":"1.0.0"}',
+      "rootfs.img/keep": "a directory where the disk would go\n",
+      "plugin.cpio.gz/keep": "not in the way of a root disk\n",
+    });
+    const { io, out } = fakeIO(dir);
+    expect(await main(["validate"], io)).toBe(1);
+    const errors = out.stderr.split("\n").filter((l) => l.startsWith("error:"));
+    expect(errors).toContain("error: rootfs.img: is a directory; fledge writes its artifact only as a regular file, never through or over anything else");
+    expect(errors.join("\n")).not.toContain("plugin.cpio.gz");
+  });
+
   it("reports host files the build would need and that are missing", async () => {
     const dir = project({
       "fledge.toml": 'version = "1"\n[agent]\nsource_strategy = "local"\npath = "./kestrel"\n[source]\nbusybox_url = "./bb"\n[mappings]\n"./here" = "/a"\n"./gone" = "/b"\n',
