@@ -62,7 +62,7 @@ describe("fledge build against misbehaving servers", () => {
   it("a truncated body is a build error naming the URL, exit 1, no output", async () => {
     const url = `${srv.url}/truncate`;
     const dir = project("truncated", url);
-    const r = await build(dir, { FLEDGE_DOWNLOAD_IDLE_TIMEOUT: "200ms" });
+    const r = await build(dir, { FLEDGE_DOWNLOAD_IDLE_TIMEOUT: "10s" });
     expect(r.code, r.stderr).toBe(1);
     const err = JSON.parse(r.stdout).error;
     expect(err.message).toContain(`cannot download ${url}: the connection closed after ${BUSYBOX.length >> 1} of ${BUSYBOX.length} bytes (gave up after 5 attempts)`);

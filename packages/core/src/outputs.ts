@@ -1,4 +1,4 @@
-import { accessSync, constants, lstatSync, readlinkSync, realpathSync, rmSync, statSync, type Stats } from "node:fs";
+import { accessSync, constants, lstatSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, type Stats } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { FledgeError } from "./errors.js";
@@ -82,7 +82,9 @@ export interface OutputFs {
   lstat(path: string): Promise<Stats>;
 }
 
-const realFs: OutputFs = { rename: fsp.rename, link: fsp.link, copyFile: fsp.copyFile, rm: fsp.rm, lstat: fsp.lstat };
+// rename is synchronous (wrapped in a promise): commit() moves the outputs one right after the
+// other, with no turn of the event loop between the renames (see commit()).
+const realFs: OutputFs = { rename: async (from, to) => renameSync(from, to), link: fsp.link, copyFile: fsp.copyFile, rm: fsp.rm, lstat: fsp.lstat };
 
 function kindOf(st: Stats): string {
   if (st.isSymbolicLink()) return "a symlink";
@@ -280,16 +282,28 @@ export class OutputTransaction implements Outputs {
       const dest = await fs.lstat(o.path).catch(() => undefined);
       if (dest && !dest.isFile()) throw new FledgeError("FLEDGE_OUTPUT", `${o.path} became ${kindOf(dest)} during the build; nothing was written`);
     }
+    // What is at each destination is kept aside first, for every output; only then are the outputs
+    // renamed into place, back to back. A process killed outright (kill -9, power loss) between two
+    // renames leaves outputs of two builds side by side; doing all the slow work before the first
+    // rename shrinks that window from several awaited file operations to the gap between two
+    // rename(2) calls. (Two files cannot be replaced in one atomic step on POSIX.)
+    const backups = new Map<OutputImpl, string>();
+    try {
+      for (const o of active) {
+        const dest = await fs.lstat(o.path).catch(() => undefined);
+        if (!dest) continue;
+        const backup = tempPathFor(o.path);
+        backups.set(o, backup);
+        await fs.link(o.path, backup).catch(() => fs.copyFile(o.path, backup));
+      }
+    } catch (err) {
+      for (const b of backups.values()) await fs.rm(b, { force: true }).catch(() => {});
+      throw new FledgeError("FLEDGE_OUTPUT", `could not keep aside what is at the outputs' paths before replacing them: ${(err as Error).message}; nothing was replaced`, { cause: err });
+    }
     const moved: { o: OutputImpl; backup?: string }[] = [];
     try {
       for (const o of active) {
-        let backup: string | undefined;
-        const dest = await fs.lstat(o.path).catch(() => undefined);
-        if (dest) {
-          backup = tempPathFor(o.path);
-          await fs.link(o.path, backup).catch(() => fs.copyFile(o.path, backup!));
-        }
-        moved.push({ o, backup });
+        moved.push({ o, backup: backups.get(o) });
         await fs.rename(o.stagedPath, o.path);
       }
     } catch (err) {
@@ -301,6 +315,11 @@ export class OutputTransaction implements Outputs {
           if (backup) await fs.rm(backup, { force: true }).catch(() => {});
         } else if (backup) await fs.rename(backup, o.path).catch(() => {});
         else await fs.rm(o.path, { force: true }).catch(() => {});
+      }
+      // the outputs after the failed one were never moved: their destinations are untouched
+      for (const o of active.slice(moved.length)) {
+        const backup = backups.get(o);
+        if (backup) await fs.rm(backup, { force: true }).catch(() => {});
       }
       throw new FledgeError("FLEDGE_OUTPUT", `could not move the ${failed.label} into place at ${failed.path}: ${(err as Error).message}; what was there before is back`, { cause: err });
     }

@@ -78,7 +78,8 @@ function cutHere(name: Uint8Array): boolean {
 type Result =
   | { kind: "mem"; data: Uint8Array; pooled?: boolean }
   | { kind: "cached"; key: string; plan: MemPlan; stamps: (FileStamp | undefined)[] }
-  | { kind: "file"; path: string; size: number; temp: boolean }
+  /** `sha256`: the payload's, as verified or written; checked again as it is copied out (a cache entry can be swapped meanwhile). */
+  | { kind: "file"; path: string; size: number; temp: boolean; sha256?: Buffer }
   | { kind: "direct"; entry: FilePlan["entry"] };
 
 export function resolveCompressor(c: Compressor | string | undefined): Compressor {
@@ -494,20 +495,20 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
       if (known) {
         st.statHits++;
         key = segmentKey(prefix, format, [{ e, digest: known.digest, sum: known.sum ?? 0 }], false);
-        const size = await cache.seg.verify(key);
-        if (size !== undefined) {
+        const hit = await cache.seg.verifyEntry(key);
+        if (hit) {
           st.cached++;
-          return { kind: "file", path: cache.seg.path(key), size, temp: false };
+          return { kind: "file", path: cache.seg.path(key), size: hit.size, temp: false, sha256: hit.payloadSha256 };
         }
       } else {
         known = await hashHostFile(e, crc);
         st.hashed++;
         cache.index.record(statKey(e), fs, known);
         key = segmentKey(prefix, format, [{ e, digest: known.digest, sum: known.sum ?? 0 }], false);
-        const size = await cache.seg.verify(key);
-        if (size !== undefined) {
+        const hit = await cache.seg.verifyEntry(key);
+        if (hit) {
           st.cached++;
-          return { kind: "file", path: cache.seg.path(key), size, temp: false };
+          return { kind: "file", path: cache.seg.path(key), size: hit.size, temp: false, sha256: hit.payloadSha256 };
         }
       }
     }
@@ -519,9 +520,10 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
     const r = pool ? await pool.run<FileJobResult>(job) : await runFileJob(local, { ...job, id: 0 });
     st.compressed++;
     if (cache) {
-      await cache.seg.adopt(key, out, r.size, Buffer.from(r.payloadSha256, "hex"));
+      const sha256 = Buffer.from(r.payloadSha256, "hex");
+      await cache.seg.adopt(key, out, r.size, sha256);
       temps.delete(out);
-      return { kind: "file", path: cache.seg.path(key), size: r.size, temp: false };
+      return { kind: "file", path: cache.seg.path(key), size: r.size, temp: false, sha256 };
     }
     return { kind: "file", path: out, size: r.size, temp: true };
   };
@@ -577,6 +579,10 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
         }
       } else {
         const fh = await open(r.path, "r");
+        // A cache entry is shared: between its check and this copy it may have been replaced or
+        // rewritten. Its bytes are hashed on the way out and must be the ones checked; otherwise
+        // the build fails (its output is never moved into place).
+        const hash = r.sha256 ? createHash("sha256") : undefined;
         try {
           let pos = 0;
           while (pos < r.size) {
@@ -585,7 +591,12 @@ async function* archiveChunks(entries: Iterable<CpioEntry> | AsyncIterable<CpioE
             if (bytesRead === 0) throw new CpioError("ECACHE", `segment file ${r.path} is shorter than expected`);
             pos += bytesRead;
             st.size += bytesRead;
-            yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+            const chunk = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+            hash?.update(chunk);
+            if (hash && pos >= r.size && !hash.digest().equals(r.sha256!)) {
+              throw new CpioError("ECACHE", `segment cache entry ${r.path} changed while it was copied into the artifact (another process wrote to the cache directory); nothing was written: build again`);
+            }
+            yield chunk;
           }
         } finally {
           await fh.close();

@@ -4,7 +4,7 @@ import { chmod, chown, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { archiveToBuffer, writeArchiveFile, type ArchiveStats } from "./archive.js";
+import { archiveToBuffer, writeArchive, writeArchiveFile, type ArchiveStats } from "./archive.js";
 import { parseTempName } from "@fledge/safe-fs";
 import { basename } from "node:path";
 import { SegmentCache } from "./cache.js";
@@ -267,6 +267,41 @@ describe("stat cache (racy-git rule)", () => {
       else expect([st.rejected, st.compressed, st.cached, st.hashed]).toEqual([0, 0, st.segments, 0]);
     }
     expect(await readFile(join(dir, "again.zst"))).toEqual(await readFile(out));
+  }, 30000);
+
+  it("a large file's cached segment rewritten in place after its check (a shared cache directory) fails the build instead of reaching the artifact", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fledge-swap-"));
+    dirs.push(dir);
+    const cacheDir = join(dir, "segments");
+    // two large, incompressible host files: each its own segment, copied out of the cache file
+    const a = join(dir, "a.bin");
+    const b = join(dir, "b.bin");
+    await writeFile(a, randomBytes(3 << 20));
+    await writeFile(b, randomBytes(2 << 20));
+    const entries: CpioEntry[] = [
+      { path: "a.bin", type: "file", mode: 0o644, file: a },
+      { path: "b.bin", type: "file", mode: 0o644, file: b },
+    ];
+    const opts = { mtime: MTIME, compressor: "gzip", workers: 1, cacheDir, segment: { min: 32 << 10, max: 128 << 10 } };
+    await archiveToBuffer(entries, opts);
+    const bySize = await Promise.all((await segFiles(cacheDir)).map(async (p) => [p, (await stat(p)).size] as const));
+    bySize.sort((x, y) => y[1] - x[1]);
+    const bSeg = bySize[1]![0]; // the second largest: b.bin's
+    const before = (await stat(bSeg)).mtimeMs;
+    const run = async () => {
+      let first = true;
+      for await (const _ of writeArchive(entries, opts)) {
+        if (!first) continue;
+        first = false;
+        // a.bin is being written out; b.bin's entry has been checked once its last-use time moves
+        for (let i = 0; i < 500 && (await stat(bSeg)).mtimeMs === before; i++) await new Promise((r) => setTimeout(r, 10));
+        expect((await stat(bSeg)).mtimeMs).not.toBe(before);
+        const bytes = await readFile(bSeg);
+        bytes[bytes.length - 1] ^= 1; // the payload's last byte; header and HMAC intact
+        await writeFile(bSeg, bytes);
+      }
+    };
+    await expect(run()).rejects.toThrow(/segment cache entry .* changed while it was copied into the artifact/);
   }, 30000);
 
   it("racy case: a file changed within the timestamp tick of the build that hashed it (same size, stat unchanged) is hashed again, never served stale", async () => {

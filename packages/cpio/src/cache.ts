@@ -89,7 +89,7 @@ export async function openCacheSecret(dir: string): Promise<{ secret: Buffer } |
   return { reason: `cannot create ${file}` };
 }
 
-export type SegmentCheck = { ok: true; size: number } | { ok: false; reason: string };
+export type SegmentCheck = { ok: true; size: number; payloadSha256: Buffer } | { ok: false; reason: string };
 
 /**
  * Compressed segments keyed by sha256(segment format, codec id, level, segment contents). Writes
@@ -223,6 +223,15 @@ export class SegmentCache {
 
   /** Checks a (large) entry streaming; returns its payload size, or undefined when absent or rejected. */
   async verify(key: string): Promise<number | undefined> {
+    return (await this.verifyEntry(key))?.size;
+  }
+
+  /**
+   * Checks a (large) entry streaming; returns its payload's size and sha256 (what a reader of the
+   * file later must see again: the file can be replaced or rewritten after this check), or
+   * undefined when absent or rejected.
+   */
+  async verifyEntry(key: string): Promise<{ size: number; payloadSha256: Buffer } | undefined> {
     const r = await this.check(key);
     if (!r) return undefined;
     if (!r.ok) {
@@ -230,7 +239,7 @@ export class SegmentCache {
       return undefined;
     }
     await this.touch(key);
-    return r.size;
+    return { size: r.size, payloadSha256: r.payloadSha256 };
   }
 
   /** Reads and checks an entry without changing anything; undefined when absent. */
@@ -259,7 +268,7 @@ export class SegmentCache {
       }
       if (size !== st.size - SEGMENT_FILE_HEADER) return { ok: false, reason: "changed while it was read" };
       if (!h.digest().equals(head.subarray(OFF_HASH, OFF_HASH + 32))) return { ok: false, reason: "payload does not match its sha256" };
-      return { ok: true, size };
+      return { ok: true, size, payloadSha256: Buffer.from(head.subarray(OFF_HASH, OFF_HASH + 32)) };
     } finally {
       await fh.close();
     }

@@ -64,14 +64,21 @@ describe("downloads never crash (nodejs/undici#5360 and friends)", () => {
         expect(r.code, `${r.name}: ${r.stderr}`).toBe(0);
         expect(r.stderr, r.name).toBe("");
         const res = JSON.parse(r.stdout) as { ok: number; failed: number; failures: { kind: string; fledgeError: boolean; namesUrl: boolean; code: string; message: string }[] };
-        // close-after-body and eof-delimited (6 of every 8) always succeed; truncate and stall never can
-        expect(res.ok, r.name).toBe(150);
-        expect(res.failed, r.name).toBe(50);
+        // close-after-body and eof-delimited (6 of every 8) succeed; truncate and stall never can.
+        // Server and client share one event loop in the driver: on a machine loaded enough to leave
+        // a good download without a byte for 250 ms twice, it fails as a stall, which is the
+        // product working. That, and only that, is allowed, and only rarely.
+        const stalledUnderLoad = (f: { kind: string; message: string }) => !["truncate", "stall"].includes(f.kind) && /download stalled: no data for 250 ms \(gave up after 2 attempts\)$/.test(f.message);
+        const loadFailures = res.failures.filter(stalledUnderLoad).length;
+        expect(loadFailures, `${r.name}: good downloads that stalled under load`).toBeLessThanOrEqual(3);
+        expect(res.ok, r.name).toBe(150 - loadFailures);
+        expect(res.failed, r.name).toBe(50 + loadFailures);
         for (const f of res.failures) {
           expect(f.fledgeError, f.message).toBe(true);
           expect(f.namesUrl, f.message).toBe(true);
+          if (stalledUnderLoad(f)) continue;
           expect(["truncate", "stall"]).toContain(f.kind);
-          if (f.kind === "stall") expect(f.message).toMatch(/download stalled: no data for 100 ms \(gave up after 2 attempts\)$/);
+          if (f.kind === "stall") expect(f.message).toMatch(/download stalled: no data for 250 ms \(gave up after 2 attempts\)$/);
           else expect(f.message).toMatch(/the connection closed after 131072 of 262144 bytes \(gave up after 2 attempts\)$/);
         }
       }

@@ -16,7 +16,7 @@ const body = Buffer.alloc(256 * 1024);
 for (let i = 0; i < body.length; i++) body[i] = (i * 2654435761) >>> 24;
 const sha = createHash("sha256").update(body).digest("hex");
 const srv = await startRawServer(body);
-const http = { retries: 1, retryBaseMs: 5, retryMaxMs: 10, idleTimeoutMs: 100, connectTimeoutMs: 1000, deadlineMs: 10_000 };
+const http = { retries: 1, retryBaseMs: 5, retryMaxMs: 10, idleTimeoutMs: 250, connectTimeoutMs: 1000, deadlineMs: 10_000 };
 const fetcher = new Fetcher({ cacheDir, env: {}, http });
 const client = new HttpClient(http);
 
