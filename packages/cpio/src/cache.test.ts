@@ -297,7 +297,7 @@ describe("stat cache (racy-git rule)", () => {
         for (let i = 0; i < 500 && (await stat(bSeg)).mtimeMs === before; i++) await new Promise((r) => setTimeout(r, 10));
         expect((await stat(bSeg)).mtimeMs).not.toBe(before);
         const bytes = await readFile(bSeg);
-        bytes[bytes.length - 1] ^= 1; // the payload's last byte; header and HMAC intact
+        bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 1, bytes.length - 1); // the payload's last byte; header and HMAC intact
         await writeFile(bSeg, bytes);
       }
     };
