@@ -54,7 +54,10 @@ function nodeBinary(arch) {
   log(`fetching ${pkg}@${EMBEDDED_NODE} from the npm registry`);
   mkdirSync(dir, { recursive: true });
   // npm pack: the tarball as published, without npm's os/cpu checks (arm64 on an x64 machine).
-  const name = execFileSync("npm", ["pack", `${pkg}@${EMBEDDED_NODE}`, "--silent", "--pack-destination", dir], { encoding: "utf8" }).trim().split("\n").pop();
+  const name = execFileSync("npm", ["pack", `${pkg}@${EMBEDDED_NODE}`, "--silent", "--pack-destination", dir], { encoding: "utf8" })
+    .trim()
+    .split("\n")
+    .pop();
   execFileSync("tar", ["-xzf", join(dir, name), "-C", dir]);
   rmSync(join(dir, name));
   if (!existsSync(bin)) throw new Error(`${pkg}@${EMBEDDED_NODE} has no bin/node`);

@@ -74,7 +74,9 @@ if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` 
 
 function kernel() {
   if (process.env.FLEDGE_E2E_KERNEL) return process.env.FLEDGE_E2E_KERNEL;
-  const ks = readdirSync("/boot").filter((f) => f.startsWith("vmlinuz-")).sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
+  const ks = readdirSync("/boot")
+    .filter((f) => f.startsWith("vmlinuz-"))
+    .sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
   if (!ks.length) throw new Error("no /boot/vmlinuz-*: run scripts/install-e2e-deps.sh");
   return `/boot/${ks[ks.length - 1]}`;
 }
@@ -86,7 +88,10 @@ const kvm = (process.env.FLEDGE_E2E_KVM ? process.env.FLEDGE_E2E_KVM === "1" : (
 function measuredCopy(mode, dir) {
   cpSync(join(fixtures, FIXTURE[mode] ?? mode), dir, { recursive: true });
   const toml = join(dir, "fledge.toml");
-  writeFileSync(toml, readFileSync(toml, "utf8").replace(/^strategy = .*$/m, (l) => `${l}\nplugins = ["./kmsg.mjs"]`));
+  writeFileSync(
+    toml,
+    readFileSync(toml, "utf8").replace(/^strategy = .*$/m, (l) => `${l}\nplugins = ["./kmsg.mjs"]`),
+  );
   let replaceInit = "";
   if (mode === "exec-only") {
     writeFileSync(join(dir, "exec-only.c"), EXEC_ONLY_C);
@@ -94,10 +99,7 @@ function measuredCopy(mode, dir) {
     if (cc.status !== 0) throw new Error(`musl-gcc failed: ${cc.stderr}`);
     replaceInit = 'tree.addHostFile("/init", new URL("./exec-only", import.meta.url).pathname, 0o755); ';
   }
-  writeFileSync(
-    join(dir, "kmsg.mjs"),
-    `export default { apply(b) { b.hooks.beforeArchive.tap("kmsg", (tree) => { tree.device("/dev/kmsg", "char", 1, 11, 0o600); ${replaceInit}}); } };\n`,
-  );
+  writeFileSync(join(dir, "kmsg.mjs"), `export default { apply(b) { b.hooks.beforeArchive.tap("kmsg", (tree) => { tree.device("/dev/kmsg", "char", 1, 11, 0o600); ${replaceInit}}); } };\n`);
   let changed = 0;
   for (const f of readdirSync(dir)) {
     if (f === "exec-only") continue;
@@ -113,7 +115,23 @@ function measuredCopy(mode, dir) {
 
 /** One boot; returns the printk times (ms) of "Run /init" and the payload's first line. */
 function boot(initrd) {
-  const args = ["-kernel", kernel(), "-initrd", initrd, "-append", "console=ttyS0 panic=-1 printk.time=1 trace_event=sched:sched_process_exec tp_printk", "-m", "256", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-monitor", "none"];
+  const args = [
+    "-kernel",
+    kernel(),
+    "-initrd",
+    initrd,
+    "-append",
+    "console=ttyS0 panic=-1 printk.time=1 trace_event=sched:sched_process_exec tp_printk",
+    "-m",
+    "256",
+    "-nographic",
+    "-no-reboot",
+    "-nodefaults",
+    "-serial",
+    "stdio",
+    "-monitor",
+    "none",
+  ];
   if (values.icount) args.unshift("-icount", "shift=0,sleep=off");
   else if (kvm) args.unshift("-enable-kvm", "-cpu", "host");
   return new Promise((resolve, reject) => {
@@ -145,8 +163,7 @@ function boot(initrd) {
     child.on("error", reject);
     child.on("close", () => {
       clearTimeout(timer);
-      if (t.error || t.runInit === undefined || t.first === undefined)
-        reject(new Error(`boot of ${initrd} did not reach the payload: ${t.error ?? "no FLEDGE-MODE start line"}`));
+      if (t.error || t.runInit === undefined || t.first === undefined) reject(new Error(`boot of ${initrd} did not reach the payload: ${t.error ?? "no FLEDGE-MODE start line"}`));
       else
         resolve({
           initToPayloadMs: t.first - t.runInit,
@@ -215,21 +232,18 @@ try {
     };
     const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
     const ms = (v) => `${v.toFixed(values.icount ? 2 : 1)} ms`;
-    console.log(`${kernelName}, ${qemuVersion}, ${kvm ? "KVM" : values.icount ? "TCG with -icount shift=0 (guest time = 1 ns per instruction)" : "TCG (software emulation), wall clock"}, ${runs} boots per mode, host load average ${load}\n`);
     console.log(
-      "| mode | /init | \"Run /init\" → payload's first line, median (min–max) | exec /init → exec payload, median (max) | for scale: \"Run /init\" → exec /init, median | qemu start → payload, median |",
+      `${kernelName}, ${qemuVersion}, ${kvm ? "KVM" : values.icount ? "TCG with -icount shift=0 (guest time = 1 ns per instruction)" : "TCG (software emulation), wall clock"}, ${runs} boots per mode, host load average ${load}\n`,
     );
+    console.log('| mode | /init | "Run /init" → payload\'s first line, median (min–max) | exec /init → exec payload, median (max) | for scale: "Run /init" → exec /init, median | qemu start → payload, median |');
     console.log("|---|---|---:|---:|---:|---:|");
     for (const [mode, r] of Object.entries(results)) {
       const c = r.cInitMedianMs === undefined ? "–" : `${ms(r.cInitMedianMs)} (${ms(r.cInitMaxMs)})`;
       console.log(`| ${mode} | ${init[mode]} | ${ms(r.medianMs)} (${ms(r.minMs)}–${ms(r.maxMs)}) | ${c} | ${ms(r.kernelExecMedianMs)} | ${(r.medianBootMs / 1000).toFixed(2)} s |`);
     }
-    if (results.default && results.none)
-      console.log(`\ndefault − none, medians of "Run /init" → payload: ${ms(results.default.medianMs - results.none.medianMs)}`);
-    if (results.default && results["exec-only"])
-      console.log(`C init − exec-only, medians of exec /init → exec payload: ${ms(results.default.cInitMedianMs - results["exec-only"].cInitMedianMs)}`);
-    if (results["custom-image"] && results["custom-host"])
-      console.log(`custom-image − custom-host, medians of "Run /init" → payload: ${ms(results["custom-image"].medianMs - results["custom-host"].medianMs)}`);
+    if (results.default && results.none) console.log(`\ndefault − none, medians of "Run /init" → payload: ${ms(results.default.medianMs - results.none.medianMs)}`);
+    if (results.default && results["exec-only"]) console.log(`C init − exec-only, medians of exec /init → exec payload: ${ms(results.default.cInitMedianMs - results["exec-only"].cInitMedianMs)}`);
+    if (results["custom-image"] && results["custom-host"]) console.log(`custom-image − custom-host, medians of "Run /init" → payload: ${ms(results["custom-image"].medianMs - results["custom-host"].medianMs)}`);
   }
 } finally {
   rmSync(out, { recursive: true, force: true });

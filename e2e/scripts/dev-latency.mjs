@@ -32,7 +32,15 @@ child.stderr.setEncoding("utf8").on("data", (d) => {
   err += d;
   if (waiter && /rebuilt in/.test(d)) waiter();
 });
-const until = (re) => new Promise((r) => { const t = setInterval(() => { if (re.test(err)) { clearInterval(t); r(); } }, 20); });
+const until = (re) =>
+  new Promise((r) => {
+    const t = setInterval(() => {
+      if (re.test(err)) {
+        clearInterval(t);
+        r();
+      }
+    }, 20);
+  });
 await until(/watching \d+ paths/);
 const samples = [];
 for (let i = 0; i < runs; i++) {
@@ -51,4 +59,8 @@ const median = sorted[Math.floor(sorted.length / 2)];
 console.log(`fledge dev, hello example, save → "rebuilt" (${runs} edits of www/index.html, --no-boot)`);
 console.log(`samples (ms): ${samples.map((s) => Math.round(s)).join(" ")}`);
 console.log(`median ${Math.round(median)} ms, min ${Math.round(sorted[0])} ms, max ${Math.round(sorted[sorted.length - 1])} ms`);
-console.log(`${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model}, load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}, Node ${process.version}`);
+console.log(
+  `${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model}, load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" ")}, Node ${process.version}`,
+);

@@ -18,7 +18,9 @@ import { alive, childPids, fledge, httpGet, spawnFledge } from "./cli.js";
 const ARM64_DIR = process.env.FLEDGE_E2E_ARM64_DIR ?? "/opt/fledge-e2e/arm64";
 const defaultKernel = () => {
   try {
-    const k = readdirSync(join(ARM64_DIR, "boot")).filter((f) => /^vmlinuz-.*-arm64$/.test(f)).sort();
+    const k = readdirSync(join(ARM64_DIR, "boot"))
+      .filter((f) => /^vmlinuz-.*-arm64$/.test(f))
+      .sort();
     return k.length ? join(ARM64_DIR, "boot", k[k.length - 1]!) : "";
   } catch {
     return "";

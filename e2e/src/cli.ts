@@ -50,9 +50,7 @@ export function spawnFledge(args: string[], opts: { cwd: string; env?: NodeJS.Pr
     pid: child.pid!,
     stdout: "",
     stderr: "",
-    exited: new Promise((resolve) =>
-      child.on("close", (code, signal) => resolve(code ?? 128 + (signal ? (({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15 }) as Record<string, number>)[signal] ?? 0 : 0))),
-    ),
+    exited: new Promise((resolve) => child.on("close", (code, signal) => resolve(code ?? 128 + (signal ? (({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[signal] ?? 0) : 0)))),
     kill: (signal) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },

@@ -50,10 +50,7 @@ beforeAll(() => {
   spawnSync("ln", ["-s", "d1/f1", join(data, "link")]);
   writeFileSync(join(project, "init.sh"), INIT, { mode: 0o755 });
   writeFileSync(join(project, "manifest.toml"), `name = "e2e-compressors"\nversion = "0.1.0"\n\n[workload]\nentrypoint = "/bin/true"\nbase_url = "http://127.0.0.1:8000"\n`);
-  writeFileSync(
-    join(project, "fledge.toml"),
-    `version = "1"\nstrategy = "initramfs"\n\n[init]\nnone = true\n\n[source]\nbusybox_url = "file:///bin/busybox"\n\n[mappings]\n"./init.sh" = "/init"\n"./data" = "/data"\n`,
-  );
+  writeFileSync(join(project, "fledge.toml"), `version = "1"\nstrategy = "initramfs"\n\n[init]\nnone = true\n\n[source]\nbusybox_url = "file:///bin/busybox"\n\n[mappings]\n"./init.sh" = "/init"\n"./data" = "/data"\n`);
   const sum = spawnSync("sh", ["-c", "cd data && find . -type f | LC_ALL=C sort | xargs cat | md5sum | cut -c1-32"], { cwd: project, encoding: "utf8" });
   expected = `FLEDGE-E2E files=701 sum=${sum.stdout.trim()}`;
 });

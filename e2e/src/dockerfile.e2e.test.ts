@@ -71,7 +71,16 @@ beforeAll(async () => {
     const send = (body: Buffer | string, type = "application/octet-stream") => res.writeHead(200, { "content-type": type, "content-length": Buffer.byteLength(body) }).end(body);
     if (url === `/busybox.net${BUSYBOX_PATH}`) return send(busybox);
     if (url === "/api/repos/volantvm/volant/releases/latest")
-      return send(JSON.stringify({ tag_name: "v0.0.0-e2e", assets: [{ name: "kestrel", browser_download_url: `${base}/download/kestrel` }, { name: "checksums.txt", browser_download_url: `${base}/download/checksums.txt` }] }), "application/json");
+      return send(
+        JSON.stringify({
+          tag_name: "v0.0.0-e2e",
+          assets: [
+            { name: "kestrel", browser_download_url: `${base}/download/kestrel` },
+            { name: "checksums.txt", browser_download_url: `${base}/download/checksums.txt` },
+          ],
+        }),
+        "application/json",
+      );
     if (url === "/download/kestrel") return send(kestrel);
     if (url === "/download/checksums.txt") return send(`${sha256(kestrel)}  kestrel\n`, "text/plain");
     res.writeHead(404).end();
@@ -125,7 +134,7 @@ describe.skipIf(!isRoot)("Dockerfile sources, built by buildah, through the real
     expect(boot.panicked).toBe(false);
   });
 
-  it("[source] dockerfile with strategy = \"oci_rootfs\": rootfs.img holds what COPY and RUN made, e2fsck finds it clean", async () => {
+  it('[source] dockerfile with strategy = "oci_rootfs": rootfs.img holds what COPY and RUN made, e2fsck finds it clean', async () => {
     const dir = context(join(work, "disk"));
     copyFileSync(join(fixtures, "rootfs", "kestrel.sh"), join(dir, "kestrel.sh"));
     writeFileSync(

@@ -91,46 +91,57 @@ describe("dist/fledge-linux-x64, alone in an empty directory, no node on PATH", 
   }
 
   for (const compression of ["gzip", "zstd"])
-  it(`${compression}: compresses in worker threads (several segments) and loads a plugin module, byte-identical to the npm-run CLI`, async () => {
-    const make = (name: string) => {
-      const dir = join(work, name);
-      mkdirSync(join(dir, "data"), { recursive: true });
-      // ~24 MiB that compresses poorly, so the archive has several segments and workers start
-      let x = 1;
-      for (let f = 0; f < 3; f++) {
-        const buf = Buffer.alloc(8 * 1024 * 1024);
-        for (let i = 0; i < buf.length; i += 4) {
-          x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-          buf.writeUInt32LE(x, i);
+    it(`${compression}: compresses in worker threads (several segments) and loads a plugin module, byte-identical to the npm-run CLI`, async () => {
+      const make = (name: string) => {
+        const dir = join(work, name);
+        mkdirSync(join(dir, "data"), { recursive: true });
+        // ~24 MiB that compresses poorly, so the archive has several segments and workers start
+        let x = 1;
+        for (let f = 0; f < 3; f++) {
+          const buf = Buffer.alloc(8 * 1024 * 1024);
+          for (let i = 0; i < buf.length; i += 4) {
+            x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+            buf.writeUInt32LE(x, i);
+          }
+          writeFileSync(join(dir, "data", `f${f}.bin`), buf);
         }
-        writeFileSync(join(dir, "data", `f${f}.bin`), buf);
-      }
-      writeFileSync(join(dir, "seen.mjs"), 'export default { name: "seen", apply(b) { b.hooks.beforeArchive.tap("seen", (tree) => { tree.addFile("/etc/seen-by-plugin", "yes\\n"); }); } };\n');
-      writeFileSync(join(dir, "fledge.toml"), `version = "1"\nplugins = ["./seen.mjs"]\n[init]\nnone = true\n[source]\nbusybox_url = "${hostBusybox()}"\n[mappings]\n"${hostBusybox()}" = "/init"\n"./data" = "/data"\n[output]\ncompression = "${compression}"\n`);
-      writeFileSync(join(dir, "manifest.toml"), 'name = "big"\n[workload]\nentrypoint = "/init"\nbase_url = "http://127.0.0.1:8000"\n');
-      return dir;
-    };
-    const a = make(`big-exe-${compression}`);
-    const b = make(`big-npm-${compression}`);
-    const exe = await run(join(binDir, "fledge"), ["build", "--json", "-v"], a, bare(join(work, `cache-big-exe-${compression}`)));
-    expect(exe.code, exe.stderr).toBe(0);
-    expect(exe.stderr).toMatch(/archive: \d+ segments \(0 from cache, \d+ compressed on [1-9]\d* workers\)/);
-    const npm = await run(process.execPath, [NPM_CLI, "build", "--json"], b, { PATH: process.env.PATH, NO_COLOR: "1", FLEDGE_CACHE_DIR: join(work, `cache-big-npm-${compression}`) });
-    expect(npm.code, npm.stderr).toBe(0);
-    expect(sha(join(a, "plugin.cpio.gz"))).toBe(sha(join(b, "plugin.cpio.gz")));
-    const list = await run(join(binDir, "fledge"), ["inspect", "--json", "plugin.cpio.gz"], a, bare(join(work, `cache-big-exe-${compression}`)));
-    expect(list.code, list.stderr).toBe(0);
-    expect(list.stdout).toContain("etc/seen-by-plugin");
-  });
+        writeFileSync(join(dir, "seen.mjs"), 'export default { name: "seen", apply(b) { b.hooks.beforeArchive.tap("seen", (tree) => { tree.addFile("/etc/seen-by-plugin", "yes\\n"); }); } };\n');
+        writeFileSync(
+          join(dir, "fledge.toml"),
+          `version = "1"\nplugins = ["./seen.mjs"]\n[init]\nnone = true\n[source]\nbusybox_url = "${hostBusybox()}"\n[mappings]\n"${hostBusybox()}" = "/init"\n"./data" = "/data"\n[output]\ncompression = "${compression}"\n`,
+        );
+        writeFileSync(join(dir, "manifest.toml"), 'name = "big"\n[workload]\nentrypoint = "/init"\nbase_url = "http://127.0.0.1:8000"\n');
+        return dir;
+      };
+      const a = make(`big-exe-${compression}`);
+      const b = make(`big-npm-${compression}`);
+      const exe = await run(join(binDir, "fledge"), ["build", "--json", "-v"], a, bare(join(work, `cache-big-exe-${compression}`)));
+      expect(exe.code, exe.stderr).toBe(0);
+      expect(exe.stderr).toMatch(/archive: \d+ segments \(0 from cache, \d+ compressed on [1-9]\d* workers\)/);
+      const npm = await run(process.execPath, [NPM_CLI, "build", "--json"], b, { PATH: process.env.PATH, NO_COLOR: "1", FLEDGE_CACHE_DIR: join(work, `cache-big-npm-${compression}`) });
+      expect(npm.code, npm.stderr).toBe(0);
+      expect(sha(join(a, "plugin.cpio.gz"))).toBe(sha(join(b, "plugin.cpio.gz")));
+      const list = await run(join(binDir, "fledge"), ["inspect", "--json", "plugin.cpio.gz"], a, bare(join(work, `cache-big-exe-${compression}`)));
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stdout).toContain("etc/seen-by-plugin");
+    });
 
-  it("has the first-party plugins built in: [source] image = \"oci:<layout>\" (gzip and zstd layers) and strategy = \"oci_rootfs\", byte-identical to the npm-run CLI", async () => {
+  it('has the first-party plugins built in: [source] image = "oci:<layout>" (gzip and zstd layers) and strategy = "oci_rootfs", byte-identical to the npm-run CLI', async () => {
     const layout = join(work, "oci-layout");
     await writeLayout(layout, "1", [
       {
         compression: ["gzip", "zstd"],
         layers: [
-          [{ name: "etc/", type: "directory" }, { name: "etc/from-image", data: "gzip layer\n" }, { name: "etc/gone", data: "whited out\n" }],
-          [{ name: "etc/.wh.gone", data: "" }, { name: "app/", type: "directory" }, { name: "app/run.sh", data: "#!/bin/sh\necho zstd layer\n", mode: 0o755 }],
+          [
+            { name: "etc/", type: "directory" },
+            { name: "etc/from-image", data: "gzip layer\n" },
+            { name: "etc/gone", data: "whited out\n" },
+          ],
+          [
+            { name: "etc/.wh.gone", data: "" },
+            { name: "app/", type: "directory" },
+            { name: "app/run.sh", data: "#!/bin/sh\necho zstd layer\n", mode: 0o755 },
+          ],
         ],
         config: { Entrypoint: ["/app/run.sh"] },
       },
@@ -151,7 +162,10 @@ describe("dist/fledge-linux-x64, alone in an empty directory, no node on PATH", 
       writeFileSync(join(dir, "manifest.toml"), 'name = "img"\nversion = "0.1.0"\n[workload]\nentrypoint = "/app/run.sh"\nbase_url = "http://127.0.0.1:8000"\n');
       return dir;
     };
-    for (const [strategy, artifact] of [["initramfs", "plugin.cpio.gz"], ["oci_rootfs", "rootfs.img"]] as const) {
+    for (const [strategy, artifact] of [
+      ["initramfs", "plugin.cpio.gz"],
+      ["oci_rootfs", "rootfs.img"],
+    ] as const) {
       const a = make(`oci-exe-${strategy}`, strategy);
       const b = make(`oci-npm-${strategy}`, strategy);
       const exe = await run(join(binDir, "fledge"), ["build", "--json", "-o", artifact], a, bare(join(work, "cache-oci-exe")));
@@ -169,7 +183,7 @@ describe("dist/fledge-linux-x64, alone in an empty directory, no node on PATH", 
     }
   });
 
-  it("has plugin-tarball and plugin-sbom built in: [[overlay]] kind = \"tarball\" (bsdtar, zstd) and plugins = [\"@fledge/plugin-sbom\"], byte-identical to the npm-run CLI", async () => {
+  it('has plugin-tarball and plugin-sbom built in: [[overlay]] kind = "tarball" (bsdtar, zstd) and plugins = ["@fledge/plugin-sbom"], byte-identical to the npm-run CLI', async () => {
     const tree = join(work, "tarball-tree");
     mkdirSync(join(tree, "srv"), { recursive: true });
     writeFileSync(join(tree, "srv", "hello.txt"), "from a tarball\n");
@@ -213,8 +227,7 @@ describe("dist/fledge-linux-arm64 under qemu-user", () => {
   const qemu = "/usr/bin/qemu-aarch64-static";
   const sysroot = "/usr/aarch64-linux-gnu";
   it("builds the hello example byte-identical to the x64 one", async () => {
-    if (!existsSync(qemu) || !existsSync(join(sysroot, "lib", "libstdc++.so.6")))
-      throw new Error(`${qemu} or the arm64 runtime in ${sysroot} is missing: run scripts/install-e2e-deps.sh`);
+    if (!existsSync(qemu) || !existsSync(join(sysroot, "lib", "libstdc++.so.6"))) throw new Error(`${qemu} or the arm64 runtime in ${sysroot} is missing: run scripts/install-e2e-deps.sh`);
     const arm = join(work, "dist", "fledge-linux-arm64");
     expect(existsSync(arm), "npm run package writes the arm64 executable when aarch64-linux-gnu-strip is installed").toBe(true);
     const a = hello("arm64");

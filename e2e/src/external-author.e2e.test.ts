@@ -129,7 +129,9 @@ describe("a plugin author outside the workspace", () => {
       const pkg = JSON.parse(readFileSync(join(ROOT, "node_modules", info.name, "package.json"), "utf8")) as { private?: boolean };
       if (!pkg.private) tarballs[info.name] = `file:${join(packs, info.filename)}`;
     }
-    expect(Object.keys(tarballs)).toEqual(expect.arrayContaining(["@fledge/core", "@fledge/cli", "@fledge/config", "@fledge/cpio", "@fledge/fetch", "@fledge/manifest", "@fledge/cinit", "@fledge/plugin-tarball", "@fledge/plugin-sbom"]));
+    expect(Object.keys(tarballs)).toEqual(
+      expect.arrayContaining(["@fledge/core", "@fledge/cli", "@fledge/config", "@fledge/cpio", "@fledge/fetch", "@fledge/manifest", "@fledge/cinit", "@fledge/plugin-tarball", "@fledge/plugin-sbom"]),
+    );
     expect(infos.find((i) => i.name === "@fledge/core")!.files.map((f) => f.path)).toEqual(expect.arrayContaining(["dist/index.d.ts", "dist/testing.d.ts", "dist/index.js"]));
 
     // Their third-party runtime dependencies, packed from the workspace's node_modules.
@@ -197,10 +199,16 @@ describe("a plugin author outside the workspace", () => {
     expect(failing.status).not.toBe(0);
     const errors = failing.stdout.split("\n").filter((l) => l.includes("error TS"));
     expect(errors.filter((l) => l.startsWith("src/bad-options.mts(4,"))[0], failing.stdout).toMatch(/error TS2322: Type 'number' is not assignable to type 'string'/);
-    expect(errors.filter((l) => l.startsWith("src/bad-options.mts(6,")), failing.stdout).toHaveLength(1);
+    expect(
+      errors.filter((l) => l.startsWith("src/bad-options.mts(6,")),
+      failing.stdout,
+    ).toHaveLength(1);
     expect(errors.filter((l) => l.startsWith("src/bad-api.mts(6,"))[0], failing.stdout).toMatch(/error TS2345: Argument of type 'number'/);
     expect(errors.filter((l) => l.startsWith("src/bad-api.mts(8,"))[0], failing.stdout).toMatch(/noSuchHook/);
-    expect(errors.filter((l) => l.startsWith("src/motd")), failing.stdout).toEqual([]);
+    expect(
+      errors.filter((l) => l.startsWith("src/motd")),
+      failing.stdout,
+    ).toEqual([]);
 
     // 4. Its own test, with the testing kit from the packed @fledge/core.
     const kit = spawnSync(process.execPath, [join(project, "dist", "motd.check.mjs")], { cwd: project, encoding: "utf8" });
@@ -209,8 +217,7 @@ describe("a plugin author outside the workspace", () => {
 
     // 5. A build with the installed fledge: the plugin from fledge.toml by a relative path, with options.
     writeFileSync(join(project, "init"), "#!/bin/sh\n", { mode: 0o755 });
-    const toml = (options: string) =>
-      `version = "1"\nplugins = [{ use = "./dist/motd.mjs", options = { ${options} } }]\n[init]\nnone = true\n[source]\nbusybox = false\n[mappings]\n"./init" = "/init"\n`;
+    const toml = (options: string) => `version = "1"\nplugins = [{ use = "./dist/motd.mjs", options = { ${options} } }]\n[init]\nnone = true\n[source]\nbusybox = false\n[mappings]\n"./init" = "/init"\n`;
     writeFileSync(join(project, "fledge.toml"), toml('text = "hello from a third party\\n", path = "/etc/motd"'));
     writeFileSync(join(project, "manifest.toml"), 'name = "site"\nversion = "1.0.0"\n[workload]\nentrypoint = "/init"\nbase_url = "http://127.0.0.1:8000"\n');
     const fledge = join(project, "node_modules", ".bin", "fledge");

@@ -24,7 +24,10 @@ export function moduleClosure(release: string, names: string[]): KernelModule[] 
   const depFile = join(base, "modules.dep");
   if (!existsSync(depFile)) throw new Error(`${depFile} is missing: ${INSTALL_HINT}`);
   const deps = new Map<string, { file: string; deps: string[] }>();
-  const nameOf = (p: string) => basename(p).replace(/\.ko(\.(xz|zst|gz))?$/, "").replace(/-/g, "_");
+  const nameOf = (p: string) =>
+    basename(p)
+      .replace(/\.ko(\.(xz|zst|gz))?$/, "")
+      .replace(/-/g, "_");
   for (const line of readFileSync(depFile, "utf8").split("\n")) {
     const [mod, rest] = line.split(":");
     if (!mod || rest === undefined) continue;

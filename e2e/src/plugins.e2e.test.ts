@@ -78,7 +78,9 @@ describe("first-party plugins through the fledge CLI", () => {
     expect(lock).toContain(`["tarball:${url}"]\nsource = "url"\nurl = "${url}"\nsha256 = "${sha}"`);
 
     // in the image, as fledge inspect lists it
-    const listing = JSON.parse((await fledge(["--json", "inspect", join(out, "a", "plugin.cpio.gz")], { cwd: dir })).stdout) as { entries: { path: string; type: string; mode: number; linkTo?: string; target?: string }[] };
+    const listing = JSON.parse((await fledge(["--json", "inspect", join(out, "a", "plugin.cpio.gz")], { cwd: dir })).stdout) as {
+      entries: { path: string; type: string; mode: number; linkTo?: string; target?: string }[];
+    };
     const byPath = new Map(listing.entries.map((e) => [e.path, e]));
     expect(byPath.get("srv/hello.txt")).toMatchObject({ type: "file" });
     expect(byPath.get("srv/greet")).toMatchObject({ type: "symlink", target: "bin/greet" });

@@ -77,17 +77,7 @@ export async function bootInitramfs(initrd: string, opts: BootOptions = {}): Pro
   // Under TCG a loaded host can fail the kernel's IO-APIC timer check ("IO-APIC + timer doesn't
   // work!" panic); fledge run skips the check the same way.
   const append = ["console=ttyS0", "panic=-1", useKvm() ? "" : "no_timer_check", opts.append].filter(Boolean).join(" ");
-  const args = [
-    "-kernel", kernel,
-    "-initrd", initrd,
-    "-append", append,
-    "-m", String(opts.memoryMb ?? 256),
-    "-nographic",
-    "-no-reboot",
-    "-nodefaults",
-    "-serial", "stdio",
-    "-monitor", "none",
-  ];
+  const args = ["-kernel", kernel, "-initrd", initrd, "-append", append, "-m", String(opts.memoryMb ?? 256), "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-monitor", "none"];
   for (const d of opts.drives ?? []) args.push("-drive", `file=${d.replace(/,/g, ",,")},if=virtio,format=raw`);
   if (useKvm()) args.unshift("-enable-kvm", "-cpu", "host");
   const started = performance.now();

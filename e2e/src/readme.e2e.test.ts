@@ -22,7 +22,7 @@ function usingFledgeBlock(): string {
   return m[1]!;
 }
 
-it("README's \"Using fledge\" commands run as written after npm ci && npm run build", () => {
+it('README\'s "Using fledge" commands run as written after npm ci && npm run build', () => {
   hostBusybox(); // the block's mirror reads Debian's busybox-static from /bin
   expect(existsSync(join(repo, "node_modules", ".bin", "fledge")), "npm ci links node_modules/.bin/fledge").toBe(true);
   mkdirSync(join(work, "examples"));
@@ -36,7 +36,15 @@ it("README's \"Using fledge\" commands run as written after npm ci && npm run bu
   const r = spawnSync("bash", ["-euo", "pipefail", "-x", "-c", block], {
     cwd: work,
     encoding: "utf8",
-    env: { PATH: process.env.PATH!.split(":").filter((p) => !p.includes("node_modules")).join(":"), HOME: work, FLEDGE_CACHE_DIR: join(work, "cache"), NO_COLOR: "1" },
+    env: {
+      PATH: process.env
+        .PATH!.split(":")
+        .filter((p) => !p.includes("node_modules"))
+        .join(":"),
+      HOME: work,
+      FLEDGE_CACHE_DIR: join(work, "cache"),
+      NO_COLOR: "1",
+    },
     timeout: 120_000,
   });
   expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);

@@ -118,7 +118,9 @@ describe("fledge run", () => {
       const deadline = Date.now() + 150_000;
       let body = "";
       while (Date.now() < deadline && !body.includes("edited while fledge dev ran")) {
-        body = await httpGet(url, 150_000).then((r) => r.body).catch(() => "");
+        body = await httpGet(url, 150_000)
+          .then((r) => r.body)
+          .catch(() => "");
         if (!body.includes("edited")) await new Promise((r) => setTimeout(r, 500));
       }
       expect(body).toContain("edited while fledge dev ran");

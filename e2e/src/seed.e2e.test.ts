@@ -127,7 +127,7 @@ describe("the seed's configs build and boot as the seed describes", () => {
     // The program kestrel starts is the one mapped into a bin directory; kestrel's API has 8080.
     expect(manifest.workload).toEqual({ type: "http", entrypoint: ["/usr/bin/myapp"], base_url: "http://127.0.0.1:8000" });
     expect(stderr).toContain('note: manifest: workload.entrypoint = ["/usr/bin/myapp"] from the one file the mappings put in a bin directory ("./myapp" → /usr/bin/myapp)');
-    expect(stderr).toContain("note: manifest: workload.base_url = \"http://127.0.0.1:8000\" from the default init mode: kestrel's own API listens on port 8080");
+    expect(stderr).toContain('note: manifest: workload.base_url = "http://127.0.0.1:8000" from the default init mode: kestrel\'s own API listens on port 8080');
     // As Volant boots it: the manifest on the kernel command line, where kestrel reads the entrypoint.
     const boot = await bootInitramfs(artifact, { append: `volant.manifest=${encodeManifest(manifest as never)}` });
     expectCleanPowerOff(boot);

@@ -32,9 +32,7 @@ function sea(): SeaModule | undefined {
 }
 
 const noBinary = (arch: string, where: string) =>
-  new InitBinaryError(
-    `fledge's init has no prebuilt binary for ${arch} (looked for ${where}); choose another [output] arch, or rebuild @fledge/cinit with its scripts/build.sh`,
-  );
+  new InitBinaryError(`fledge's init has no prebuilt binary for ${arch} (looked for ${where}); choose another [output] arch, or rebuild @fledge/cinit with its scripts/build.sh`);
 
 /**
  * Absolute path of the prebuilt static init for `arch`. Inside the one-file executable there is

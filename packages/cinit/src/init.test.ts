@@ -115,9 +115,7 @@ describe.each(ARCHS)("reproducible rebuild of init-%s", (arch) => {
   const need = arch === "x86_64" ? "musl-tools" : "gcc-aarch64-linux-gnu and musl-dev:arm64";
 
   it.skipIf(!toolchain)(
-    toolchain
-      ? "a rebuild from a copy of the package elsewhere gives the committed bytes (same toolchain) or another rebuild's"
-      : `SKIPPED: the rebuild needs Debian ${need}, which is not installed here`,
+    toolchain ? "a rebuild from a copy of the package elsewhere gives the committed bytes (same toolchain) or another rebuild's" : `SKIPPED: the rebuild needs Debian ${need}, which is not installed here`,
     () => {
       // A copy at another path, with another TZ and locale, so none of them can leak into the bytes.
       const copy = mkdtempSync(join(tmpdir(), "fledge-cinit-copy-"));
@@ -137,9 +135,7 @@ describe.each(ARCHS)("reproducible rebuild of init-%s", (arch) => {
       if (info.cc === toolchain!.cc && info.libc === toolchain!.libc) {
         expect(a).toBe(info.sha256);
       } else {
-        console.warn(
-          `cinit: the ${arch} toolchain here (${toolchain!.cc}, ${toolchain!.libc}) is not the committed binary's (${info.cc}, ${info.libc}): compared two rebuilds only`,
-        );
+        console.warn(`cinit: the ${arch} toolchain here (${toolchain!.cc}, ${toolchain!.libc}) is not the committed binary's (${info.cc}, ${info.libc}): compared two rebuilds only`);
       }
     },
     60_000,

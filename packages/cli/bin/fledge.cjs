@@ -13,7 +13,15 @@ var have = process.versions.node.split(".").map(Number);
 var ok = have[0] !== floor[0] ? have[0] > floor[0] : have[1] !== floor[1] ? have[1] > floor[1] : have[2] >= floor[2];
 if (!ok) {
   process.stderr.write(
-    "fledge: needs Node " + floor.join(".") + " or newer (engines: " + pkg.engines.node + "); this is Node " + process.versions.node + " at " + process.execPath + ".\n" +
+    "fledge: needs Node " +
+      floor.join(".") +
+      " or newer (engines: " +
+      pkg.engines.node +
+      "); this is Node " +
+      process.versions.node +
+      " at " +
+      process.execPath +
+      ".\n" +
       "  Install a newer Node (https://nodejs.org), or use the one-file executable, which brings its own.\n",
   );
   process.exit(1);

@@ -24,6 +24,5 @@ export function parseCommand<const O extends Options>(command: string, argv: str
 
 /** `--base-url` must be something Volant's validator accepts as an initramfs URL prefix. */
 export function checkBaseUrl(url: string | undefined): void {
-  if (url !== undefined && !/^(https?|file):\/\//.test(url) && !url.startsWith("/"))
-    throw new UsageError(`--base-url must start with http://, https://, file:// or /, got "${url}"`);
+  if (url !== undefined && !/^(https?|file):\/\//.test(url) && !url.startsWith("/")) throw new UsageError(`--base-url must start with http://, https://, file:// or /, got "${url}"`);
 }

@@ -9,10 +9,7 @@ function internalError(err: unknown): never {
       const e = err as { name?: string; message?: string };
       process.stdout.write(JSON.stringify({ ok: false, error: { name: e?.name ?? "Error", code: "FLEDGE_INTERNAL", message: e?.message ?? String(err), stack: text } }, null, 2) + "\n");
     }
-    process.stderr.write(
-      `fledge: internal error (a bug in fledge or a dependency, not in your configuration):\n${text}\n` +
-        `  Please report it, with the command you ran and the output above.\n`,
-    );
+    process.stderr.write(`fledge: internal error (a bug in fledge or a dependency, not in your configuration):\n${text}\n` + `  Please report it, with the command you ran and the output above.\n`);
   } finally {
     process.exit(70);
   }

@@ -57,7 +57,7 @@ const MOTD = `export default class MotdPlugin {
 `;
 
 describe("plugins from fledge.toml, as a third party writes them", () => {
-  it("a class plugin with options, { use = \"./motd.mjs\", options = { text = … } }, adds a file that is in the image", async () => {
+  it('a class plugin with options, { use = "./motd.mjs", options = { text = … } }, adds a file that is in the image', async () => {
     const dir = project(HEAD.replace('version = "1"\n', 'version = "1"\nplugins = [{ use = "./motd.mjs", options = { text = "Welcome to fledge\\n" } }]\n'), { "motd.mjs": MOTD });
     const r = await run(["build", "-v"], dir);
     expect(r.code, r.stderr).toBe(0);
@@ -120,7 +120,7 @@ describe("plugins from fledge.toml, as a third party writes them", () => {
   });
 });
 
-describe("[[overlay]] kind = \"tarball\" (first-party, loaded by itself)", () => {
+describe('[[overlay]] kind = "tarball" (first-party, loaded by itself)', () => {
   it("from a URL on a loopback server: in the image, recorded in fledge.lock, and rebuilt --offline once the server is gone", async () => {
     const { pack } = await import("tar-stream");
     const { startServer, bytes } = await import("@fledge/fetch/testing");

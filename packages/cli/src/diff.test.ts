@@ -27,10 +27,7 @@ function project(busybox: string, mappings: string): string {
   writeFileSync(join(dir, "www", "index.html"), "<h1>hi</h1>\n");
   writeFileSync(join(dir, "tools", "jq"), Buffer.alloc(3000, 3));
   writeFileSync(join(dir, "tools", "yq"), Buffer.alloc(500, 4));
-  writeFileSync(
-    join(dir, "fledge.toml"),
-    `version = "1"\n[init]\nnone = true\n[source]\nbusybox_url = "./${busybox}"\n[mappings]\n"./init.sh" = "/init"\n${mappings}`,
-  );
+  writeFileSync(join(dir, "fledge.toml"), `version = "1"\n[init]\nnone = true\n[source]\nbusybox_url = "./${busybox}"\n[mappings]\n"./init.sh" = "/init"\n${mappings}`);
   writeFileSync(join(dir, "manifest.toml"), `name = "demo"\nversion = "1.0.0"\n[workload]\nentrypoint = "/init"\nbase_url = "http://127.0.0.1:8000"\n`);
   return dir;
 }

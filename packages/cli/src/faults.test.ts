@@ -76,10 +76,7 @@ async function project(opts: { toml?: string; busybox?: string; files?: Record<s
     await mkdir(join(dir, name, ".."), { recursive: true });
     await writeFile(join(dir, name), content);
   }
-  await writeFile(
-    join(dir, "fledge.toml"),
-    opts.toml ?? `version = "1"\n[init]\nnone = true\n[source]\nbusybox_url = "${opts.busybox ?? "/bin/busybox"}"\n[mappings]\n"./init.sh" = "/init"\n`,
-  );
+  await writeFile(join(dir, "fledge.toml"), opts.toml ?? `version = "1"\n[init]\nnone = true\n[source]\nbusybox_url = "${opts.busybox ?? "/bin/busybox"}"\n[mappings]\n"./init.sh" = "/init"\n`);
   await writeFile(join(dir, "manifest.toml"), `name = "demo"\nversion = "1.0.0"\n[workload]\nentrypoint = "/init"\nbase_url = "http://127.0.0.1:8000"\n`);
   return dir;
 }
@@ -182,7 +179,11 @@ describe("issue 11: special files and signals", () => {
   it("-c and -m naming a FIFO are refused at once instead of hanging", async () => {
     const dir = await project();
     spawnSync("mkfifo", [join(dir, "fifo.toml")]);
-    for (const args of [["build", "-c", "fifo.toml"], ["build", "-m", "fifo.toml"], ["validate", "-c", "fifo.toml"]]) {
+    for (const args of [
+      ["build", "-c", "fifo.toml"],
+      ["build", "-m", "fifo.toml"],
+      ["validate", "-c", "fifo.toml"],
+    ]) {
       const r = await fledge(args, dir, { timeoutMs: 5_000 });
       expect(r.timedOut, `${args.join(" ")} hung`).toBe(false);
       expect(r.code).toBe(1);
@@ -202,7 +203,11 @@ describe("issue 11: special files and signals", () => {
     expect(r.stderr).toMatch(/\/dev\/zero is a character device/);
   });
 
-  it.each([["Ctrl-C", "SIGINT"], ["SIGHUP (the terminal closed)", "SIGHUP"], ["SIGTERM", "SIGTERM"]] as const)("%s stops a build within a second and leaves no temp in the segment cache", async (_what, sig) => {
+  it.each([
+    ["Ctrl-C", "SIGINT"],
+    ["SIGHUP (the terminal closed)", "SIGHUP"],
+    ["SIGTERM", "SIGTERM"],
+  ] as const)("%s stops a build within a second and leaves no temp in the segment cache", async (_what, sig) => {
     const dir = await project({ files: { "big/a.bin": randomBytes(24 << 20), "big/b.bin": randomBytes(24 << 20), "big/c.bin": randomBytes(24 << 20) } });
     await writeFile(join(dir, "fledge.toml"), `version = "1"\n[init]\nnone = true\n[source]\nbusybox_url = "/bin/busybox"\n[mappings]\n"./init.sh" = "/init"\n"./big" = "/big"\n`);
     const cache = join(root, "cache");
@@ -282,7 +287,13 @@ describe("issue 11: modes, pseudo-files, names", () => {
 
   it("an image path component over NAME_MAX (255 bytes) is refused clearly", async () => {
     const dir = await project();
-    await writeFile(join(dir, "fledge.toml"), `version = "1"\n[init]\nnone = true\n[source]\nbusybox_url = "/bin/busybox"\n[mappings]\n"./init.sh" = "/init"\n"./init.sh" = "/etc/${"x".repeat(256)}"\n`.replace('"./init.sh" = "/etc', '"./manifest.toml" = "/etc'));
+    await writeFile(
+      join(dir, "fledge.toml"),
+      `version = "1"\n[init]\nnone = true\n[source]\nbusybox_url = "/bin/busybox"\n[mappings]\n"./init.sh" = "/init"\n"./init.sh" = "/etc/${"x".repeat(256)}"\n`.replace(
+        '"./init.sh" = "/etc',
+        '"./manifest.toml" = "/etc',
+      ),
+    );
     const r = await fledge(["build"], dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/256 bytes long, more than the 255 the kernel allows \(NAME_MAX\)/);
@@ -308,7 +319,13 @@ describe("issue 11: fledge inspect", () => {
   it("escapes newlines and ESC sequences in names in its text output; --json stays exact", async () => {
     const evil = "etc/a\n-rwsrwsrwx   1 0        0               0 Jan  1  2024 etc/forged\x1b]0;pwned\x07\x1b[2J";
     const file = join(root, "evil.cpio");
-    await writeFile(file, newc([["etc", 0o40755], [evil, 0o100644, Buffer.from("x")]]));
+    await writeFile(
+      file,
+      newc([
+        ["etc", 0o40755],
+        [evil, 0o100644, Buffer.from("x")],
+      ]),
+    );
     const r = await fledge(["inspect", file], root);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.split("\n").filter(Boolean)).toHaveLength(2);

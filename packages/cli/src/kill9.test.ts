@@ -119,7 +119,10 @@ describe("issue 11: kill -9 at random moments", () => {
         // a completed build gives exactly the reference bytes, whatever was killed before it
         expect((await readFile(art)).equals(ref[c]!.art), `artifact changed\n${why}`).toBe(true);
         expect((await readFile(man)).equals(ref[c]!.man), `manifest changed\n${why}`).toBe(true);
-        expect((await readdir(join(dir, "out"))).filter((f) => f.startsWith(".fledge-tmp")), `temps left after a good build\n${why}`).toEqual([]);
+        expect(
+          (await readdir(join(dir, "out"))).filter((f) => f.startsWith(".fledge-tmp")),
+          `temps left after a good build\n${why}`,
+        ).toEqual([]);
       } else expect(res.signal, `${res.stderr}\n${why}`).toBe("SIGKILL");
     }
     // and a final clean build of each still gives the reference bytes

@@ -32,7 +32,9 @@ export async function runSizes(path: string, depthArg: string | undefined, io: C
     if (l > depth) continue;
     if (n.type !== "dir" && n.size < total / 100) continue;
     const pct = total ? ((n.size / total) * 100).toFixed(1).padStart(5) + "%" : "";
-    lines.push(`${human(n.size).padStart(10)} ${c.dim(pct)}  ${"  ".repeat(l)}${n.path}${n.type === "dir" && n.path !== "/" ? "/" : ""}${n.type === "dir" ? c.dim(` (${n.entries - (n.path === "/" ? 0 : 1)} entries)`) : ""}`);
+    lines.push(
+      `${human(n.size).padStart(10)} ${c.dim(pct)}  ${"  ".repeat(l)}${n.path}${n.type === "dir" && n.path !== "/" ? "/" : ""}${n.type === "dir" ? c.dim(` (${n.entries - (n.path === "/" ? 0 : 1)} entries)`) : ""}`,
+    );
   }
   lines.push("", c.bold("by origin:"));
   const w = Math.max(...origins.map((o) => o.origin.length));

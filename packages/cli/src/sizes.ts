@@ -55,8 +55,7 @@ export async function readArtifact(path: string, maxOutput?: number): Promise<Ar
           const p = "/" + e.path.replace(/^\.?\/+/, "").replace(/\/+$/, "");
           if (p === "/") return;
           const sz = e.type === "file" ? e.size : e.type === "symlink" ? Buffer.byteLength(e.target ?? "") : 0;
-          const digest =
-            e.type === "file" ? (e.linkTo ? `link:${e.linkTo}` : (e.sha256 ?? "")) : e.type === "symlink" ? `-> ${e.target}` : e.type === "char" || e.type === "block" ? `${e.rdevmajor},${e.rdevminor}` : "";
+          const digest = e.type === "file" ? (e.linkTo ? `link:${e.linkTo}` : (e.sha256 ?? "")) : e.type === "symlink" ? `-> ${e.target}` : e.type === "char" || e.type === "block" ? `${e.rdevmajor},${e.rdevminor}` : "";
           // a later entry at the same path replaces an earlier one, as the kernel unpacks them
           byPath.set(p, { path: p, type: e.type, mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, size: sz, digest });
         },

@@ -26,15 +26,24 @@ function sh(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}
 describe("the Node floor", () => {
   it("is the same in every package.json's engines, the README and the start-up check", () => {
     const floor = `>=${NODE_FLOOR.join(".")}`;
-    const dirs = ["", ...["packages", "plugins"].flatMap((d) => readdirSync(join(REPO, d), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${d}/${e.name}`))];
-    const manifests = dirs.map((d) => join(REPO, d, "package.json")).filter((f) => {
-      try {
-        readFileSync(f);
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    const dirs = [
+      "",
+      ...["packages", "plugins"].flatMap((d) =>
+        readdirSync(join(REPO, d), { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => `${d}/${e.name}`),
+      ),
+    ];
+    const manifests = dirs
+      .map((d) => join(REPO, d, "package.json"))
+      .filter((f) => {
+        try {
+          readFileSync(f);
+          return true;
+        } catch {
+          return false;
+        }
+      });
     expect(manifests.length).toBeGreaterThan(7);
     for (const f of manifests) expect((JSON.parse(readFileSync(f, "utf8")) as { engines?: { node?: string } }).engines?.node, f).toBe(floor);
     expect(readFileSync(join(REPO, "README.md"), "utf8")).toContain(`Node ≥ ${NODE_FLOOR.join(".")}`);

@@ -11,8 +11,7 @@ const FILE = "/project/fledge.toml";
 /** No host files exist unless a test says so. */
 const check = (text: string, hostFiles: string[] = []): FledgeCheck => checkFledgeConfig(text, FILE, { isHostFile: (p) => hostFiles.includes(p) });
 /** What a user reads: `line:col key: message (hint)`. */
-const seen = (r: FledgeCheck, which: "problems" | "warnings" = "problems") =>
-  r[which].map((i) => `${i.line ?? "-"}:${i.column ?? "-"} ${i.keyPath}: ${i.message}${i.hint ? ` (hint: ${i.hint})` : ""}`);
+const seen = (r: FledgeCheck, which: "problems" | "warnings" = "problems") => r[which].map((i) => `${i.line ?? "-"}:${i.column ?? "-"} ${i.keyPath}: ${i.message}${i.hint ? ` (hint: ${i.hint})` : ""}`);
 
 describe("the seed document's configs (initramfs-plugin-authoring.md)", () => {
   it("Mode 1 validates and resolves to the default mode with a kestrel release", async () => {
@@ -92,10 +91,7 @@ describe("defaults", () => {
   });
 
   it("plugins entries are a module or { use, options }; strategy is any name (checked once plugins load)", () => {
-    const c = parseFledgeConfig(
-      'version = "1"\nstrategy = "my_disk"\nplugins = ["./a.mjs", { use = "./motd.mjs", options = { text = "hi", lines = [1, 2] } }, { use = "pkg" }]\n',
-      FILE,
-    );
+    const c = parseFledgeConfig('version = "1"\nstrategy = "my_disk"\nplugins = ["./a.mjs", { use = "./motd.mjs", options = { text = "hi", lines = [1, 2] } }, { use = "pkg" }]\n', FILE);
     expect(c.strategy).toBe("my_disk");
     expect(c.plugins).toEqual([
       { use: "./a.mjs", keyPath: "plugins[0]" },
@@ -139,7 +135,7 @@ describe("defaults", () => {
         'dockerfile = "./Dockerfile"',
         'context = "."',
         'target = "runtime"',
-        "build_args = { GO_VERSION = \"1.22\" }",
+        'build_args = { GO_VERSION = "1.22" }',
         "[filesystem]",
         'type = "squashfs"',
         "size_buffer_mb = 100",
@@ -165,48 +161,28 @@ describe("defaults", () => {
  */
 const RULES: [rule: string, toml: string, expected: string[], hostFiles?: string[]][] = [
   ["version is required", 'strategy = "initramfs"\n', ['-:- version: is required: "1" (hint: add version = "1")']],
-  ["version must be \"1\"", 'version = "2"\n', ['1:1 version: must be "1", got the string "2"']],
+  ['version must be "1"', 'version = "2"\n', ['1:1 version: must be "1", got the string "2"']],
   ["version must be a string", "version = 1\n", ['1:1 version: must be "1", got the integer 1 (hint: quote it: version = "1")']],
   ["strategy is a name", 'version = "1"\nstrategy = ""\n', ["2:1 strategy: must not be empty"]],
   ["a plugins entry is a module or a table", 'version = "1"\nplugins = [3]\n', ["2:1 plugins[0]: expected a string or a table, got the integer 3"]],
-  ["a plugins table has use and options", 'version = "1"\nplugins = [{ module = "x" }]\n', ["2:1 plugins[0].use: is required (a string)", "2:1 plugins[0].module: unknown key `module` in [plugins[0]] (hint: [plugins[0]] accepts: use, options)"]],
+  [
+    "a plugins table has use and options",
+    'version = "1"\nplugins = [{ module = "x" }]\n',
+    ["2:1 plugins[0].use: is required (a string)", "2:1 plugins[0].module: unknown key `module` in [plugins[0]] (hint: [plugins[0]] accepts: use, options)"],
+  ],
   ["an [[overlay]] needs a kind", 'version = "1"\n[[overlay]]\nurl = "x"\n', ["2:1 overlay[0].kind: is required (a string)"]],
-  [
-    "agent source_strategy is release, local or http",
-    'version = "1"\n[agent]\nsource_strategy = "github"\n',
-    ['3:1 agent.source_strategy: must be one of "release", "local", "http", got the string "github"'],
-  ],
+  ["agent source_strategy is release, local or http", 'version = "1"\n[agent]\nsource_strategy = "github"\n', ['3:1 agent.source_strategy: must be one of "release", "local", "http", got the string "github"']],
   ["agent source_strategy is required in [agent]", 'version = "1"\n[agent]\nversion = "latest"\n', ['2:1 agent.source_strategy: is required: one of "release", "local", "http"']],
-  [
-    "release needs version",
-    'version = "1"\n[agent]\nsource_strategy = "release"\n',
-    ['2:1 agent.version: source_strategy "release" needs a version (hint: add version = "latest", or a tag such as "v0.1.0")'],
-  ],
+  ["release needs version", 'version = "1"\n[agent]\nsource_strategy = "release"\n', ['2:1 agent.version: source_strategy "release" needs a version (hint: add version = "latest", or a tag such as "v0.1.0")']],
   [
     "release needs a non-empty version",
     'version = "1"\n[agent]\nsource_strategy = "release"\nversion = ""\n',
     ['4:1 agent.version: source_strategy "release" needs a version (hint: add version = "latest", or a tag such as "v0.1.0")'],
   ],
-  [
-    "local needs path",
-    'version = "1"\n[agent]\nsource_strategy = "local"\n',
-    ['2:1 agent.path: source_strategy "local" needs a path (hint: add path = "./kestrel" (relative to fledge.toml))'],
-  ],
-  [
-    "http needs url",
-    'version = "1"\n[agent]\nsource_strategy = "http"\nchecksum = "sha256:' + "a".repeat(64) + '"\n',
-    ['2:1 agent.url: source_strategy "http" needs a url (hint: add url = "https://…/kestrel")'],
-  ],
-  [
-    "agent checksum is sha256",
-    'version = "1"\n[agent]\nsource_strategy = "http"\nurl = "http://x/kestrel"\nchecksum = "md5:abc"\n',
-    ['5:1 agent.checksum: must be "sha256:<64 hex digits>" or 64 hex digits'],
-  ],
-  [
-    "mapping destinations are absolute",
-    'version = "1"\n[mappings]\n"./app" = "usr/bin/app"\n',
-    ['3:1 mappings."./app": destination "usr/bin/app" must be an absolute path in the image (hint: write "/usr/bin/app")'],
-  ],
+  ["local needs path", 'version = "1"\n[agent]\nsource_strategy = "local"\n', ['2:1 agent.path: source_strategy "local" needs a path (hint: add path = "./kestrel" (relative to fledge.toml))']],
+  ["http needs url", 'version = "1"\n[agent]\nsource_strategy = "http"\nchecksum = "sha256:' + "a".repeat(64) + '"\n', ['2:1 agent.url: source_strategy "http" needs a url (hint: add url = "https://…/kestrel")']],
+  ["agent checksum is sha256", 'version = "1"\n[agent]\nsource_strategy = "http"\nurl = "http://x/kestrel"\nchecksum = "md5:abc"\n', ['5:1 agent.checksum: must be "sha256:<64 hex digits>" or 64 hex digits']],
+  ["mapping destinations are absolute", 'version = "1"\n[mappings]\n"./app" = "usr/bin/app"\n', ['3:1 mappings."./app": destination "usr/bin/app" must be an absolute path in the image (hint: write "/usr/bin/app")']],
   [
     "mapping destinations have no ..",
     'version = "1"\n[mappings]\n"./app" = "/usr/../../etc/passwd"\n',
@@ -269,16 +245,8 @@ const RULES: [rule: string, toml: string, expected: string[], hostFiles?: string
   ["unknown table: did you mean", 'version = "1"\n[mapping]\n"./a" = "/a"\n', ["2:1 mapping: unknown table [mapping] (hint: did you mean [mappings]?)"]],
   ["unknown key: did you mean", 'version = "1"\n[agent]\nsource_stratgy = "release"\n', ["3:1 agent.source_stratgy: unknown key `source_stratgy` in [agent] (hint: did you mean `source_strategy`?)"]],
   ["unknown key in the wrong table", 'version = "1"\nbusybox_url = "file:///bin/busybox"\n', ["2:1 busybox_url: unknown key `busybox_url` at the top level (hint: `busybox_url` belongs in [source], not the top level)"]],
-  [
-    "unknown key with no near match lists the keys",
-    'version = "1"\n[init]\nfoo = 1\n',
-    ["3:1 init.foo: unknown key `foo` in [init] (hint: [init] accepts: path, none)"],
-  ],
-  [
-    "a manifest.toml table in fledge.toml",
-    'version = "1"\n[workload]\nentrypoint = "/app"\n',
-    ["2:1 workload: unknown table [workload] (hint: [workload] belongs in manifest.toml, not fledge.toml)"],
-  ],
+  ["unknown key with no near match lists the keys", 'version = "1"\n[init]\nfoo = 1\n', ["3:1 init.foo: unknown key `foo` in [init] (hint: [init] accepts: path, none)"]],
+  ["a manifest.toml table in fledge.toml", 'version = "1"\n[workload]\nentrypoint = "/app"\n', ["2:1 workload: unknown table [workload] (hint: [workload] belongs in manifest.toml, not fledge.toml)"]],
   ["a manifest.toml key in fledge.toml", 'version = "1"\nname = "app"\n', ["2:1 name: unknown key `name` at the top level (hint: `name` belongs in manifest.toml, not fledge.toml)"]],
   ["wrong type", 'version = "1"\n[init]\nnone = "yes"\n', ['3:1 init.none: expected a boolean (true or false), got the string "yes"']],
   ["a table where a value belongs", 'version = "1"\n[init.path]\nx = "y"\n', ["2:1 init.path: expected a string, got a table"]],
@@ -322,7 +290,7 @@ describe("warnings (valid, but probably not what was meant)", () => {
     [
       "agent keys another source strategy uses",
       'version = "1"\n[agent]\nsource_strategy = "release"\nversion = "latest"\nurl = "https://x"\n',
-      ["5:1 agent.url: is not used with source_strategy \"release\" (hint: the release is resolved on GitHub and verified against its checksums.txt; remove the key)"],
+      ['5:1 agent.url: is not used with source_strategy "release" (hint: the release is resolved on GitHub and verified against its checksums.txt; remove the key)'],
     ],
     ["[filesystem] with initramfs", 'version = "1"\n[filesystem]\ntype = "ext4"\n', ['2:1 filesystem: [filesystem] is only used by the oci_rootfs strategy (hint: remove it, or set strategy = "oci_rootfs")']],
     ["Dockerfile options without a Dockerfile", 'version = "1"\n[source]\ntarget = "x"\n', ["3:1 source.target: is only used with source.dockerfile (hint: remove it, or add source.dockerfile)"]],
@@ -348,7 +316,7 @@ describe("every problem at once", () => {
   it("schema errors do not hide the mode rules, and the rules do not repeat the schema", () => {
     const r = check('version = "1"\n[agent]\nsource_strategy = "release"\nversion = 2\n');
     // version = 2 is dropped by the schema; the "release needs a version" rule must not echo it.
-    expect(seen(r)).toEqual(["4:1 agent.version: expected a string, got the integer 2 (hint: quote it: version = \"2\")"]);
+    expect(seen(r)).toEqual(['4:1 agent.version: expected a string, got the integer 2 (hint: quote it: version = "2")']);
   });
 
   it("ConfigError carries every issue and prints each on its line", () => {
@@ -362,10 +330,7 @@ describe("every problem at once", () => {
     const e = err as ConfigError;
     expect(e.issues).toHaveLength(2);
     expect(e.message).toBe(
-      [
-        '/p/fledge.toml:2:1: strategy: expected a string, got the integer 3\n  hint: quote it: strategy = "3"',
-        "/p/fledge.toml:3:1: mapping: unknown table [mapping]\n  hint: did you mean [mappings]?",
-      ].join("\n"),
+      ['/p/fledge.toml:2:1: strategy: expected a string, got the integer 3\n  hint: quote it: strategy = "3"', "/p/fledge.toml:3:1: mapping: unknown table [mapping]\n  hint: did you mean [mappings]?"].join("\n"),
     );
   });
 });

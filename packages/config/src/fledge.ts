@@ -9,17 +9,10 @@ import { ManifestTomlInput } from "./manifest-toml.js";
 import { salvage } from "./shape.js";
 import { placeIssues } from "./place.js";
 
-export type AgentConfig =
-  | { source: "release"; version: string }
-  | { source: "local"; path: string }
-  | { source: "http"; url: string; checksum?: string };
+export type AgentConfig = { source: "release"; version: string } | { source: "local"; path: string } | { source: "http"; url: string; checksum?: string };
 
 /** The init mode, resolved as docs/architecture.md ("Init modes") says. */
-export type InitConfig =
-  | { mode: "default" }
-  | { mode: "custom-host"; hostPath: string }
-  | { mode: "custom-image"; imagePath: string }
-  | { mode: "none" };
+export type InitConfig = { mode: "default" } | { mode: "custom-host"; hostPath: string } | { mode: "custom-image"; imagePath: string } | { mode: "none" };
 
 export interface Mapping {
   /** Absolute host path. */
@@ -232,12 +225,7 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
     const candidate = hostPath(initPath);
     if (isHostFile(candidate)) init = { mode: "custom-host", hostPath: candidate };
     else if (initPath.startsWith("/")) init = { mode: "custom-image", imagePath: posix.normalize(initPath) };
-    else
-      problem(
-        "init.path",
-        `"${initPath}" is not a file: looked for ${candidate} on the host`,
-        "give a host file relative to fledge.toml, or an absolute path inside the image that a mapping provides",
-      );
+    else problem("init.path", `"${initPath}" is not a file: looked for ${candidate} on the host`, "give a host file relative to fledge.toml, or an absolute path inside the image that a mapping provides");
   }
 
   // --- agent: default mode only
@@ -298,8 +286,7 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
     mappings.push({ source: hostPath(src), written: src, dest: posix.normalize(dest) });
   }
 
-  if (c.source?.busybox === false && init.mode === "default")
-    problem("source.busybox", "busybox can only be left out in the custom and none init modes", "remove `busybox = false`, or choose a custom or none init");
+  if (c.source?.busybox === false && init.mode === "default") problem("source.busybox", "busybox can only be left out in the custom and none init modes", "remove `busybox = false`, or choose a custom or none init");
 
   // --- what the image must provide in custom-image and none modes
   const overlay = !!(c.source?.image || c.source?.dockerfile || c.overlay?.length);
@@ -319,11 +306,10 @@ export function checkFledgeData(data: unknown, file: string, opts: LoadOptions =
       problem("source", "the oci_rootfs strategy needs source.image, source.dockerfile or an [[overlay]]", 'add [source] image = "docker.io/library/nginx:alpine"');
     if (c.source?.image && c.source?.dockerfile) problem("source", "source.image and source.dockerfile are both set: give only one", "keep one of them");
   } else if (strategy === "initramfs" && c.filesystem) {
-    warn("filesystem", "[filesystem] is only used by the oci_rootfs strategy", "remove it, or set strategy = \"oci_rootfs\"");
+    warn("filesystem", "[filesystem] is only used by the oci_rootfs strategy", 'remove it, or set strategy = "oci_rootfs"');
   }
   if (!c.source?.dockerfile)
-    for (const k of ["context", "target", "build_args"] as const)
-      if (c.source?.[k] !== undefined) warn(`source.${k}`, "is only used with source.dockerfile", "remove it, or add source.dockerfile");
+    for (const k of ["context", "target", "build_args"] as const) if (c.source?.[k] !== undefined) warn(`source.${k}`, "is only used with source.dockerfile", "remove it, or add source.dockerfile");
 
   dropEchoes(problems, schemaCount);
   if (text) {

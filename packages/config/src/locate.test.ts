@@ -4,7 +4,7 @@ import { indexKeys, locateKey } from "./locate.js";
 import { parseKeyPath } from "./place.js";
 
 const TEXT = [
-  '#:schema ./fledge.schema.json', // 1
+  "#:schema ./fledge.schema.json", // 1
   'version = "1"', // 2
   "  strategy   =   'initramfs'  # indented", // 3
   "", // 4
@@ -15,7 +15,7 @@ const TEXT = [
   '"""', // 9
   "", // 10
   "[source.build_args]", // 11
-  "GO = \"1\"", // 12
+  'GO = "1"', // 12
   "", // 13
   "[mappings]", // 14
   '"./my app" = "/usr/bin/app"', // 15

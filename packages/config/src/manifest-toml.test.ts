@@ -42,7 +42,7 @@ describe("manifest.toml v1", () => {
       [
         'name = "app"',
         "enabled = true",
-        '[labels]',
+        "[labels]",
         'team = "infra"',
         "[workload]",
         'type = "http"',
@@ -82,15 +82,23 @@ describe("manifest.toml v1", () => {
     ["unknown table: did you mean", 'name = "a"\n[healthcheck]\nendpoint = "/"\n', ["2:1 healthcheck: unknown table [healthcheck] (hint: did you mean [health_check]?)"]],
     ["unknown key: did you mean", 'name = "a"\n[workload]\nentrypoint = "/a"\nbase = "http://x:1"\n', ["4:1 workload.base: unknown key `base` in [workload] (hint: did you mean `base_url`?)"]],
     ["a key in the wrong table", 'name = "a"\nbase_url = "http://x:1"\n', ["2:1 base_url: unknown key `base_url` at the top level (hint: `base_url` belongs in [workload], not the top level)"]],
-    ["entrypoint is a string or an array", '[workload]\nentrypoint = 1\n', ["2:1 workload.entrypoint: expected a string or an array, got the integer 1"]],
+    ["entrypoint is a string or an array", "[workload]\nentrypoint = 1\n", ["2:1 workload.entrypoint: expected a string or an array, got the integer 1"]],
     ["entrypoint is required", '[workload]\nargs = ["-x"]\n', ["1:1 workload.entrypoint: is required (a string or an array)"]],
     ["network mode", '[network]\nmode = "bridge"\n', ['2:1 network.mode: must be one of "vsock", "bridged", "dhcp", got the string "bridge" (hint: did you mean "bridged"?)']],
     ["exposed ports are ports", "[[network.expose]]\nport = 0\n", ["2:1 network.expose[0].port: must be a port number, 1–65535, got 0"]],
     ["the only workload type Volant's schema takes", '[workload]\ntype = "exec"\nentrypoint = "/a"\n', ['2:1 workload.type: must be "http", got the string "exec"']],
     ["schema_version", 'schema_version = "2"\n', ['1:1 schema_version: must be one of "1", "v1", "1.0", got the string "2"']],
     ["names are plugin names", 'name = "my app"\n', ["1:1 name: must start with a letter or digit and hold only letters, digits, '.', '_' and '-'"]],
-    ["resources are positive", "[resources]\ncpu_cores = 0\nmemory_mb = 1.5\n", ["2:1 resources.cpu_cores: must be at least 1, got 0", "3:1 resources.memory_mb: expected an integer, got the float 1.5 (hint: write a whole number, e.g. 2)"]],
-    ["the artifact URL is not written here", '[initramfs]\nurl = "/x"\n', ["2:1 initramfs.url: unknown key `url` in [initramfs] (hint: the build fills in the artifact's absolute path; to publish it under a URL, run fledge build --base-url <url>)"]],
+    [
+      "resources are positive",
+      "[resources]\ncpu_cores = 0\nmemory_mb = 1.5\n",
+      ["2:1 resources.cpu_cores: must be at least 1, got 0", "3:1 resources.memory_mb: expected an integer, got the float 1.5 (hint: write a whole number, e.g. 2)"],
+    ],
+    [
+      "the artifact URL is not written here",
+      '[initramfs]\nurl = "/x"\n',
+      ["2:1 initramfs.url: unknown key `url` in [initramfs] (hint: the build fills in the artifact's absolute path; to publish it under a URL, run fledge build --base-url <url>)"],
+    ],
     ["a fledge.toml table here", 'name = "a"\n[mappings]\n"./a" = "/a"\n', ["2:1 mappings: unknown table [mappings] (hint: [mappings] belongs in fledge.toml, not manifest.toml)"]],
   ];
   it.each(RULES)("%s", (_r, text, expected) => expect(seen(text)).toEqual(expected));

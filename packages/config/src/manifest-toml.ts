@@ -12,12 +12,17 @@ const port = z.number().int().min(1, "must be a port number, 1–65535").max(655
 const stringMap = z.record(z.string(), z.string());
 
 const CloudInitDoc = z.union([
-  z.string().describe("Inline document content (short for { inline = true, content = \"…\" })."),
+  z.string().describe('Inline document content (short for { inline = true, content = "…" }).'),
   z
     .strictObject({
       inline: z.boolean().optional().describe("true when `content` holds the document; false when `path` names a file. Inferred when omitted."),
       content: z.string().optional().describe("The document itself (inline = true)."),
-      path: z.string().optional().describe("A file holding the document, relative to manifest.toml (or absolute). fledge inlines it into manifest.json, as volar would, so the manifest installs wherever it is written; an absolute path missing on the build machine is left for volar to read when it installs."),
+      path: z
+        .string()
+        .optional()
+        .describe(
+          "A file holding the document, relative to manifest.toml (or absolute). fledge inlines it into manifest.json, as volar would, so the manifest installs wherever it is written; an absolute path missing on the build machine is left for volar to read when it installs.",
+        ),
     })
     .describe("A cloud-init document: inline `content` or a `path`, not both."),
 ]);
@@ -33,10 +38,7 @@ const ExposedPort = z.strictObject({
 export const ManifestTomlInput = z
   .strictObject({
     $schema: z.string().optional().describe("JSON Schema of this file, for editors."),
-    schema_version: z
-      .enum(["v1", "1", "1.0"])
-      .optional()
-      .describe('manifest.toml format version: "v1" (the Go fledge\'s spelling), "1" or "1.0". manifest.json always gets Volant\'s "1.0".'),
+    schema_version: z.enum(["v1", "1", "1.0"]).optional().describe('manifest.toml format version: "v1" (the Go fledge\'s spelling), "1" or "1.0". manifest.json always gets Volant\'s "1.0".'),
     name: nonEmpty
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "must start with a letter or digit and hold only letters, digits, '.', '_' and '-'")
       .optional()
@@ -55,9 +57,7 @@ export const ManifestTomlInput = z
     workload: z
       .strictObject({
         type: z.literal("http").optional().describe('How Volant talks to the workload: "http" (the only type Volant\'s schema accepts).'),
-        entrypoint: z
-          .union([nonEmpty, z.array(z.string()).min(1, "must hold at least the program to run")])
-          .describe("The program kestrel starts in the guest: a path, or [program, arg, …]."),
+        entrypoint: z.union([nonEmpty, z.array(z.string()).min(1, "must hold at least the program to run")]).describe("The program kestrel starts in the guest: a path, or [program, arg, …]."),
         args: z.array(z.string()).optional().describe("Arguments appended to the entrypoint."),
         base_url: nonEmpty.optional().describe('Where the workload answers HTTP in the guest, e.g. "http://127.0.0.1:8000". Default: from the first exposed tcp port.'),
         workdir: nonEmpty.optional().describe("Working directory of the workload."),

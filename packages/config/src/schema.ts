@@ -29,7 +29,9 @@ export const InitInput = z
   .strictObject({
     path: nonEmpty
       .optional()
-      .describe("Custom init. A host file (relative to fledge.toml, or absolute) is copied to /init and is PID 1; an absolute path inside the image (from a mapping or overlay) is exec'd by fledge's init after it mounts /proc /sys /dev /tmp /run."),
+      .describe(
+        "Custom init. A host file (relative to fledge.toml, or absolute) is copied to /init and is PID 1; an absolute path inside the image (from a mapping or overlay) is exec'd by fledge's init after it mounts /proc /sys /dev /tmp /run.",
+      ),
     none: z.boolean().optional().describe("No init from fledge: a mapping must put your PID 1 at /init, and it mounts the filesystems itself."),
   })
   .describe("Init mode. Omitted or empty: fledge's init starts kestrel. `path`: your init. `none = true`: your binary at /init.");
@@ -71,10 +73,7 @@ export const OutputInput = z
 /** `[fetch]`: fledge's own additions. */
 export const FetchInput = z
   .strictObject({
-    mirrors: z
-      .record(z.string(), z.string())
-      .optional()
-      .describe('URL prefix rewrites for downloads, e.g. { "https://busybox.net/" = "http://mirror.local/busybox/" }.'),
+    mirrors: z.record(z.string(), z.string()).optional().describe('URL prefix rewrites for downloads, e.g. { "https://busybox.net/" = "http://mirror.local/busybox/" }.'),
   })
   .describe("Download options (fledge addition).");
 
@@ -118,29 +117,18 @@ export const FledgeTomlInput = z
   .strictObject({
     $schema: z.string().optional().describe("JSON Schema of this file, for editors."),
     version: z.literal("1").describe('fledge.toml format version: "1".'),
-    strategy: nonEmpty
-      .default("initramfs")
-      .describe('What to build: "initramfs" (built in), "oci_rootfs" (@fledge/plugin-rootfs), or any strategy a plugin provides. Checked once the plugins are loaded.'),
+    strategy: nonEmpty.default("initramfs").describe('What to build: "initramfs" (built in), "oci_rootfs" (@fledge/plugin-rootfs), or any strategy a plugin provides. Checked once the plugins are loaded.'),
     agent: AgentInput.optional(),
     init: InitInput.optional(),
     source: SourceInput.optional(),
     filesystem: FilesystemInput.optional(),
-    mappings: z
-      .record(z.string(), z.string())
-      .optional()
-      .describe('Files to put in the image: "host path" = "/absolute/path/in/image". Host paths are relative to fledge.toml.'),
+    mappings: z.record(z.string(), z.string()).optional().describe('Files to put in the image: "host path" = "/absolute/path/in/image". Host paths are relative to fledge.toml.'),
     output: OutputInput.optional(),
     fetch: FetchInput.optional(),
     run: RunInput.optional(),
     check: CheckInput.optional(),
-    overlay: z
-      .array(OverlayInput)
-      .optional()
-      .describe("Rootfs sources overlaid into the image in order, after [source] image and dockerfile: each table is handed to the plugin that provides its `kind`."),
-    plugins: z
-      .array(PluginInput)
-      .optional()
-      .describe('Plugins to load, in order: a module (package name, or a path relative to fledge.toml), or { use = "module", options = { … } }.'),
+    overlay: z.array(OverlayInput).optional().describe("Rootfs sources overlaid into the image in order, after [source] image and dockerfile: each table is handed to the plugin that provides its `kind`."),
+    plugins: z.array(PluginInput).optional().describe('Plugins to load, in order: a module (package name, or a path relative to fledge.toml), or { use = "module", options = { … } }.'),
   })
   .describe("fledge.toml v1: how to build a Volant plugin's boot artifact.");
 export type FledgeTomlInput = z.input<typeof FledgeTomlInput>;

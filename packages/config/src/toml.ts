@@ -40,7 +40,14 @@ export async function readTomlText(file: string): Promise<string> {
             : e.code === "ETOOBIG"
               ? `is larger than ${MAX_TOML_BYTES / 1024} KiB; a fledge config is a few KB`
               : `cannot read: ${e.message}`;
-    throw new ConfigError([{ file, keyPath: "", message, hint: e.code === "ENOENT" ? "pass the right path with -c/-m, or run fledge in the directory that holds it" : e.code === "ESPECIAL" ? "pass the path of a regular TOML file with -c/-m" : undefined }]);
+    throw new ConfigError([
+      {
+        file,
+        keyPath: "",
+        message,
+        hint: e.code === "ENOENT" ? "pass the right path with -c/-m, or run fledge in the directory that holds it" : e.code === "ESPECIAL" ? "pass the path of a regular TOML file with -c/-m" : undefined,
+      },
+    ]);
   }
   return stripBom(text);
 }
@@ -66,9 +73,7 @@ export function parseToml(text: string, file: string): Record<string, unknown> {
   } catch (err) {
     if (err instanceof TomlError) {
       const first = err.message.split("\n")[0]!.replace(/^Invalid TOML document: /, "");
-      throw new ConfigError([
-        { file, keyPath: "", message: `TOML syntax error: ${first}`, line: err.line, column: err.column, codeFrame: err.codeblock },
-      ]);
+      throw new ConfigError([{ file, keyPath: "", message: `TOML syntax error: ${first}`, line: err.line, column: err.column, codeFrame: err.codeblock }]);
     }
     if (err instanceof RangeError) throw new ConfigError([{ file, keyPath: "", message: `is nested too deeply to read (${err.message})`, hint: `fledge configs nest tables at most a few levels deep` }]);
     throw err;

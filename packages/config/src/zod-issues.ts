@@ -6,9 +6,7 @@ import { allTables, shapeKeysAt } from "./shape.js";
 function distance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++)
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+  for (let i = 1; i <= a.length; i++) for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
   return d[a.length]![b.length]!;
 }
 
@@ -107,11 +105,7 @@ export function zodIssues(error: z.ZodError, file: string, data: unknown, schema
         else {
           // A key that belongs in another table (`busybox_url` at the top level, `none` in [agent]).
           const home = allTables(schema).find((t) => keyPathOf(t.path) !== keyPathOf(path) && t.keys.includes(key));
-          hint = home
-            ? `\`${key}\` belongs in ${home.path.length ? `[${keyPathOf(home.path)}]` : "the top level"}, not ${where}`
-            : known.length
-              ? `${where} accepts: ${known.join(", ")}`
-              : "remove it";
+          hint = home ? `\`${key}\` belongs in ${home.path.length ? `[${keyPathOf(home.path)}]` : "the top level"}, not ${where}` : known.length ? `${where} accepts: ${known.join(", ")}` : "remove it";
         }
         out.push({ file, keyPath: keyPathOf([...path, key]), message: table ? `unknown table [${keyPathOf([...path, key])}]` : `unknown key \`${key}\` ${inWhere}`, hint });
       }
@@ -127,8 +121,7 @@ export function zodIssues(error: z.ZodError, file: string, data: unknown, schema
     } else if (issue.code === "invalid_type") {
       const expected = EXPECTED[issue.expected] ?? issue.expected;
       message = `expected ${expected}, got ${describeValue(got)}`;
-      if (issue.expected === "string" && (typeof got === "number" || typeof got === "boolean") && typeof last === "string")
-        hint = `quote it: ${last} = "${String(got)}"`;
+      if (issue.expected === "string" && (typeof got === "number" || typeof got === "boolean") && typeof last === "string") hint = `quote it: ${last} = "${String(got)}"`;
       if (issue.expected === "int" && typeof got === "number") hint = `write a whole number, e.g. ${Math.round(got)}`;
     } else if (issue.code === "invalid_value") {
       const values = issue.values.map((v) => JSON.stringify(v));
@@ -142,7 +135,14 @@ export function zodIssues(error: z.ZodError, file: string, data: unknown, schema
         hint = `quote it: ${last} = "${String(got)}"`;
       }
     } else if (issue.code === "invalid_union") {
-      const wanted = [...new Set(issue.errors.map((e) => e[0]).filter((e) => e?.code === "invalid_type").map((e) => EXPECTED[(e as { expected: string }).expected] ?? (e as { expected: string }).expected))];
+      const wanted = [
+        ...new Set(
+          issue.errors
+            .map((e) => e[0])
+            .filter((e) => e?.code === "invalid_type")
+            .map((e) => EXPECTED[(e as { expected: string }).expected] ?? (e as { expected: string }).expected),
+        ),
+      ];
       if (wanted.length && got === undefined) message = `is required (${wanted.join(" or ")})`;
       else if (wanted.length === issue.errors.length) message = `expected ${wanted.join(" or ")}, got ${describeValue(got)}`;
       else {

@@ -1,15 +1,5 @@
 import { dirname, join, resolve } from "node:path";
-import {
-  checkFledgeConfig,
-  checkManifestTomlData,
-  ConfigError,
-  defaultPluginName,
-  placeIssues,
-  readToml,
-  type ConfigIssue,
-  type FledgeConfig,
-  type ManifestConfig,
-} from "@fledge/config";
+import { checkFledgeConfig, checkManifestTomlData, ConfigError, defaultPluginName, placeIssues, readToml, type ConfigIssue, type FledgeConfig, type ManifestConfig } from "@fledge/config";
 import type { Fetcher } from "@fledge/fetch";
 import { Builder, manifestRules, type CheckReport, type FledgePlugin, type UpdateResult } from "./builder.js";
 import type { BuildOptions, BuildResult } from "./context.js";
@@ -168,8 +158,7 @@ export async function preflight(req: PreflightRequest): Promise<Preflight> {
 
   // First-party plugins behind keys of fledge.toml are loaded by themselves when installed.
   const wanted: { pkg: string; keyPath: string }[] = [];
-  if (!tappedKeys(builder.hooks.strategy).includes(config.strategy) && FIRST_PARTY.strategies[config.strategy])
-    wanted.push({ pkg: FIRST_PARTY.strategies[config.strategy]!, keyPath: "strategy" });
+  if (!tappedKeys(builder.hooks.strategy).includes(config.strategy) && FIRST_PARTY.strategies[config.strategy]) wanted.push({ pkg: FIRST_PARTY.strategies[config.strategy]!, keyPath: "strategy" });
   for (const o of config.overlays)
     for (const kind of [o.kind, ...(FIRST_PARTY.requires[o.kind] ?? [])])
       if (!tappedKeys(builder.hooks.resolveSource).includes(kind) && FIRST_PARTY.sources[kind]) wanted.push({ pkg: FIRST_PARTY.sources[kind]!, keyPath: o.keyPath });

@@ -114,7 +114,11 @@ describe("Builder hooks", () => {
   it("a first-party strategy that is not installed names its package", async () => {
     const e = await failure(builder([], cfg({ strategy: "oci_rootfs" })).run());
     expect(e.issues).toEqual([
-      expect.objectContaining({ keyPath: "strategy", message: 'the "oci_rootfs" strategy is provided by @fledge/plugin-rootfs, which is not installed', hint: expect.stringContaining("npm install @fledge/plugin-rootfs") }),
+      expect.objectContaining({
+        keyPath: "strategy",
+        message: 'the "oci_rootfs" strategy is provided by @fledge/plugin-rootfs, which is not installed',
+        hint: expect.stringContaining("npm install @fledge/plugin-rootfs"),
+      }),
     ]);
   });
 
@@ -437,11 +441,7 @@ describe("overlays: [source] image, [source] dockerfile and [[overlay]] go to ho
   it("each request reaches its plugin's tap in the overlay stage, in order, and its files are in the image", async () => {
     const seen: string[] = [];
     const r = await builder([provider(["image", "zip"], seen)], cfg({ overlays })).run();
-    expect(seen).toEqual([
-      'image source.image {"ref":"nginx:alpine"} true',
-      'zip overlay[0] {"path":"./a.zip","strip":1} true',
-      'zip overlay[1] {"path":"./b.zip"} true',
-    ]);
+    expect(seen).toEqual(['image source.image {"ref":"nginx:alpine"} true', 'zip overlay[0] {"path":"./a.zip","strip":1} true', 'zip overlay[1] {"path":"./b.zip"} true']);
     expect(names(r.artifact.path)).toEqual(expect.arrayContaining(["from/source.image", "from/overlay[0]", "from/overlay[1]"]));
   });
 
@@ -453,9 +453,7 @@ describe("overlays: [source] image, [source] dockerfile and [[overlay]] go to ho
         b.hooks.inputs.tap("watch", () => void fetched.push("inputs"));
       },
     };
-    const e = await failure(
-      builder([watch], cfg({ overlays: [...overlays, { kind: "tarball", options: { url: "http://x/y.tar" }, keyPath: "overlay[2]" }] })).run(),
-    );
+    const e = await failure(builder([watch], cfg({ overlays: [...overlays, { kind: "tarball", options: { url: "http://x/y.tar" }, keyPath: "overlay[2]" }] })).run());
     expect(e.issues).toEqual([
       expect.objectContaining({ keyPath: "source.image", message: '[source] image needs @fledge/plugin-oci, which provides "image" sources, and it is not installed' }),
       expect.objectContaining({ keyPath: "overlay[0]", message: 'no plugin provides "zip" sources' }),

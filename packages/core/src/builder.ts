@@ -16,17 +16,7 @@ import { OutputTransaction, type DiscardReason, type HostInput, type Output, typ
 import { FIRST_PARTY } from "./first-party.js";
 import { removeStaleTemps } from "./temps.js";
 import { removeOwnTempsSync } from "@fledge/safe-fs";
-import {
-  DEFAULT_MTIME,
-  type ArtifactInfo,
-  type BlobRequest,
-  type BuildContext,
-  type BuildOptions,
-  type BuildResult,
-  type Check,
-  type FetchedFile,
-  type LogLevel,
-} from "./context.js";
+import { DEFAULT_MTIME, type ArtifactInfo, type BlobRequest, type BuildContext, type BuildOptions, type BuildResult, type Check, type FetchedFile, type LogLevel } from "./context.js";
 import { builtinPlugins } from "./plugins/index.js";
 
 /**
@@ -83,11 +73,10 @@ export class PostBuildError extends FledgeError {
   readonly hook?: string;
   readonly plugin?: string;
   constructor(cause: Error & { hook?: string; plugin?: string }, kept: string[]) {
-    super(
-      "FLEDGE_POST_BUILD",
-      `${cause.message}\nthe build itself succeeded: ${listOf(kept.map((k) => basename(k)))} ${kept.length === 1 ? "was" : "were"} written and ${kept.length === 1 ? "is" : "are"} kept`,
-      { cause, hint: (cause as { hint?: string }).hint },
-    );
+    super("FLEDGE_POST_BUILD", `${cause.message}\nthe build itself succeeded: ${listOf(kept.map((k) => basename(k)))} ${kept.length === 1 ? "was" : "were"} written and ${kept.length === 1 ? "is" : "are"} kept`, {
+      cause,
+      hint: (cause as { hint?: string }).hint,
+    });
     this.kept = kept;
     if (cause.hook) this.hook = cause.hook;
     if (cause.plugin) this.plugin = cause.plugin;
@@ -101,8 +90,7 @@ const listOf = (items: string[]) => (items.length < 2 ? items.join("") : `${item
 export function resolveMtime(env: NodeJS.ProcessEnv = process.env): number {
   const s = env.SOURCE_DATE_EPOCH;
   if (s === undefined || s === "") return DEFAULT_MTIME;
-  if (!/^\d+$/.test(s) || Number(s) > 0xffffffff)
-    throw new FledgeError("FLEDGE_EPOCH", `SOURCE_DATE_EPOCH=${s} is not a whole number of seconds between 0 and 4294967295`);
+  if (!/^\d+$/.test(s) || Number(s) > 0xffffffff) throw new FledgeError("FLEDGE_EPOCH", `SOURCE_DATE_EPOCH=${s} is not a whole number of seconds between 0 and 4294967295`);
   return Number(s);
 }
 
@@ -312,7 +300,11 @@ export class Builder {
         for (const r of FIRST_PARTY.requires[o.kind] ?? [])
           if (!kinds.includes(r)) {
             const pkg = FIRST_PARTY.sources[r];
-            problem(o.keyPath, `"${o.kind}" sources are overlaid as "${r}" sources, and no plugin provides those${pkg ? `: ${pkg} is not installed` : ""}`, pkg ? `npm install ${pkg} (fledge loads it by itself once it is installed)` : undefined);
+            problem(
+              o.keyPath,
+              `"${o.kind}" sources are overlaid as "${r}" sources, and no plugin provides those${pkg ? `: ${pkg} is not installed` : ""}`,
+              pkg ? `npm install ${pkg} (fledge loads it by itself once it is installed)` : undefined,
+            );
           }
         continue;
       }
@@ -337,9 +329,9 @@ export class Builder {
     // The outputs: never over a device, a link, a directory, or an input of the build.
     for (const i of this.#hostInputs()) this.#outputs.addInput(i);
     if (opts.outputs !== false) {
-    const manifestName = this.#init.manifestConfig.data.name || "plugin";
-    const manifestPath = ctx.options.manifestOutput ? resolve(ctx.options.manifestOutput) : join(dirname(ctx.options.output), `${manifestName}.manifest.json`);
-    for (const e of this.#outputs.setMain(ctx.options.output, manifestPath)) problems.push(outputIssue(e));
+      const manifestName = this.#init.manifestConfig.data.name || "plugin";
+      const manifestPath = ctx.options.manifestOutput ? resolve(ctx.options.manifestOutput) : join(dirname(ctx.options.output), `${manifestName}.manifest.json`);
+      for (const e of this.#outputs.setMain(ctx.options.output, manifestPath)) problems.push(outputIssue(e));
     }
 
     // The plugins' own checks: every tap runs, every problem is listed.
@@ -373,7 +365,10 @@ export class Builder {
   /** Host paths this build reads, from fledge.toml and the plugins loaded. */
   #hostInputs(): HostInput[] {
     const { config, manifestConfig } = this.#init;
-    const out: HostInput[] = [{ path: config.file, what: "fledge.toml" }, { path: join(config.rootDir, LOCK_FILE), what: LOCK_FILE }];
+    const out: HostInput[] = [
+      { path: config.file, what: "fledge.toml" },
+      { path: join(config.rootDir, LOCK_FILE), what: LOCK_FILE },
+    ];
     if (manifestConfig.file) out.push({ path: manifestConfig.file, what: "manifest.toml" });
     for (const m of config.mappings) {
       const dir = isDir(m.source);
@@ -453,7 +448,12 @@ export class Builder {
       return result;
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
-      const thrown = this.#outputs.committed ? new PostBuildError(error, this.#outputs.list().map((o) => o.path)) : error;
+      const thrown = this.#outputs.committed
+        ? new PostBuildError(
+            error,
+            this.#outputs.list().map((o) => o.path),
+          )
+        : error;
       if (!this.#outputs.committed) await this.cleanup();
       try {
         this.hooks.failed.call(thrown);
@@ -626,8 +626,7 @@ class CheckImpl implements Check {
     this.problemList.push(issue);
   }
   readsHostPath(path: string, what: string, opts: { dir?: boolean; keyPath?: string } = {}): void {
-    for (const c of this.outputs.addInput({ path, what, dir: opts.dir }))
-      this.problemList.push({ file: c.path, keyPath: "", message: c.reason, ...(c.hint ? { hint: c.hint } : {}) });
+    for (const c of this.outputs.addInput({ path, what, dir: opts.dir })) this.problemList.push({ file: c.path, keyPath: "", message: c.reason, ...(c.hint ? { hint: c.hint } : {}) });
   }
   get problems(): readonly ConfigIssue[] {
     return this.problemList;

@@ -17,7 +17,9 @@ export function tsBlocks(markdown: string): string[] {
 describe("the repository's docs stand alone", () => {
   it("no file cites a design document outside the repository", () => {
     const root = fileURLToPath(new URL("../../..", import.meta.url));
-    const files = execFileSync("git", ["ls-files", "-z"], { cwd: root, encoding: "utf8" }).split("\0").filter((f) => /\.(ts|mts|mjs|js|md|json|sh|c)$/.test(f));
+    const files = execFileSync("git", ["ls-files", "-z"], { cwd: root, encoding: "utf8" })
+      .split("\0")
+      .filter((f) => /\.(ts|mts|mjs|js|md|json|sh|c)$/.test(f));
     const citing = files.filter((f) => {
       try {
         return /DESIGN\.md/.test(readFileSync(join(root, f), "utf8"));

@@ -1,13 +1,6 @@
 import type { Compressor } from "@fledge/cpio";
 import type { VolantManifest } from "@fledge/manifest";
-import {
-  AsyncSeriesBailHook,
-  AsyncSeriesHook,
-  AsyncSeriesWaterfallHook,
-  HookMap,
-  SyncBailHook,
-  SyncHook,
-} from "./tapable.js";
+import { AsyncSeriesBailHook, AsyncSeriesHook, AsyncSeriesWaterfallHook, HookMap, SyncBailHook, SyncHook } from "./tapable.js";
 import type * as T from "tapable";
 import type { ArtifactInfo, BuildContext, BuildResult, Check, LogEvent, ProgressInfo, SourceRequest } from "./context.js";
 import type { InputRegistry } from "./inputs.js";

@@ -287,8 +287,7 @@ describe("the kestrel agent through fledge.lock (resolver layer, default mode)",
       await fetcher.close();
     }
   }
-  const update = (dir: string) =>
-    updateLock({ config: join(dir, "fledge.toml"), cacheDir: join(root, "cache"), env: env(), fetcher: new Fetcher({ cacheDir: join(root, "cache"), env: env(), http: HTTP }) });
+  const update = (dir: string) => updateLock({ config: join(dir, "fledge.toml"), cacheDir: join(root, "cache"), env: env(), fetcher: new Fetcher({ cacheDir: join(root, "cache"), env: env(), http: HTTP }) });
 
   it("release latest resolves through the API, verified by checksums.txt", async () => {
     const dir = await agentProject();
@@ -328,7 +327,9 @@ describe("the kestrel agent through fledge.lock (resolver layer, default mode)",
     const dir = await agentProject();
     const e = await failure(resolveWith(dir, { offline: true, cache: join(root, "nothing") }));
     expect(e.code).toBe("FLEDGE_OFFLINE");
-    expect(e.message).toMatch(/^--offline: 2 inputs are not available without the network:\n {2}kestrel: release latest of volantvm\/volant is not in fledge.lock.*\n {2}busybox: http:\/\/127\.0\.0\.1:\d+\/busybox is not in the cache/);
+    expect(e.message).toMatch(
+      /^--offline: 2 inputs are not available without the network:\n {2}kestrel: release latest of volantvm\/volant is not in fledge.lock.*\n {2}busybox: http:\/\/127\.0\.0\.1:\d+\/busybox is not in the cache/,
+    );
     expect(gh.log).toEqual([]);
     expect(srv.log).toEqual([]);
   });
@@ -399,7 +400,7 @@ describe("inputs declared by plugins (the inputs API)", () => {
               seen.push(`${entry ? "locked" : "resolved"} ${blob.fromCache ? "cached" : "fetched"}`);
               return {
                 entry: { source: "oci", reference: ref, digest, platform: "linux/amd64", index_digest: `sha256:${"9".repeat(64)}` },
-                value: { digest, layer: (await readFile(blob.path, "utf8")) },
+                value: { digest, layer: await readFile(blob.path, "utf8") },
               };
             },
           });

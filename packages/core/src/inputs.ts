@@ -245,8 +245,7 @@ export class InputSet implements InputRegistry, BuildInputs {
     const lockable = declared.filter((d) => d.lockable);
     if (mode === "locked") {
       const hint = `run "fledge update" (or a build without --locked) and commit ${LOCK_FILE}`;
-      if (!this.#before && lockable.length)
-        throw new FledgeError("FLEDGE_LOCKED", `--locked: ${lockFile} is missing, so ${lockable.map((s) => s.label).join(" and ")} would be resolved afresh`, { hint });
+      if (!this.#before && lockable.length) throw new FledgeError("FLEDGE_LOCKED", `--locked: ${lockFile} is missing, so ${lockable.map((s) => s.label).join(" and ")} would be resolved afresh`, { hint });
       const problems: string[] = [];
       for (const d of lockable) {
         const e = existing.get(d.name);
@@ -296,8 +295,7 @@ export class InputSet implements InputRegistry, BuildInputs {
     const io = this.#io(d.label);
     const { req } = d;
     if ("url" in req) {
-      if (!req.sha256)
-        io.warn(`${d.label} from ${req.url} has no ${req.checksumKey ?? "sha256"}: its content is not verified${d.lockable ? " (fledge.lock pins what was downloaded)" : ""}`);
+      if (!req.sha256) io.warn(`${d.label} from ${req.url} has no ${req.checksumKey ?? "sha256"}: its content is not verified${d.lockable ? " (fledge.lock pins what was downloaded)" : ""}`);
       const got = await this.#opts.fetcher.fetch({ url: req.url, sha256: req.sha256 ?? entry?.sha256, label: d.label, refresh: io.refresh, baseDir: io.baseDir });
       return { name: d.name, label: d.label, value: fetched(got), ...(d.lockable ? { entry: { source: "url", url: req.url, sha256: got.sha256 } } : {}) };
     }
@@ -347,8 +345,7 @@ export class InputSet implements InputRegistry, BuildInputs {
 }
 
 function checkEntry(name: string, e: LockEntry): void {
-  if (typeof e !== "object" || !e || typeof e.source !== "string" || !e.source)
-    throw new FledgeError("FLEDGE_INPUT", `input "${name}": the lock entry needs a "source" string naming its resolver`);
+  if (typeof e !== "object" || !e || typeof e.source !== "string" || !e.source) throw new FledgeError("FLEDGE_INPUT", `input "${name}": the lock entry needs a "source" string naming its resolver`);
   for (const [k, v] of Object.entries(e))
     if (typeof v !== "string") throw new FledgeError("FLEDGE_INPUT", `input "${name}": lock entry field "${k}" is a ${typeof v}; every field is a string`);
     else if (!/^[a-z][a-z0-9_]*$/.test(k)) throw new FledgeError("FLEDGE_INPUT", `input "${name}": lock entry field "${k}" must be lowercase letters, digits and _`);

@@ -33,8 +33,7 @@ function guard(hookName: string, hook: AnyHook, sync: boolean, current: () => st
       const plugin = current() ?? tap.name;
       tap.plugin = plugin;
       if (tap.enforce !== undefined) {
-        if (tap.enforce !== "pre" && tap.enforce !== "post")
-          throw new PluginError(hookName, plugin, new Error(`enforce must be "pre" or "post", got ${JSON.stringify(tap.enforce)}`));
+        if (tap.enforce !== "pre" && tap.enforce !== "post") throw new PluginError(hookName, plugin, new Error(`enforce must be "pre" or "post", got ${JSON.stringify(tap.enforce)}`));
         if (tap.stage === undefined) tap.stage = tap.enforce === "pre" ? Stage.PRE : Stage.POST;
       }
       const fn = tap.fn;

@@ -24,8 +24,7 @@ function mod(source: string, ext = "mjs"): string {
   return name;
 }
 
-const load = (use: string, options?: Record<string, unknown>, keyPath = "plugins[0]") =>
-  loadPlugin({ use, ...(options ? { options } : {}), keyPath }, { rootDir: root, file: join(root, "fledge.toml") });
+const load = (use: string, options?: Record<string, unknown>, keyPath = "plugins[0]") => loadPlugin({ use, ...(options ? { options } : {}), keyPath }, { rootDir: root, file: join(root, "fledge.toml") });
 
 async function issues(p: Promise<unknown>) {
   try {
@@ -77,9 +76,7 @@ describe("plugin modules: the default export", () => {
   it("a plugin object is used as it is, and refuses options", async () => {
     const use = mod(`export default { name: "obj", apply(b) { b.hooks.beforeArchive.tap("obj", (t) => { t.addFile("/etc/motd", "obj"); }); } };`);
     expect(await motdOf((await load(use)).plugin)).toBe("obj");
-    expect(await issues(load(use, { x: 1 }))).toEqual([
-      `plugins[0].options: plugin "${use}" exports a plugin object, which takes no options (hint: export a class or a factory function to take options)`,
-    ]);
+    expect(await issues(load(use, { x: 1 }))).toEqual([`plugins[0].options: plugin "${use}" exports a plugin object, which takes no options (hint: export a class or a factory function to take options)`]);
   });
 
   it("a CommonJS module.exports class works too", async () => {
@@ -101,9 +98,7 @@ describe("plugin modules: the default export", () => {
 
   it("a plugin without a name, a throwing constructor, a module that fails to load: each named", async () => {
     const nameless = mod("export default class { apply() {} }");
-    expect(await issues(load(nameless))).toEqual([
-      `plugins[0]: plugin "${nameless}" has no name (hint: give it one (readonly name = "my-plugin"): it appears in its errors and log lines)`,
-    ]);
+    expect(await issues(load(nameless))).toEqual([`plugins[0]: plugin "${nameless}" has no name (hint: give it one (readonly name = "my-plugin"): it appears in its errors and log lines)`]);
     const throwing = mod("export default class { constructor() { throw new Error('needs a token'); } }");
     expect(await issues(load(throwing))).toEqual([`plugins[0]: plugin "${throwing}" could not be created from its options: needs a token`]);
     const broken = mod("export default (;");
@@ -119,9 +114,7 @@ describe("plugin modules: the default export", () => {
 
   it("a missing module: a path names the file looked for, a package says to install it", async () => {
     expect(await issues(load("./nope.mjs"))).toEqual([`plugins[0]: plugin "./nope.mjs": ${join(root, "nope.mjs")} does not exist (hint: module paths are relative to fledge.toml)`]);
-    expect(await issues(load("@acme/fledge-nothing"))).toEqual([
-      `plugins[0]: plugin "@acme/fledge-nothing" is not installed (looked from ${root}) (hint: npm install @acme/fledge-nothing)`,
-    ]);
+    expect(await issues(load("@acme/fledge-nothing"))).toEqual([`plugins[0]: plugin "@acme/fledge-nothing" is not installed (looked from ${root}) (hint: npm install @acme/fledge-nothing)`]);
   });
 });
 
@@ -142,7 +135,8 @@ export default class Motd {
   });
 
   it("any Standard Schema works, and a factory can carry one", async () => {
-    const use = mod(`const schema = { "~standard": { version: 1, vendor: "test", validate: (v) => typeof v.port === "number" ? { value: v } : { issues: [{ message: "port must be a number", path: [{ key: "port" }] }] } } };
+    const use =
+      mod(`const schema = { "~standard": { version: 1, vendor: "test", validate: (v) => typeof v.port === "number" ? { value: v } : { issues: [{ message: "port must be a number", path: [{ key: "port" }] }] } } };
 export default Object.assign((o) => ({ name: "std", apply() {} }), { optionsSchema: schema });`);
     expect((await load(use, { port: 1 })).plugin.name).toBe("std");
     expect(await issues(load(use, { port: "x" }))).toEqual(["plugins[0].options.port: port must be a number"]);
@@ -199,7 +193,12 @@ describe("plugins bundled with the program (the one-file executable has no node_
   });
 
   it("only exact package names are bundled (no subpaths, no prototype keys), and a failing bundle is a load error", async () => {
-    const bundled = { "@acme/b": async () => plugin("b"), "@acme/broken": async () => { throw new Error("boom"); } };
+    const bundled = {
+      "@acme/b": async () => plugin("b"),
+      "@acme/broken": async () => {
+        throw new Error("boom");
+      },
+    };
     const opts = { rootDir: root, file: join(root, "fledge.toml"), bundled };
     expect(locatePlugin("@acme/b/sub", opts)).toBeUndefined();
     expect(locatePlugin("constructor", opts)).toBeUndefined();

@@ -174,8 +174,7 @@ function isClass(fn: Function): boolean {
 
 async function validateOptions(schema: OptionsSchema, value: unknown): Promise<{ value: unknown; issues: { message: string; path: string }[] }> {
   const keyOf = (p: PropertyKey | { key: PropertyKey }) => String(typeof p === "object" && p !== null ? p.key : p);
-  const joinPath = (path: readonly (PropertyKey | { key: PropertyKey })[] = []) =>
-    path.map((p) => keyOf(p)).reduce((acc, k) => (/^\d+$/.test(k) ? `${acc}[${k}]` : acc ? `${acc}.${k}` : k), "");
+  const joinPath = (path: readonly (PropertyKey | { key: PropertyKey })[] = []) => path.map((p) => keyOf(p)).reduce((acc, k) => (/^\d+$/.test(k) ? `${acc}[${k}]` : acc ? `${acc}.${k}` : k), "");
   if ("~standard" in schema) {
     const r = await schema["~standard"].validate(value);
     if (r.issues) return { value, issues: r.issues.map((i) => ({ message: i.message, path: joinPath(i.path) })) };
@@ -217,16 +216,14 @@ export async function loadPlugin(spec: PluginSpec, opts: LoadOptions): Promise<L
   }
   const exp = mod.default;
   const expected = "export default a plugin class (constructed with the options), a factory function (called with them), or a plugin object { name, apply(builder) }";
-  if (exp === undefined)
-    throw new PluginLoadError([at(`plugin "${spec.use}" has no default export${Object.keys(mod).length ? ` (it exports ${Object.keys(mod).sort().join(", ")})` : ""}`, expected)]);
+  if (exp === undefined) throw new PluginLoadError([at(`plugin "${spec.use}" has no default export${Object.keys(mod).length ? ` (it exports ${Object.keys(mod).sort().join(", ")})` : ""}`, expected)]);
   let plugin: unknown;
   if (typeof exp === "function") {
     const schema = (exp as { optionsSchema?: OptionsSchema }).optionsSchema;
     let options: unknown = spec.options;
     if (schema) {
       const r = await validateOptions(schema, spec.options ?? {});
-      if (r.issues.length)
-        throw new PluginLoadError(r.issues.map((i) => at(i.message, undefined, `${spec.keyPath}.options${i.path ? `.${i.path}` : ""}`)));
+      if (r.issues.length) throw new PluginLoadError(r.issues.map((i) => at(i.message, undefined, `${spec.keyPath}.options${i.path ? `.${i.path}` : ""}`)));
       options = r.value;
     }
     try {
@@ -244,8 +241,7 @@ export async function loadPlugin(spec: PluginSpec, opts: LoadOptions): Promise<L
     throw new PluginLoadError([at(`plugin "${spec.use}" exports ${describe(exp)}, not a plugin`, expected)]);
   }
   const p = plugin as FledgePlugin;
-  if (typeof p.name !== "string" || !p.name.trim())
-    throw new PluginLoadError([at(`plugin "${spec.use}" has no name`, 'give it one (readonly name = "my-plugin"): it appears in its errors and log lines')]);
+  if (typeof p.name !== "string" || !p.name.trim()) throw new PluginLoadError([at(`plugin "${spec.use}" has no name`, 'give it one (readonly name = "my-plugin"): it appears in its errors and log lines')]);
   return { plugin: p, use: spec.use, ...(file !== undefined ? { file } : {}) };
 }
 

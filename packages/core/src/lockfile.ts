@@ -43,8 +43,7 @@ export async function readLock(path: string): Promise<Lockfile | undefined> {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new FledgeError("FLEDGE_LOCK", (err as Error).message, { cause: err, hint: `${basename(path)} must be a regular file; delete it and run "fledge update"` });
   }
-  const bad = (what: string) =>
-    new FledgeError("FLEDGE_LOCK", `${path}: ${what}`, { hint: `delete ${basename(path)} and run "fledge update" to write a new one` });
+  const bad = (what: string) => new FledgeError("FLEDGE_LOCK", `${path}: ${what}`, { hint: `delete ${basename(path)} and run "fledge update" to write a new one` });
   let data: Record<string, unknown>;
   try {
     data = parseToml(text) as Record<string, unknown>;
@@ -72,10 +71,7 @@ const ORDER = ["source", "scope", "repo", "asset", "version", "tag", "url", "sha
 
 /** The lock as text: tables sorted by name, fields in a fixed order, nothing machine-specific. */
 export function formatLock(lock: Lockfile): string {
-  let out =
-    "# fledge.lock: what the inputs of fledge.toml resolved to. Written by fledge; commit it.\n" +
-    '# Builds reuse these exact bytes; "fledge update" resolves them again.\n' +
-    `version = ${LOCK_VERSION}\n`;
+  let out = "# fledge.lock: what the inputs of fledge.toml resolved to. Written by fledge; commit it.\n" + '# Builds reuse these exact bytes; "fledge update" resolves them again.\n' + `version = ${LOCK_VERSION}\n`;
   for (const key of Object.keys(lock.inputs).sort()) {
     const e = lock.inputs[key]!;
     out += `\n[${/^[A-Za-z0-9_-]+$/.test(key) ? key : q(key)}]\n`;

@@ -42,14 +42,7 @@ export interface ManifestDefaults {
   expected(): readonly { key: ManifestDefaultKey; from: string }[];
 }
 
-export const MANIFEST_DEFAULT_KEYS: readonly ManifestDefaultKey[] = [
-  "workload.entrypoint",
-  "workload.env",
-  "workload.workdir",
-  "workload.base_url",
-  "resources.cpu_cores",
-  "resources.memory_mb",
-];
+export const MANIFEST_DEFAULT_KEYS: readonly ManifestDefaultKey[] = ["workload.entrypoint", "workload.env", "workload.workdir", "workload.base_url", "resources.cpu_cores", "resources.memory_mb"];
 
 /** Placeholders for promised keys, so pre-flight checks manifest.toml as the build will see it. */
 const PLACEHOLDER: { [K in ManifestDefaultKey]: ManifestDefaultValues[K] } = {

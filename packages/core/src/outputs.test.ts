@@ -19,10 +19,7 @@ beforeEach(() => {
   writeFileSync(join(dir, "www", "index.html"), "<h1>hi</h1>\n");
   writeFileSync(join(dir, "init.sh"), "#!/bin/sh\n", { mode: 0o755 });
   writeFileSync(join(dir, "motd.mjs"), 'export default { name: "motd", apply() {} };\n');
-  writeFileSync(
-    join(dir, "fledge.toml"),
-    'version = "1"\nplugins = ["./motd.mjs"]\n[init]\nnone = true\n[source]\nbusybox = false\n[mappings]\n"./init.sh" = "/init"\n"./www" = "/srv/www"\n',
-  );
+  writeFileSync(join(dir, "fledge.toml"), 'version = "1"\nplugins = ["./motd.mjs"]\n[init]\nnone = true\n[source]\nbusybox = false\n[mappings]\n"./init.sh" = "/init"\n"./www" = "/srv/www"\n');
   writeFileSync(join(dir, "manifest.toml"), 'name = "demo"\nversion = "1.0.0"\n[workload]\nentrypoint = "/init"\nbase_url = "http://127.0.0.1:8000"\n');
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -91,9 +88,7 @@ describe("outputs are refused before any work when they would land on something 
     expect(await refused(join(dir, "out.x"), join(dir, "out.x"))).toEqual([`${join(dir, "out.x")}: is also where the artifact goes: every output needs its own path`]);
     writeFileSync(join(dir, "old.cpio.gz"), "previous");
     mkdirSync(join(dir, "m.json"));
-    expect(await refused(join(dir, "old.cpio.gz"), join(dir, "m.json"))).toEqual([
-      `${join(dir, "m.json")}: is a directory; fledge writes its manifest only as a regular file, never through or over anything else`,
-    ]);
+    expect(await refused(join(dir, "old.cpio.gz"), join(dir, "m.json"))).toEqual([`${join(dir, "m.json")}: is a directory; fledge writes its manifest only as a regular file, never through or over anything else`]);
     expect(readFileSync(join(dir, "old.cpio.gz"), "utf8")).toBe("previous");
   });
 });

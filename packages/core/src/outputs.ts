@@ -350,12 +350,7 @@ function inodeOf(p: string): readonly [number, number] | undefined {
 }
 
 /** Why an output at `real` (with inode `ino` when it exists) may not be written because of input `i`. */
-function conflict(
-  real: string,
-  ino: readonly [number, number] | undefined,
-  i: { path: string; what: string; dir: boolean; ino?: [number, number] },
-  label: string,
-): { message: string; hint?: string } | undefined {
+function conflict(real: string, ino: readonly [number, number] | undefined, i: { path: string; what: string; dir: boolean; ino?: [number, number] }, label: string): { message: string; hint?: string } | undefined {
   const same = i.path === real || (!!ino && !!i.ino && i.ino[0] === ino[0] && i.ino[1] === ino[1]);
   if (same && !i.dir) return { message: `is ${i.what}, an input of this build: fledge never writes its ${label} over an input`, hint: "write the output somewhere else" };
   if (i.dir && (same || inside(real, i.path)))

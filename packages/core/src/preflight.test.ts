@@ -13,8 +13,7 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const HEAD = 'version = "1"\n[init]\nnone = true\n[source]\nbusybox = false\n[mappings]\n"./init.sh" = "/init"\n';
-const where = (i: { file: string; keyPath: string; line?: number; column?: number; message: string }) =>
-  `${i.file.replace(dir + "/", "")}:${i.line ?? "-"}:${i.column ?? "-"} ${i.keyPath}: ${i.message}`;
+const where = (i: { file: string; keyPath: string; line?: number; column?: number; message: string }) => `${i.file.replace(dir + "/", "")}:${i.line ?? "-"}:${i.column ?? "-"} ${i.keyPath}: ${i.message}`;
 
 async function check(toml: string, extra: Parameters<typeof preflight>[0] extends infer R ? Partial<R> : never = {}) {
   writeFileSync(join(dir, "fledge.toml"), toml);
@@ -142,10 +141,13 @@ describe("strategies and overlay kinds, checked once the plugins are loaded", ()
         },
       });`,
     );
-    writeFileSync(join(dir, "fledge.toml"), HEAD + 'plugins_placeholder = 1\n'.replace("plugins_placeholder = 1\n", "") + '[[overlay]]\nkind = "zip"\npath = "./a.zip"\nstrip = 1\n');
+    writeFileSync(join(dir, "fledge.toml"), HEAD + "plugins_placeholder = 1\n".replace("plugins_placeholder = 1\n", "") + '[[overlay]]\nkind = "zip"\npath = "./a.zip"\nstrip = 1\n');
     const bad = await preflight({ config: join(dir, "fledge.toml"), output: join(dir, "out", "p.cpio.gz") });
     expect(bad.problems.map(where)).toEqual(['fledge.toml:8:1 overlay[0]: no plugin provides "zip" sources']);
-    writeFileSync(join(dir, "fledge.toml"), HEAD.replace('version = "1"\n', 'version = "1"\nplugins = [{ use = "./zips.mjs", options = { prefix = "p" } }]\n') + '[[overlay]]\nkind = "zip"\npath = "./a.zip"\nstrip = 1\n');
+    writeFileSync(
+      join(dir, "fledge.toml"),
+      HEAD.replace('version = "1"\n', 'version = "1"\nplugins = [{ use = "./zips.mjs", options = { prefix = "p" } }]\n') + '[[overlay]]\nkind = "zip"\npath = "./a.zip"\nstrip = 1\n',
+    );
     const r = await build({ config: join(dir, "fledge.toml"), output: join(dir, "out", "p.cpio.gz") });
     const node = r.tree!.get("/etc/zip-request");
     expect(node?.type === "file" && "data" in node && JSON.parse(Buffer.from(node.data).toString())).toEqual({ path: "./a.zip", strip: 1, prefix: "p" });
@@ -163,7 +165,10 @@ describe("the artifact's default name follows the strategy (no -o)", () => {
     writeFileSync(join(dir, "fledge.toml"), HEAD);
     const init = await preflight({ config: join(dir, "fledge.toml"), outputDir: join(dir, "o") });
     expect(init.builder?.context.options.output).toBe(join(dir, "o", "plugin.cpio.gz"));
-    writeFileSync(join(dir, "listing.mjs"), 'export default { name: "listing", apply(b) { b.hooks.strategy.for("oci_rootfs").tapPromise("listing", async () => undefined); b.hooks.resolveSource.for("image").tapPromise("listing", async () => true); } };');
+    writeFileSync(
+      join(dir, "listing.mjs"),
+      'export default { name: "listing", apply(b) { b.hooks.strategy.for("oci_rootfs").tapPromise("listing", async () => undefined); b.hooks.resolveSource.for("image").tapPromise("listing", async () => true); } };',
+    );
     writeFileSync(join(dir, "fledge.toml"), 'version = "1"\nstrategy = "oci_rootfs"\nplugins = ["./listing.mjs"]\n[source]\nimage = "stand-in"\nbusybox_url = "./init.sh"\n[filesystem]\nsize_buffer_mb = 8\n');
     const disk = await preflight({ config: join(dir, "fledge.toml"), outputDir: join(dir, "o") });
     expect(disk.problems.map(where)).toEqual([]);

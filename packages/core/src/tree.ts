@@ -180,8 +180,7 @@ export class RootfsTree {
       await iter.return?.();
       throw err;
     }
-    if (expected !== undefined && total !== expected)
-      throw new FledgeError("FLEDGE_TRUNCATED", `${p}: the stream gave ${total} bytes, expected ${expected}`);
+    if (expected !== undefined && total !== expected) throw new FledgeError("FLEDGE_TRUNCATED", `${p}: the stream gave ${total} bytes, expected ${expected}`);
     if (spilled) return this.addHostFile(p, spilled, node, total);
     return this.addFile(p, Buffer.concat(chunks), node);
   }

@@ -28,7 +28,10 @@ const log = (s) => process.stderr.write(s + "\n");
 const q = (s) => `'${String(s).replace(/'/g, "'\\''")}'`;
 
 // ---- deterministic reference tree ----------------------------------------------------------
-const WORDS = "the of and to in is for on that with as are be this by from at or an it not which have has config init mount kernel device driver plugin volant fledge busybox agent module static const return if else while struct int char void unsigned long size_t null true false error warning debug http https server client request response buffer stream".split(" ");
+const WORDS =
+  "the of and to in is for on that with as are be this by from at or an it not which have has config init mount kernel device driver plugin volant fledge busybox agent module static const return if else while struct int char void unsigned long size_t null true false error warning debug http https server client request response buffer stream".split(
+    " ",
+  );
 
 function textFile(r, size) {
   const parts = [];
@@ -159,7 +162,15 @@ function benchTree(name, tree) {
       for (const d of readdirSync(dir)) if (d.startsWith("cache-")) rmSync(join(dir, d), { recursive: true, force: true });
     });
   }
-  const table = rows.map((r, i) => ({ label: r.label, fledge: r.fledge, runs: r.runs, wall: median(results[i].map((x) => x.wall)), cpu: median(results[i].map((x) => x.cpu)), rssKb: Math.max(...results[i].map((x) => x.rssKb)), size: results[i][0].size }));
+  const table = rows.map((r, i) => ({
+    label: r.label,
+    fledge: r.fledge,
+    runs: r.runs,
+    wall: median(results[i].map((x) => x.wall)),
+    cpu: median(results[i].map((x) => x.cpu)),
+    rssKb: Math.max(...results[i].map((x) => x.rssKb)),
+    size: results[i][0].size,
+  }));
 
   // Warm rebuild after a one-file change: a cold gzip build fills a cache; files then settle
   // (2 s: the stat cache's racy margin), and before each run one mapped file gets new content.
@@ -179,7 +190,16 @@ function benchTree(name, tree) {
   } finally {
     writeFileSync(victim, original);
   }
-  table.push({ label: "fledge gzip, warm rebuild after a one-file change", fledge: "gzip", warm: true, runs: RUNS, wall: median(warm.map((x) => x.wall)), cpu: median(warm.map((x) => x.cpu)), rssKb: Math.max(...warm.map((x) => x.rssKb)), size: statSync(out("warm.gz")).size });
+  table.push({
+    label: "fledge gzip, warm rebuild after a one-file change",
+    fledge: "gzip",
+    warm: true,
+    runs: RUNS,
+    wall: median(warm.map((x) => x.wall)),
+    cpu: median(warm.map((x) => x.cpu)),
+    rssKb: Math.max(...warm.map((x) => x.rssKb)),
+    size: statSync(out("warm.gz")).size,
+  });
   rmSync(cache, { recursive: true, force: true });
   return table;
 }
@@ -227,13 +247,20 @@ function render(title, table) {
 
 function targets(table) {
   const by = (p) => table.find((r) => r.label.startsWith(p));
-  const gz = by("fledge gzip (level"), pigz = by("bsdtar"), go = by("Go fledge"), zs = by("fledge zstd"), zc = by("find | cpio -o -H newc | zstd"), none = by("fledge none"), plain = by("find | cpio -o -H newc >"), warm = by("fledge gzip, warm");
+  const gz = by("fledge gzip (level"),
+    pigz = by("bsdtar"),
+    go = by("Go fledge"),
+    zs = by("fledge zstd"),
+    zc = by("find | cpio -o -H newc | zstd"),
+    none = by("fledge none"),
+    plain = by("find | cpio -o -H newc >"),
+    warm = by("fledge gzip, warm");
   const yes = (ok) => (ok ? "met" : "**missed**");
   const rss = table.filter((r) => r.fledge);
   const worst = rss.reduce((a, b) => (a.rssKb >= b.rssKb ? a : b));
   return [
     `| gzip wall ≤ bsdtar \\| pigz -6 | ${fmt.s(gz.wall)} vs ${fmt.s(pigz.wall)} (${(gz.wall / pigz.wall).toFixed(2)}x) | ${yes(gz.wall <= pigz.wall)} |`,
-    `| gzip size ≤ gzip -9 + 1% | ${(((gz.size / go.size) - 1) * 100).toFixed(2)}% | ${yes(gz.size <= go.size * 1.01)} |`,
+    `| gzip size ≤ gzip -9 + 1% | ${((gz.size / go.size - 1) * 100).toFixed(2)}% | ${yes(gz.size <= go.size * 1.01)} |`,
     `| zstd ≤ 1.2x cpio \\| zstd -3 -T0 | ${(zs.wall / zc.wall).toFixed(2)}x (${fmt.s(zs.wall)} vs ${fmt.s(zc.wall)}) | ${yes(zs.wall <= 1.2 * zc.wall)} |`,
     `| none ≤ 1.3x cpio > file | ${(none.wall / plain.wall).toFixed(2)}x (${fmt.s(none.wall)} vs ${fmt.s(plain.wall)}) | ${yes(none.wall <= 1.3 * plain.wall)} |`,
     `| warm rebuild ≤ 10% of cold gzip | ${((warm.wall / gz.wall) * 100).toFixed(1)}% (${fmt.s(warm.wall)}) | ${yes(warm.wall <= 0.1 * gz.wall)} |`,
@@ -299,7 +326,11 @@ try {
 
   const cpu = cpus()[0]?.model ?? "unknown CPU";
   out.push(`fledge benchmark — ${started.toISOString().replace(/\.\d+Z$/, "Z")}, ${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${NODE_VERSION}`);
-  out.push(`load average at start ${load0.map((x) => x.toFixed(2)).join(" ")}, at end ${loadavg().map((x) => x.toFixed(2)).join(" ")}; medians of alternating runs (wall, CPU), largest peak RSS (GNU time); every fledge run is \`fledge build\` with an empty --cache-dir unless warm`);
+  out.push(
+    `load average at start ${load0.map((x) => x.toFixed(2)).join(" ")}, at end ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ")}; medians of alternating runs (wall, CPU), largest peak RSS (GNU time); every fledge run is \`fledge build\` with an empty --cache-dir unless warm`,
+  );
   out.push(...head, "");
   for (const t of tables) {
     out.push(...render(`${t.name} tree: ${t.info.files} files, ${fmt.size(t.info.bytes)} (${t.what})`, t.table), "");
@@ -310,7 +341,9 @@ try {
     const worst = big.rows.reduce((a, b) => (a.rssKb >= b.rssKb ? a : b));
     out.push(`peak RSS < 256 MB on the 1 GB tree, every compressor: largest ${worst.label}, ${fmt.mb(worst.rssKb)}: ${worst.rssKb < 256 * 1024 ? "met" : "**missed**"}`, "");
   }
-  out.push(`hello example, \`fledge build\` end to end, cold process (median of ${helloRuns.length}): ${fmt.s(helloWall)}, peak RSS ${fmt.mb(Math.max(...helloRuns.map((x) => x.rssKb)))} — target < 0.3 s: ${helloWall < 0.3 ? "met" : "**missed**"}`);
+  out.push(
+    `hello example, \`fledge build\` end to end, cold process (median of ${helloRuns.length}): ${fmt.s(helloWall)}, peak RSS ${fmt.mb(Math.max(...helloRuns.map((x) => x.rssKb)))} — target < 0.3 s: ${helloWall < 0.3 ? "met" : "**missed**"}`,
+  );
 } finally {
   if (!args.has("--keep")) rmSync(work, { recursive: true, force: true });
   else log(`kept ${work}`);

@@ -27,7 +27,11 @@ async function walk(rel) {
 await walk("");
 const stats = {};
 await pipeline(
-  writeArchive(entries, { mtime: 1704067200, compressor, cacheDir: cacheDir || undefined, level: level ? Number(level) : undefined, workers: process.env.FLEDGE_WORKERS ? Number(process.env.FLEDGE_WORKERS) : undefined }, stats),
+  writeArchive(
+    entries,
+    { mtime: 1704067200, compressor, cacheDir: cacheDir || undefined, level: level ? Number(level) : undefined, workers: process.env.FLEDGE_WORKERS ? Number(process.env.FLEDGE_WORKERS) : undefined },
+    stats,
+  ),
   createWriteStream(out),
 );
 stats.ms = performance.now() - started;

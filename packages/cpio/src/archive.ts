@@ -93,11 +93,9 @@ export function resolveCompressor(c: Compressor | string | undefined): Compresso
 /** The level to use; throws a CpioError when the compressor cannot take it. */
 export function checkLevel(c: Compressor, level: number | undefined): number {
   const l = level ?? c.defaultLevel ?? 0;
-  if (level !== undefined && !c.levels && c.defaultLevel === undefined && level !== 0)
-    throw new CpioError("ELEVEL", `${c.name} has no compression levels (got ${level})`);
+  if (level !== undefined && !c.levels && c.defaultLevel === undefined && level !== 0) throw new CpioError("ELEVEL", `${c.name} has no compression levels (got ${level})`);
   if (!Number.isInteger(l)) throw new CpioError("ELEVEL", `compression level must be an integer, got ${l}`);
-  if (c.levels && (l < c.levels.min || l > c.levels.max))
-    throw new CpioError("ELEVEL", `${c.name} level ${l} is out of range ${c.levels.min}–${c.levels.max}`);
+  if (c.levels && (l < c.levels.min || l > c.levels.max)) throw new CpioError("ELEVEL", `${c.name} level ${l} is out of range ${c.levels.min}–${c.levels.max}`);
   return l;
 }
 
@@ -170,7 +168,11 @@ function readInto(path: string, buf: Buffer, at: number, size: number, entryPath
           if (err) return fail(new CpioError("ENOENT", `cannot read ${path} for ${entryPath}: ${err.message}`, entryPath), fd);
           if (n === 0)
             return fail(
-              new CpioError("ECHANGED", offset === undefined ? `${path} (for ${entryPath}) changed size while it was being archived (${size} → ${got} bytes)` : `${path} (for ${entryPath}) ends before its range ${offset}+${size}`, entryPath),
+              new CpioError(
+                "ECHANGED",
+                offset === undefined ? `${path} (for ${entryPath}) changed size while it was being archived (${size} → ${got} bytes)` : `${path} (for ${entryPath}) ends before its range ${offset}+${size}`,
+                entryPath,
+              ),
               fd,
             );
           got += n;
@@ -308,7 +310,13 @@ export function writeArchive(entries: Iterable<CpioEntry> | AsyncIterable<CpioEn
  * sha256. Unlike `writeArchive`, every chunk is written before the next is made, so buffers are
  * reused instead of handed on: memory stays flat and the bytes are hashed while they are written.
  */
-export async function writeArchiveFile(entries: Iterable<CpioEntry> | AsyncIterable<CpioEntry>, opts: ArchiveOptions, path: string, stats?: ArchiveStats, flags: "w" | "wx" = "w"): Promise<{ size: number; sha256: string }> {
+export async function writeArchiveFile(
+  entries: Iterable<CpioEntry> | AsyncIterable<CpioEntry>,
+  opts: ArchiveOptions,
+  path: string,
+  stats?: ArchiveStats,
+  flags: "w" | "wx" = "w",
+): Promise<{ size: number; sha256: string }> {
   // "wx": fail if the file exists (a staged output that must be new).
   const fh = await open(path, flags);
   const hash = createHash("sha256");

@@ -184,7 +184,12 @@ export class SegmentCache {
     }
     const bad =
       this.#checkHeader(key, buf.subarray(0, SEGMENT_FILE_HEADER), buf.length) ??
-      (createHash("sha256").update(buf.subarray(SEGMENT_FILE_HEADER)).digest().equals(buf.subarray(OFF_HASH, OFF_HASH + 32)) ? undefined : "payload does not match its sha256");
+      (createHash("sha256")
+        .update(buf.subarray(SEGMENT_FILE_HEADER))
+        .digest()
+        .equals(buf.subarray(OFF_HASH, OFF_HASH + 32))
+        ? undefined
+        : "payload does not match its sha256");
     if (bad) {
       if (pooled) release?.(buf);
       await this.#reject(key, bad);

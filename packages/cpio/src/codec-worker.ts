@@ -55,4 +55,3 @@ parentPort!.on("message", async (msg: WorkerRequest) => {
     parentPort!.postMessage({ id: msg.id, ok: false, error: { message: e.message, code: e.code, path: e.path, name: e.name } });
   }
 });
-

@@ -98,7 +98,9 @@ describe("gzip (libdeflate, WebAssembly)", () => {
   });
 
   it("the codec id names the committed module's sha256 (so the segment cache key changes with it)", () => {
-    const sha = createHash("sha256").update(readFileSync(new URL("../wasm/deflate.wasm", import.meta.url))).digest("hex");
+    const sha = createHash("sha256")
+      .update(readFileSync(new URL("../wasm/deflate.wasm", import.meta.url)))
+      .digest("hex");
     expect(sha.startsWith(WASM_SHA256.deflate)).toBe(true);
     expect(codecs.gzip!.id).toContain(WASM_SHA256.deflate);
   });

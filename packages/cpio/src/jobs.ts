@@ -91,8 +91,7 @@ export async function runFileJob(codec: JobCodec, job: FileJob): Promise<FileJob
       for await (const c of source()) parts.push(c);
       await write(await codec.compress(Buffer.concat(parts), job.level));
     }
-    if (inHash && inHash.digest("hex") !== job.expect)
-      throw new CpioError("ECHANGED", `${job.file} (for ${job.entryPath}) changed while it was being archived`, job.entryPath);
+    if (inHash && inHash.digest("hex") !== job.expect) throw new CpioError("ECHANGED", `${job.file} (for ${job.entryPath}) changed while it was being archived`, job.entryPath);
   } finally {
     await fh.close();
   }

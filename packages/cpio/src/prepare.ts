@@ -4,11 +4,7 @@ import { TYPE_BITS, type CpioEntry, type CpioEntryType } from "./entry.js";
 import { MAX_U32, NAME_MAX_BYTES } from "./newc.js";
 
 /** Where a regular file's bytes come from. */
-export type DataSource =
-  | { kind: "none" }
-  | { kind: "bytes"; data: Uint8Array }
-  | { kind: "file"; path: string; offset?: number }
-  | { kind: "stream"; open: () => AsyncIterable<Uint8Array> };
+export type DataSource = { kind: "none" } | { kind: "bytes"; data: Uint8Array } | { kind: "file"; path: string; offset?: number } | { kind: "stream"; open: () => AsyncIterable<Uint8Array> };
 
 /** An entry ready to serialise: validated, sorted, inode and link count assigned. */
 export interface PreparedEntry {
@@ -59,8 +55,7 @@ export function validateEntry(e: CpioEntry): void {
   if (bytes > NAME_MAX_BYTES) throw new CpioError("ENAMETOOLONG", `path is ${bytes} bytes; the kernel reads names of at most ${NAME_MAX_BYTES} bytes: ${p.slice(0, 80)}…`, p);
   if (!(e.type in TYPE_BITS)) throw new CpioError("ETYPE", `unknown entry type ${JSON.stringify(e.type)} for ${p}`, p);
   if (!Number.isInteger(e.mode) || e.mode < 0 || e.mode > 0o7777) throw new CpioError("EMODE", `mode ${e.mode} of ${p} is not a permission value 0–07777`, p);
-  if (e.mtime !== undefined && (!Number.isInteger(e.mtime) || e.mtime < 0 || e.mtime > MAX_U32))
-    throw new CpioError("EMTIME", `mtime ${e.mtime} of ${p} does not fit newc's 32-bit field (1970–2106)`, p);
+  if (e.mtime !== undefined && (!Number.isInteger(e.mtime) || e.mtime < 0 || e.mtime > MAX_U32)) throw new CpioError("EMTIME", `mtime ${e.mtime} of ${p} does not fit newc's 32-bit field (1970–2106)`, p);
   if (e.offset !== undefined) {
     if (e.file === undefined) throw new CpioError("EDATA", `${p} has an offset but no host file`, p);
     if (e.size === undefined) throw new CpioError("EDATA", `${p} is a range of ${e.file} (offset ${e.offset}), so its size must be given`, p);
@@ -80,8 +75,7 @@ export function validateEntry(e: CpioEntry): void {
     if (!e.target) throw new CpioError("EDATA", `symlink ${p} has no target`, p);
     if (e.target.includes("\0")) throw new CpioError("EDATA", `symlink ${p} has a NUL byte in its target`, p);
   }
-  if ((e.type === "char" || e.type === "block") && (e.major === undefined || e.minor === undefined))
-    throw new CpioError("EDATA", `${e.type} device ${p} needs major and minor numbers`, p);
+  if ((e.type === "char" || e.type === "block") && (e.major === undefined || e.minor === undefined)) throw new CpioError("EDATA", `${e.type} device ${p} needs major and minor numbers`, p);
   const size = e.data?.length ?? e.size ?? 0;
   if (size > MAX_U32) throw new CpioError("E2BIG", `${p} is ${size} bytes; newc cannot store files of 4 GiB or more`, p);
 }

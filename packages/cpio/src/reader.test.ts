@@ -38,13 +38,14 @@ describe("reader", () => {
 
   it("reads concatenated members as the kernel does: raw newc, then gzip, zstd, xz and lz4 members, zero padding between", async () => {
     const parts: Buffer[] = [await raw([{ path: "early/microcode", type: "file", mode: 0o644, data: Buffer.from("ucode") }]), Buffer.alloc(512)];
-    for (const c of ["gzip", "zstd", "xz", "lz4"]) parts.push(await archiveToBuffer([{ path: `${c}/file`, type: "file", mode: 0o644, data: Buffer.from(c) }], { mtime: MTIME, compressor: c, workers: 0 }), Buffer.alloc(4));
+    for (const c of ["gzip", "zstd", "xz", "lz4"])
+      parts.push(await archiveToBuffer([{ path: `${c}/file`, type: "file", mode: 0o644, data: Buffer.from(c) }], { mtime: MTIME, compressor: c, workers: 0 }), Buffer.alloc(4));
     const { entries, members } = await readArchive(Buffer.concat(parts));
     expect(members.map((m) => m.kind)).toEqual(["cpio", "gzip", "zstd", "xz", "lz4"]);
     expect(entries.filter((e) => e.type === "file").map((e) => e.path)).toEqual(["early/microcode", "gzip/file", "zstd/file", "xz/file", "lz4/file"]);
   });
 
-  it("refuses a compressed member that ends inside an entry (the kernel's \"junk at the end\")", async () => {
+  it('refuses a compressed member that ends inside an entry (the kernel\'s "junk at the end")', async () => {
     const whole = await raw([{ path: "f", type: "file", mode: 0o644, data: Buffer.alloc(1000, 7) }]);
     const split = Buffer.concat([gzipSync(whole.subarray(0, 200)), gzipSync(whole.subarray(200))]);
     await expect(readArchive(split)).rejects.toThrow(/ends inside an entry/);
@@ -70,7 +71,9 @@ describe("reader", () => {
     const r = rng(42);
     const bases: Buffer[] = [];
     for (const c of ["none", "gzip", "zstd", "xz", "lz4"]) {
-      bases.push(await archiveToBuffer(randomTree(100 + c.length, 12), { mtime: MTIME, compressor: c, workers: 0, format: c === "none" ? "crc" : "newc", level: c === "xz" ? 0 : undefined, segment: { min: 256, max: 1024 } }));
+      bases.push(
+        await archiveToBuffer(randomTree(100 + c.length, 12), { mtime: MTIME, compressor: c, workers: 0, format: c === "none" ? "crc" : "newc", level: c === "xz" ? 0 : undefined, segment: { min: 256, max: 1024 } }),
+      );
     }
     let rounds = 0;
     let errors = 0;
@@ -131,14 +134,26 @@ describe("scanArchive (streaming, issue 11)", () => {
     const sha = createHash("sha256").update(big).digest("hex");
     const dir = await mkdtemp(join(tmpdir(), "scan-"));
     for (const c of ["gzip", "xz", "lz4", "none"]) {
-      const buf = await archiveToBuffer([{ path: "big", type: "file", mode: 0o644, data: big }, { path: "link", type: "symlink", mode: 0o777, target: "big" }], { mtime: MTIME, compressor: c, workers: 0 });
+      const buf = await archiveToBuffer(
+        [
+          { path: "big", type: "file", mode: 0o644, data: big },
+          { path: "link", type: "symlink", mode: 0o777, target: "big" },
+        ],
+        { mtime: MTIME, compressor: c, workers: 0 },
+      );
       const file = join(dir, `a.${c}`);
       await writeFile(file, buf);
       const fh = await open(file, "r");
       try {
         const seen: ReadEntry[] = [];
         const res = await scanArchive(fh, { onEntry: (e) => void seen.push(e) });
-        expect(seen.map((e) => [e.path, e.sha256 ?? e.target, e.data]), c).toEqual([["big", sha, undefined], ["link", "big", undefined]]);
+        expect(
+          seen.map((e) => [e.path, e.sha256 ?? e.target, e.data]),
+          c,
+        ).toEqual([
+          ["big", sha, undefined],
+          ["link", "big", undefined],
+        ]);
         expect(res.entries).toBe(2);
         expect(res.uncompressedSize).toBeGreaterThan(big.length);
         await expect(scanArchive(fh, { maxOutput: 8 << 20 }), c).rejects.toMatchObject({ code: "FLEDGE_TOOBIG" });

@@ -325,8 +325,7 @@ class NewcParser {
     const e = this.cur;
     if (!e) return;
     const check = this.fields[12]!;
-    if (e.format === "crc" && e.type === "file" && this.sum !== check)
-      throw new CpioError("ECHECKSUM", `${e.path}: data checksum ${this.sum.toString(16)} does not match the header's ${check.toString(16)}`);
+    if (e.format === "crc" && e.type === "file" && this.sum !== check) throw new CpioError("ECHECKSUM", `${e.path}: data checksum ${this.sum.toString(16)} does not match the header's ${check.toString(16)}`);
     if (this.hash) e.sha256 = this.hash.digest("hex");
     const data = this.keep ? Buffer.concat(this.chunks) : undefined;
     if (e.type === "symlink") e.target = data!.toString("utf8");
@@ -401,7 +400,8 @@ async function gunzipMember(src: ByteSource, start: number, sink: Sink): Promise
     }
   }
   if (flags & 2) p += 2;
-  if (p >= head.length) throw new CpioError(head.length < 64 * 1024 ? "ETRUNC" : "ECORRUPT", `gzip member at offset ${start} is ${head.length < 64 * 1024 ? "truncated (header)" : "corrupt: its header is longer than 64 KiB"}`);
+  if (p >= head.length)
+    throw new CpioError(head.length < 64 * 1024 ? "ETRUNC" : "ECORRUPT", `gzip member at offset ${start} is ${head.length < 64 * 1024 ? "truncated (header)" : "corrupt: its header is longer than 64 KiB"}`);
   // Fast path, for members like fledge's own segments: the whole member in one small window,
   // decoded in one call. Anything larger (or cut by the window) is streamed below.
   const win = await src.read(start + p, FAST_IN);
@@ -537,7 +537,7 @@ async function unxzMember(src: ByteSource, start: number, sink: Sink): Promise<n
     const win = await src.read(base, CHUNK + 12);
     for (let i = 0; i + 12 <= win.length && i < CHUNK; i += 4) {
       if (win[i + 10] !== 0x59 || win[i + 11] !== 0x5a || win[i + 8] !== flags0 || win[i + 9] !== flags1) continue;
-      if ((crc32(win.subarray(i + 4, i + 10)) >>> 0) !== le32(win, i)) continue;
+      if (crc32(win.subarray(i + 4, i + 10)) >>> 0 !== le32(win, i)) continue;
       end = base + i + 12;
       break;
     }

@@ -94,23 +94,27 @@ describe("reproducible bytes", () => {
     }
   }, 180000);
 
-  it.skipIf(!linuxX64 && !process.env.FLEDGE_NODE22)("Node 20 and Node 22 produce identical artifacts (gzip, zstd, xz, lz4, none) — needs linux-x64 or FLEDGE_NODE22", () => {
-    if (!existsSync(node22)) throw new Error(`no Node 22 at ${node22}: run \`bash scripts/install-node22.sh\` (npm test does it first)`);
-    // runtime warnings (e.g. NO_COLOR vs FORCE_COLOR from the caller's env) are not output of the script
-    const a = run(hostNode(), ["--no-warnings", script, "2"]);
-    const b = run(node22, ["--no-warnings", script, "1"]);
-    expect(a.stderr).toBe("");
-    expect(b.stderr).toBe("");
-    const ra = JSON.parse(a.stdout.toString());
-    const rb = JSON.parse(b.stdout.toString());
-    // CI's Node is 20; whatever the host's is, it must be another major than the 22 it is compared with.
-    expect(ra.node.split(".")[0]).not.toBe(rb.node.split(".")[0]);
-    expect(rb.node).toMatch(/^v22\./);
-    const { node: _a, ...ha } = ra;
-    const { node: _b, ...hb } = rb;
-    expect(Object.keys(ha)).toHaveLength(5);
-    expect(ha).toEqual(hb);
-  }, 60000);
+  it.skipIf(!linuxX64 && !process.env.FLEDGE_NODE22)(
+    "Node 20 and Node 22 produce identical artifacts (gzip, zstd, xz, lz4, none) — needs linux-x64 or FLEDGE_NODE22",
+    () => {
+      if (!existsSync(node22)) throw new Error(`no Node 22 at ${node22}: run \`bash scripts/install-node22.sh\` (npm test does it first)`);
+      // runtime warnings (e.g. NO_COLOR vs FORCE_COLOR from the caller's env) are not output of the script
+      const a = run(hostNode(), ["--no-warnings", script, "2"]);
+      const b = run(node22, ["--no-warnings", script, "1"]);
+      expect(a.stderr).toBe("");
+      expect(b.stderr).toBe("");
+      const ra = JSON.parse(a.stdout.toString());
+      const rb = JSON.parse(b.stdout.toString());
+      // CI's Node is 20; whatever the host's is, it must be another major than the 22 it is compared with.
+      expect(ra.node.split(".")[0]).not.toBe(rb.node.split(".")[0]);
+      expect(rb.node).toMatch(/^v22\./);
+      const { node: _a, ...ha } = ra;
+      const { node: _b, ...hb } = rb;
+      expect(Object.keys(ha)).toHaveLength(5);
+      expect(ha).toEqual(hb);
+    },
+    60000,
+  );
 
   it("a multi-member gzip artifact reads as one archive with gzip -dc | cpio -t and with bsdtar -tf", async () => {
     const tree = randomTree(3, 300, { devices: true });
@@ -129,7 +133,11 @@ describe("reproducible bytes", () => {
   it("xz members use --check=crc32 and zstd/xz/lz4 artifacts decode with the standard tools", async () => {
     const tree = randomTree(8, 200, { devices: true });
     const listing = (await readArchive(await archiveToBuffer(tree, { mtime: MTIME, compressor: "none", workers: 0 }))).entries.map((e) => e.path).sort();
-    for (const [c, tool] of [["zstd", "zstd -dc"], ["xz", "xz -dc"], ["lz4", "lz4 -dc"]] as const) {
+    for (const [c, tool] of [
+      ["zstd", "zstd -dc"],
+      ["xz", "xz -dc"],
+      ["lz4", "lz4 -dc"],
+    ] as const) {
       const buf = await archiveToBuffer(tree, { mtime: MTIME, compressor: c, workers: 2, segment: { min: 2048, max: 8192 } });
       const r = run("sh", ["-c", `${tool} | cpio -t --quiet`], { input: buf });
       expect(r.status).toBe(0);

@@ -68,11 +68,12 @@ describe("reproducible rebuild of the modules from their pinned sources", () => 
       tmps.push(copy);
       cpSync(join(pkgDir, "wasm-src"), join(copy, "wasm-src"), { recursive: true });
       const sources = join(pkgDir, "..", "..", ".cache", "wasm-src");
-      const build = (script: string, out: string, env: Record<string, string>) =>
-        execFileSync("sh", [script, "--out", out], { stdio: "pipe", env: { ...process.env, FLEDGE_WASM_SOURCES: sources, ...env } });
+      const build = (script: string, out: string, env: Record<string, string>) => execFileSync("sh", [script, "--out", out], { stdio: "pipe", env: { ...process.env, FLEDGE_WASM_SOURCES: sources, ...env } });
       const outA = join(copy, "out");
       build(join(copy, "wasm-src", "build.sh"), outA, { TZ: "Pacific/Kiritimati", LC_ALL: "C.UTF-8" });
-      const built = readdirSync(outA).filter((f) => f.endsWith(".wasm")).sort();
+      const built = readdirSync(outA)
+        .filter((f) => f.endsWith(".wasm"))
+        .sort();
       expect(built).toEqual(MODULES.map((m) => `${m}.wasm`).sort());
       const same = MODULES.every((m) => {
         const info = buildInfo(m);

@@ -47,10 +47,7 @@ export function loadWasm(name: WasmName): Uint8Array {
     try {
       return new Uint8Array(sea.getAsset(seaAssetKey(name)));
     } catch (err) {
-      throw new CpioError(
-        "EWASM",
-        `this single executable has no asset "${seaAssetKey(name)}" (${(err as Error).message}); add it to sea-config.json's "assets" (packages/cpio/wasm/${name})`,
-      );
+      throw new CpioError("EWASM", `this single executable has no asset "${seaAssetKey(name)}" (${(err as Error).message}); add it to sea-config.json's "assets" (packages/cpio/wasm/${name})`);
     }
   }
   const url = new URL(`../wasm/${name}`, import.meta.url);

@@ -128,7 +128,16 @@ describe("newc writer", () => {
     expect(Buffer.byteLength(long)).toBe(4095);
     const buf = await collect([
       { path: long, type: "dir", mode: 0o755 },
-      { path: "s", type: "file", mode: 0o644, size: 6, stream: async function* () { yield Buffer.from("abc"); yield Buffer.from("def"); } },
+      {
+        path: "s",
+        type: "file",
+        mode: 0o644,
+        size: 6,
+        stream: async function* () {
+          yield Buffer.from("abc");
+          yield Buffer.from("def");
+        },
+      },
     ]);
     const { entries } = await readArchive(buf);
     expect(entries.find((e) => e.path === long)).toBeTruthy();
@@ -136,7 +145,22 @@ describe("newc writer", () => {
   });
 
   it("fails a stream that gives fewer bytes than declared", async () => {
-    await expect(archiveToBuffer([{ path: "s", type: "file", mode: 0o644, size: 10, stream: async function* () { yield Buffer.from("abc"); } }], { mtime: MTIME, compressor: "none", workers: 0 })).rejects.toThrow(/gave 3 bytes, 10 were declared/);
+    await expect(
+      archiveToBuffer(
+        [
+          {
+            path: "s",
+            type: "file",
+            mode: 0o644,
+            size: 10,
+            stream: async function* () {
+              yield Buffer.from("abc");
+            },
+          },
+        ],
+        { mtime: MTIME, compressor: "none", workers: 0 },
+      ),
+    ).rejects.toThrow(/gave 3 bytes, 10 were declared/);
   });
 
   it("fails a host file that is shorter or longer than when it was listed, in a segment or on its own", async () => {
@@ -148,9 +172,21 @@ describe("newc writer", () => {
         for (const max of [1 << 20, 100]) {
           const opts = { mtime: MTIME, compressor: "zstd", workers, segment: { min: 64, max } };
           // Small files are read into their segment, larger ones compressed from disk: both check the size.
-          const grew = archiveToBuffer([{ path: "f", type: "file", mode: 0o644, file, size: 8 }, { path: "g", type: "file", mode: 0o644, data: Buffer.alloc(300) }], opts);
+          const grew = archiveToBuffer(
+            [
+              { path: "f", type: "file", mode: 0o644, file, size: 8 },
+              { path: "g", type: "file", mode: 0o644, data: Buffer.alloc(300) },
+            ],
+            opts,
+          );
           await expect(grew).rejects.toMatchObject({ code: "FLEDGE_CHANGED" });
-          const shrank = archiveToBuffer([{ path: "f", type: "file", mode: 0o644, file, size: 12 }, { path: "g", type: "file", mode: 0o644, data: Buffer.alloc(300) }], opts);
+          const shrank = archiveToBuffer(
+            [
+              { path: "f", type: "file", mode: 0o644, file, size: 12 },
+              { path: "g", type: "file", mode: 0o644, data: Buffer.alloc(300) },
+            ],
+            opts,
+          );
           await expect(shrank).rejects.toMatchObject({ code: "FLEDGE_CHANGED" });
         }
       }

@@ -35,7 +35,11 @@ export async function* fileChunks(path: string, size: number, entryPath: string,
       const buf = into ? into.subarray(0, Math.min(into.length, size - pos)) : Buffer.allocUnsafe(Math.min(chunk, size - pos));
       const { bytesRead } = await fh.read(buf, 0, buf.length, (offset ?? 0) + pos);
       if (bytesRead === 0)
-        throw new CpioError("ECHANGED", offset === undefined ? `${path} (for ${entryPath}) shrank while it was being archived (expected ${size} bytes)` : `${path} (for ${entryPath}) ends before its range ${offset}+${size}`, entryPath);
+        throw new CpioError(
+          "ECHANGED",
+          offset === undefined ? `${path} (for ${entryPath}) shrank while it was being archived (expected ${size} bytes)` : `${path} (for ${entryPath}) ends before its range ${offset}+${size}`,
+          entryPath,
+        );
       pos += bytesRead;
       yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
     }

@@ -230,7 +230,16 @@ export class ZstdDecompressStream extends Transform {
     try {
       const x = e();
       // Output still held back when the last call filled the output buffer.
-      pump(x.memory, this.#b, 0, false, () => x.zstd_dstream(this.#d, this.#b.in, 0, this.#b.out, this.#b.outSize, this.#b.pos), () => false, (c) => this.push(c), "zstd");
+      pump(
+        x.memory,
+        this.#b,
+        0,
+        false,
+        () => x.zstd_dstream(this.#d, this.#b.in, 0, this.#b.out, this.#b.outSize, this.#b.pos),
+        () => false,
+        (c) => this.push(c),
+        "zstd",
+      );
     } catch (err) {
       this.#free();
       cb(err as Error);

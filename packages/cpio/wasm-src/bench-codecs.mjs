@@ -76,27 +76,47 @@ if (only.has("gzip")) {
   const gz9 = timeCli("gzip", ["-9", "-n", "-c"]);
   const base = gz9.size;
   for (const l of [6, 9]) row(`gzip -${l} (CLI, whole file)`, l === 9 ? gz9 : timeCli("gzip", [`-${l}`, "-n", "-c"]));
-  for (const l of [4, 5, 6, 7, 9]) row(`fledge gzip -${l} (libdeflate, wasm)`, timeJs((s) => c("gzip").compress(s, l)));
-  row("Node zlib -6 (gzipSync)", timeJs((s) => zlib.gzipSync(s, { level: 6 })));
+  for (const l of [4, 5, 6, 7, 9])
+    row(
+      `fledge gzip -${l} (libdeflate, wasm)`,
+      timeJs((s) => c("gzip").compress(s, l)),
+    );
+  row(
+    "Node zlib -6 (gzipSync)",
+    timeJs((s) => zlib.gzipSync(s, { level: 6 })),
+  );
   const pakoDir = opt("--pako");
   if (pakoDir) {
     const pako = createRequire(`${pakoDir}/`)("pako");
-    row("pako 2.1.0 -6", timeJs((s) => pako.gzip(s, { level: 6 })));
+    row(
+      "pako 2.1.0 -6",
+      timeJs((s) => pako.gzip(s, { level: 6 })),
+    );
   }
   for (const r of rows) r.vs = `${(((r.size - base) / base) * 100).toFixed(2)}% vs gzip -9`;
 }
 if (only.has("zstd")) {
   row("zstd -3 (CLI, single thread)", timeCli("zstd", ["-3", "-T1", "-c", "-q"]));
-  row("fledge zstd -3 (wasm)", timeJs((s) => c("zstd").compress(s, 3)));
+  row(
+    "fledge zstd -3 (wasm)",
+    timeJs((s) => c("zstd").compress(s, 3)),
+  );
 }
 if (only.has("xz")) {
   row("xz -6 --check=crc32 (CLI, single thread)", timeCli("xz", ["-6", "-T1", "--check=crc32", "-c"]));
-  row("fledge xz -6 (wasm)", timeJs((s) => c("xz").compress(s, 6)));
+  row(
+    "fledge xz -6 (wasm)",
+    timeJs((s) => c("xz").compress(s, 6)),
+  );
 }
 
 const cpu = cpus()[0]?.model ?? "unknown CPU";
 console.log(`codec throughput, one core — ${new Date().toISOString().slice(0, 16)}Z, ${cpu}, Node ${process.version}`);
-console.log(`input: ${file}, ${(data.length / 1e6).toFixed(1)} MB; fledge/Node/pako in 2 MiB members, CLIs on the whole file; medians of ${RUNS}; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+console.log(
+  `input: ${file}, ${(data.length / 1e6).toFixed(1)} MB; fledge/Node/pako in 2 MiB members, CLIs on the whole file; medians of ${RUNS}; load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" ")}`,
+);
 console.log("");
 console.log("| codec | CPU time | MB/s per core (CPU) | wall time | size | |");
 console.log("| --- | ---: | ---: | ---: | ---: | --- |");

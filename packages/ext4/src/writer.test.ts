@@ -54,10 +54,16 @@ function sample(): Ext4Entry[] {
     { path: "usr/bin/su", type: "file", mode: 0o4755, data: Buffer.from("#!/bin/sh\n") },
     { path: "home/big-ids", type: "file", mode: 0o600, data: Buffer.from("x"), uid: 100000, gid: 200000 },
     { path: "empty", type: "file", mode: 0o644, data: new Uint8Array(0) },
-    { path: "streamed", type: "file", mode: 0o644, size: 10, stream: async function* () {
-      yield Buffer.from("01234");
-      yield Buffer.from("56789");
-    } },
+    {
+      path: "streamed",
+      type: "file",
+      mode: 0o644,
+      size: 10,
+      stream: async function* () {
+        yield Buffer.from("01234");
+        yield Buffer.from("56789");
+      },
+    },
   ];
 }
 
@@ -144,7 +150,11 @@ describe("writeExt4", () => {
     expect(debugfs(out, "stat /frag")).toMatch(/\(ETB0\)/);
     expect(dumpFile(out, "/frag").equals(Buffer.alloc(400 * 4096 + 5, 1))).toBe(true);
     expect(execFileSync("/usr/sbin/dumpe2fs", [out], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })).toContain("Backup superblock at 32768, Group descriptors at 32769-32769");
-    expect(debugfs(out, "ls /d3").split(/\s+/).filter((s) => s.startsWith("file-")).length).toBe(286); // i % 7 === 3 for i < 2000
+    expect(
+      debugfs(out, "ls /d3")
+        .split(/\s+/)
+        .filter((s) => s.startsWith("file-")).length,
+    ).toBe(286); // i % 7 === 3 for i < 2000
   }, 60_000);
 
   it("creates missing parents, and refuses what ext4 cannot hold, naming the entry", async () => {
@@ -158,8 +168,22 @@ describe("writeExt4", () => {
       expect(err.code).toBe(code);
       expect(err.message).toMatch(msg);
     };
-    await bad([{ path: "x", type: "file", mode: 0o644, data: Buffer.from("") }, { path: "/x/", type: "dir", mode: 0o755 }], "EDUP", /same path: \/x/);
-    await bad([{ path: "f", type: "file", mode: 0o644, data: Buffer.from("") }, { path: "f/g", type: "file", mode: 0o644, data: Buffer.from("") }], "ENOTDIR", /\/f is a file/);
+    await bad(
+      [
+        { path: "x", type: "file", mode: 0o644, data: Buffer.from("") },
+        { path: "/x/", type: "dir", mode: 0o755 },
+      ],
+      "EDUP",
+      /same path: \/x/,
+    );
+    await bad(
+      [
+        { path: "f", type: "file", mode: 0o644, data: Buffer.from("") },
+        { path: "f/g", type: "file", mode: 0o644, data: Buffer.from("") },
+      ],
+      "ENOTDIR",
+      /\/f is a file/,
+    );
     await bad([{ path: "n".repeat(256), type: "dir", mode: 0o755 }], "ENAMETOOLONG", /256 bytes/);
     await bad([{ path: "a/../b", type: "dir", mode: 0o755 }], "EPATH", /"\." or "\.\."/);
     await bad([{ path: "lost+found", type: "file", mode: 0o644, data: Buffer.from("") }], "ETYPE", /lost\+found must be a directory/);

@@ -1037,4 +1037,3 @@ function journalSuperblock(blocks: number, uuid: Buffer): Buffer {
   j.writeUInt32BE(1, 0x40); // one user: this filesystem
   return j;
 }
-

@@ -16,10 +16,16 @@ const tmp = mkdtempSync(join(tmpdir(), "fledge-hit-bench-"));
 const big = join(tmp, "big.bin");
 writeFileSync(big, randomBytes(64 << 20));
 const med = (a) => a.sort((x, y) => x - y)[Math.floor(a.length / 2)];
-for (const [name, file] of [["busybox 1.9 MiB", "/bin/busybox"], ["64 MiB", big]]) {
+for (const [name, file] of [
+  ["busybox 1.9 MiB", "/bin/busybox"],
+  ["64 MiB", big],
+]) {
   const sha = createHash("sha256").update(readFileSync(file)).digest("hex");
   const res = {};
-  for (const [label, F] of [["baseline", Old], ["now", New]]) {
+  for (const [label, F] of [
+    ["baseline", Old],
+    ["now", New],
+  ]) {
     const f = new F({ cacheDir: join(tmp, label), env: {} });
     await f.cache.add(file);
     const t = [];

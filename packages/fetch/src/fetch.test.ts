@@ -186,7 +186,8 @@ describe("Fetcher.fetch over HTTP", () => {
   it("a body that stalls mid-way times out and the retry starts over", async () => {
     srv.route("/stall", (_req, res, hit) => {
       res.setHeader("content-length", BUSYBOX.length);
-      if (hit === 1) res.write(BUSYBOX.subarray(0, 1000)); // then nothing
+      if (hit === 1)
+        res.write(BUSYBOX.subarray(0, 1000)); // then nothing
       else res.end(BUSYBOX);
     });
     const got = await fetcher().fetch({ url: `${srv.url}/stall`, sha256: SHA });
@@ -443,9 +444,7 @@ describe("mirrors", () => {
 
 describe("concurrency", () => {
   it("several fetchers sharing a cache download the same input at once safely", async () => {
-    const results = await Promise.all(
-      Array.from({ length: 6 }, (_, i) => fetcher().fetch({ url: `${srv.url}/busybox`, sha256: i % 2 ? SHA : undefined, label: `busybox ${i}` })),
-    );
+    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => fetcher().fetch({ url: `${srv.url}/busybox`, sha256: i % 2 ? SHA : undefined, label: `busybox ${i}` })));
     for (const r of results) {
       expect(r.sha256).toBe(SHA);
       expect((await readFile(r.path)).equals(BUSYBOX)).toBe(true);

@@ -235,9 +235,14 @@ export class Fetcher {
       const what = v.reason === "mismatch" ? `holds content with sha256 ${v.actual} (${v.size} bytes)` : v.reason === "missing" ? "vanished" : "is not a regular file";
       if (v.reason !== "missing") await this.cache.evict(sha256);
       if (this.offline && v.reason !== "missing")
-        throw new FetchError("ECACHE", url, `${label}: cache entry ${path} is damaged: it ${what}\n  expected ${sha256}\n  actual   ${v.actual ?? "(not a file)"}\nthe entry was removed; the network is off (--offline), so it cannot be fetched again`, {
-          hint: `run once with the network, or seed the cache with the right file: fledge cache add <file>`,
-        });
+        throw new FetchError(
+          "ECACHE",
+          url,
+          `${label}: cache entry ${path} is damaged: it ${what}\n  expected ${sha256}\n  actual   ${v.actual ?? "(not a file)"}\nthe entry was removed; the network is off (--offline), so it cannot be fetched again`,
+          {
+            hint: `run once with the network, or seed the cache with the right file: fledge cache add <file>`,
+          },
+        );
       this.log("warn", `${label}: cache entry ${path} ${what}, expected sha256 ${sha256}; removed it and fetching again`);
       return undefined;
     }

@@ -84,9 +84,7 @@ describe("resolveGitHubRelease", () => {
   });
 
   it("names a missing asset and a missing tag", async () => {
-    expect((await failure(resolveGitHubRelease(f, { version: "v0.5.0-noasset" }))).message).toBe(
-      'kestrel: release v0.5.0-noasset of volantvm/volant has no asset named "kestrel" (it has: volar)',
-    );
+    expect((await failure(resolveGitHubRelease(f, { version: "v0.5.0-noasset" }))).message).toBe('kestrel: release v0.5.0-noasset of volantvm/volant has no asset named "kestrel" (it has: volar)');
     const e = await failure(resolveGitHubRelease(f, { version: "v9.9.9" }));
     expect(e.code).toBe("FLEDGE_RELEASE");
     expect(e.message).toBe(`kestrel: release v9.9.9 of volantvm/volant not found (${gh.api}/repos/volantvm/volant/releases/tags/v9.9.9 answered 404)`);

@@ -92,7 +92,7 @@ export async function resolveGitHubRelease(fetcher: Fetcher, req: ReleaseRequest
     const sha = parseChecksums(sumsText).get(assetName);
     if (!sha)
       throw new FetchError("FLEDGE_RELEASE", sums.browser_download_url, `${label}: ${checksumsName} of ${repo} ${tag} has no line for "${assetName}", so it cannot be verified`, {
-        hint: "report it to the release's maintainers, or pin the agent with source_strategy = \"http\" and a checksum",
+        hint: 'report it to the release\'s maintainers, or pin the agent with source_strategy = "http" and a checksum',
       });
     out.sha256 = sha;
     out.checksumsUrl = sums.browser_download_url;

@@ -56,8 +56,7 @@ export const HTTP_ENV = {
 export function parseDuration(value: string, name: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$/i.exec(value);
   const n = m ? Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[(m[2] ?? "s").toLowerCase()] ?? 1000) : NaN;
-  if (!Number.isFinite(n) || n <= 0)
-    throw new FetchError("EINPUT", "", `${name}=${value} is not a duration`, { hint: `write it as 90s, 15m, 1h or 500ms (a bare number is seconds)` });
+  if (!Number.isFinite(n) || n <= 0) throw new FetchError("EINPUT", "", `${name}=${value} is not a duration`, { hint: `write it as 90s, 15m, 1h or 500ms (a bare number is seconds)` });
   return Math.round(n);
 }
 
@@ -292,9 +291,7 @@ export class HttpClient {
       clearTimeout(timer);
     }
     const timeoutHint =
-      last!.code === "ETIMEOUT"
-        ? `check the network or use a closer mirror ([fetch] mirrors or FLEDGE_MIRRORS); the limits are set by ${HTTP_ENV.connectTimeoutMs} and ${HTTP_ENV.idleTimeoutMs}`
-        : undefined;
+      last!.code === "ETIMEOUT" ? `check the network or use a closer mirror ([fetch] mirrors or FLEDGE_MIRRORS); the limits are set by ${HTTP_ENV.connectTimeoutMs} and ${HTTP_ENV.idleTimeoutMs}` : undefined;
     throw new FetchError(last!.code, url, `${opts.label}: cannot download ${url}: ${last!.message} (gave up after ${attempts} attempts)`, {
       cause: last!.cause ?? last,
       status: last!.status,
@@ -377,11 +374,7 @@ export class HttpClient {
     });
     const onAbort = () => body.destroy(signal.reason as Error);
     signal.addEventListener("abort", onAbort, { once: true });
-    const truncated = () =>
-      new NetError(
-        "FLEDGE_TRUNCATED",
-        `the connection closed after ${received}${total !== undefined ? ` of ${total}` : ""} bytes`,
-      );
+    const truncated = () => new NetError("FLEDGE_TRUNCATED", `the connection closed after ${received}${total !== undefined ? ` of ${total}` : ""} bytes`);
     res.pause();
     res.on("data", (chunk: Buffer) => {
       received += chunk.length;
@@ -448,14 +441,12 @@ export class HttpClient {
         const loc = header(res.headers, "location");
         if (!loc) throw new FetchError("EREDIRECT", url, `${opts.label}: ${current} answered HTTP ${status} without a Location header${via}`);
         const next = new URL(loc, current);
-        if (next.protocol !== "http:" && next.protocol !== "https:")
-          throw new FetchError("EREDIRECT", url, `${opts.label}: ${current} redirects to ${next.href}, which is not http(s)`);
+        if (next.protocol !== "http:" && next.protocol !== "https:") throw new FetchError("EREDIRECT", url, `${opts.label}: ${current} redirects to ${next.href}, which is not http(s)`);
         if (chain.includes(next.href))
           throw new FetchError("EREDIRECT", url, `${opts.label}: redirect loop: ${[...chain, next.href].join(" → ")}`, {
             hint: "the server (or a mirror) is misconfigured; fix the URL or the mirror",
           });
-        if (chain.length > o.maxRedirects)
-          throw new FetchError("EREDIRECT", url, `${opts.label}: more than ${o.maxRedirects} redirects starting at ${url} (last ${next.href})`);
+        if (chain.length > o.maxRedirects) throw new FetchError("EREDIRECT", url, `${opts.label}: more than ${o.maxRedirects} redirects starting at ${url} (last ${next.href})`);
         // Credentials go only to the origin they were meant for.
         if (new URL(current).origin !== next.origin) {
           const { authorization: _a, ...rest } = headers;

@@ -4,9 +4,11 @@ import { FetchError } from "./errors.js";
 
 /** Normalises `sha256:<hex>` or bare hex (any case) to lowercase hex; throws on anything else. */
 export function normalizeSha256(s: string): string {
-  const hex = s.trim().replace(/^sha256:/i, "").toLowerCase();
-  if (!/^[0-9a-f]{64}$/.test(hex))
-    throw new FetchError("FLEDGE_INPUT", "", `not a sha256: "${s}"`, { hint: "write sha256:<64 hex digits> or the 64 hex digits alone" });
+  const hex = s
+    .trim()
+    .replace(/^sha256:/i, "")
+    .toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new FetchError("FLEDGE_INPUT", "", `not a sha256: "${s}"`, { hint: "write sha256:<64 hex digits> or the 64 hex digits alone" });
   return hex;
 }
 

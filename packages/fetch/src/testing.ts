@@ -126,15 +126,17 @@ export async function startFakeGitHub(opts: { repo?: string; releases?: FakeRele
       .sort()
       .map((name) => ({ name, browser_download_url: `${srv.url}/download/${r.tag}/${name}` })),
   });
-  const answer = (r: FakeRelease | undefined): Handler => (_req, res) => {
-    if (gh.rateLimited) {
-      res.setHeader("x-ratelimit-remaining", "0");
-      res.setHeader("x-ratelimit-reset", "1893456000");
-      return json(res, 403, { message: "API rate limit exceeded" });
-    }
-    if (!r) return json(res, 404, { message: "Not Found" });
-    json(res, 200, releaseJson(r));
-  };
+  const answer =
+    (r: FakeRelease | undefined): Handler =>
+    (_req, res) => {
+      if (gh.rateLimited) {
+        res.setHeader("x-ratelimit-remaining", "0");
+        res.setHeader("x-ratelimit-reset", "1893456000");
+        return json(res, 403, { message: "API rate limit exceeded" });
+      }
+      if (!r) return json(res, 404, { message: "Not Found" });
+      json(res, 200, releaseJson(r));
+    };
   gh.addRelease = (r) => {
     gh.releases.set(r.tag, r);
     srv.route(`/repos/${repo}/releases/tags/${encodeURIComponent(r.tag)}`, (req, res, hit) => answer(gh.releases.get(r.tag))(req, res, hit));

@@ -149,7 +149,13 @@ describe("the manifest on the kernel command line", () => {
     expect(est.total).toBeGreaterThan(KERNEL_CMDLINE_MAX - 256);
     expect(est.total).toBeLessThanOrEqual(KERNEL_CMDLINE_MAX);
     expect(close.warnings).toEqual([
-      expect.objectContaining({ keyPath: "cloud_init", line: 5, message: expect.stringMatching(/kernel command line \(volant\.manifest=base64url\(gzip\(json\)\), \d+ bytes\): with Volant's own parameters about \d+ of the 2048 bytes the kernel allows on x86, leaving \d+ for anything else/) }),
+      expect.objectContaining({
+        keyPath: "cloud_init",
+        line: 5,
+        message: expect.stringMatching(
+          /kernel command line \(volant\.manifest=base64url\(gzip\(json\)\), \d+ bytes\): with Volant's own parameters about \d+ of the 2048 bytes the kernel allows on x86, leaving \d+ for anything else/,
+        ),
+      }),
     ]);
     const over = build("over", minimal + '[cloud_init]\nuser_data = { path = "u.yaml" }\n', { "u.yaml": `#cloud-config\n# ${noise(3000)}\n` });
     expect(over.manifest).toBeDefined();

@@ -19,7 +19,7 @@ const trim = (s: string | undefined) => (s ?? "").trim();
 function sorted<T>(m: Record<string, T> | undefined, each: (v: T) => unknown = (v) => v): Record<string, unknown> | undefined {
   if (!m || !Object.keys(m).length) return undefined;
   const out: Record<string, unknown> = {};
-  for (const k of Object.keys(m).sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))))) out[k] = each(m[k]!);
+  for (const k of Object.keys(m).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))) out[k] = each(m[k]!);
   return out;
 }
 
@@ -51,12 +51,18 @@ export function volantNormalized(m: VolantManifest): Record<string, unknown> {
       runtime,
       rootfs: omit({ url: trim(m.rootfs?.url), checksum: trim(m.rootfs?.checksum), format: trim(m.rootfs?.format).toLowerCase() || "raw" }, ["url"]),
       initramfs: omit({ url: trim(m.initramfs?.url), checksum: trim(m.initramfs?.checksum) }, ["url"]),
-      disks: m.disks?.map((d) => omit({ name: trim(d.name), source: trim(d.source), checksum: trim(d.checksum), format: trim(d.format).toLowerCase(), readonly: !!d.readonly, target: trim(d.target) }, ["name", "source", "readonly"])),
+      disks: m.disks?.map((d) =>
+        omit({ name: trim(d.name), source: trim(d.source), checksum: trim(d.checksum), format: trim(d.format).toLowerCase(), readonly: !!d.readonly, target: trim(d.target) }, ["name", "source", "readonly"]),
+      ),
       image: trim(m.image),
       image_digest: trim(m.image_digest),
       resources: { cpu_cores: m.resources.cpu_cores, memory_mb: m.resources.memory_mb },
       actions: sorted(
-        Object.fromEntries(Object.entries(m.actions ?? {}).filter(([k]) => k.trim()).map(([k, a]) => [k.trim(), a])),
+        Object.fromEntries(
+          Object.entries(m.actions ?? {})
+            .filter(([k]) => k.trim())
+            .map(([k, a]) => [k.trim(), a]),
+        ),
         (a) => ({ description: trim(a.description), method: trim(a.method), path: trim(a.path), timeout_ms: a.timeout_ms ?? 0 }),
       ),
       health_check: { endpoint: m.health_check?.endpoint ?? "", timeout_ms: m.health_check?.timeout_ms ?? 0 },

@@ -49,7 +49,7 @@ describe("each example's manifest.toml", () => {
   });
 });
 
-describe("mergeManifest (docs/architecture.md, \"manifest.json\")", () => {
+describe('mergeManifest (docs/architecture.md, "manifest.json")', () => {
   it("entrypoint + args become one array; [env] becomes workload.env; defaults fill the rest", () => {
     const { manifest } = mergeManifest(toml('name = "app"\n[workload]\nentrypoint = "/app"\nargs = ["-v"]\nbase_url = "http://127.0.0.1:9000"\n[env]\nA = "1"\n'), meta);
     expect(manifest.workload).toEqual({ type: "http", base_url: "http://127.0.0.1:9000", entrypoint: ["/app", "-v"], env: { A: "1" } });
@@ -101,9 +101,15 @@ const PROBLEMS: [string, string, string[]][] = [
   [
     "no base_url and nothing to derive it from",
     'name = "a"\n[workload]\nentrypoint = "/a"\n',
-    ['2:1 workload.base_url: Volant needs the workload\'s base_url (where it answers HTTP in the guest) (hint: set base_url = "http://127.0.0.1:8000", or expose a tcp port under [[network.expose]] so it can be derived)'],
+    [
+      '2:1 workload.base_url: Volant needs the workload\'s base_url (where it answers HTTP in the guest) (hint: set base_url = "http://127.0.0.1:8000", or expose a tcp port under [[network.expose]] so it can be derived)',
+    ],
   ],
-  ["a base_url that is not http", 'name = "a"\n[workload]\nentrypoint = "/a"\nbase_url = "127.0.0.1:8000"\n', ['4:1 workload.base_url: base_url "127.0.0.1:8000" is not an http(s) URL (hint: write it as "http://127.0.0.1:8000")']],
+  [
+    "a base_url that is not http",
+    'name = "a"\n[workload]\nentrypoint = "/a"\nbase_url = "127.0.0.1:8000"\n',
+    ['4:1 workload.base_url: base_url "127.0.0.1:8000" is not an http(s) URL (hint: write it as "http://127.0.0.1:8000")'],
+  ],
   ["an empty program", 'name = "a"\n[workload]\nentrypoint = [" "]\nbase_url = "http://127.0.0.1:1"\n', ['3:1 workload.entrypoint: the program to run is empty (hint: write entrypoint = "/usr/bin/myapp")']],
   [
     "bridged with a subnet needs a gateway or auto_assign",
@@ -112,17 +118,17 @@ const PROBLEMS: [string, string, string[]][] = [
   ],
   [
     "cloud-init content with inline = false",
-    minimal + "[cloud_init.user_data]\ncontent = \"x\"\ninline = false\n",
+    minimal + '[cloud_init.user_data]\ncontent = "x"\ninline = false\n',
     ["7:1 cloud_init.user_data.inline: cloud_init.user_data: inline must be true when content provided (hint: remove `inline = false` (or set it true))"],
   ],
   [
     "cloud-init path with inline = true",
-    minimal + "[cloud_init]\nmeta_data = { path = \"/m\", inline = true }\n",
+    minimal + '[cloud_init]\nmeta_data = { path = "/m", inline = true }\n',
     ["6:28 cloud_init.meta_data.inline: cloud_init.meta_data: inline must be false when path provided (hint: remove `inline = true` (or set it false))"],
   ],
   [
     "cloud-init content and path",
-    minimal + "[cloud_init.user_data]\ncontent = \"x\"\npath = \"/y\"\n",
+    minimal + '[cloud_init.user_data]\ncontent = "x"\npath = "/y"\n',
     ["5:1 cloud_init.user_data: cloud_init.user_data: content and path cannot both be set (hint: keep `content` for an inline document, or `path` for a file on the Volant host)"],
   ],
   ["an action with a blank method", minimal + '[actions.run]\nmethod = " "\npath = "/run"\n', ['6:1 actions.run.method: action run missing method (hint: add method = "POST")']],
@@ -130,7 +136,11 @@ const PROBLEMS: [string, string, string[]][] = [
 ];
 
 const WARNINGS: [string, string, string[]][] = [
-  ["port 8080 in base_url", 'name = "a"\n[workload]\nentrypoint = "/a"\nbase_url = "http://127.0.0.1:8080"\n', ["4:1 workload.base_url: the workload uses port 8080, which kestrel's own API listens on in the guest (hint: choose another port, e.g. 8000)"]],
+  [
+    "port 8080 in base_url",
+    'name = "a"\n[workload]\nentrypoint = "/a"\nbase_url = "http://127.0.0.1:8080"\n',
+    ["4:1 workload.base_url: the workload uses port 8080, which kestrel's own API listens on in the guest (hint: choose another port, e.g. 8000)"],
+  ],
   [
     "port 8080 exposed",
     minimal + "[[network.expose]]\nport = 8080\n",
@@ -140,8 +150,16 @@ const WARNINGS: [string, string, string[]][] = [
     ],
   ],
   ["initramfs.format", minimal + '[initramfs]\nformat = "cpio.gz"\n', ["6:1 initramfs.format: is not part of Volant's manifest (Volant detects the compression): left out of manifest.json (hint: remove it)"]],
-  ["a relative program", 'name = "a"\n[workload]\nentrypoint = "app"\nbase_url = "http://127.0.0.1:1"\n', ['3:1 workload.entrypoint: "app" is not an absolute path: kestrel looks it up on PATH in the guest (hint: write the full path, e.g. "/usr/bin/app")']],
-  ["arguments Volant trims", minimal.replace('"/usr/bin/app"', '["/usr/bin/app", " -v", ""]'), ['3:1 workload.entrypoint: argument " -v" has spaces at its ends: Volant trims them', "3:1 workload.entrypoint: argument 2 is empty: Volant drops empty arguments"]],
+  [
+    "a relative program",
+    'name = "a"\n[workload]\nentrypoint = "app"\nbase_url = "http://127.0.0.1:1"\n',
+    ['3:1 workload.entrypoint: "app" is not an absolute path: kestrel looks it up on PATH in the guest (hint: write the full path, e.g. "/usr/bin/app")'],
+  ],
+  [
+    "arguments Volant trims",
+    minimal.replace('"/usr/bin/app"', '["/usr/bin/app", " -v", ""]'),
+    ['3:1 workload.entrypoint: argument " -v" has spaces at its ends: Volant trims them', "3:1 workload.entrypoint: argument 2 is empty: Volant drops empty arguments"],
+  ],
   ["labels Volant sets", minimal + '[labels]\n"volant.plugin" = "other"\n', ['6:1 labels."volant.plugin": Volant sets this label to the plugin\'s name ("app"): your value is replaced (hint: remove it)']],
   ["installed disabled", "enabled = false\n" + minimal, ["1:1 enabled: the plugin is installed disabled: Volant will not start VMs from it until it is enabled"]],
   ["network options of another mode", minimal + '[network]\nmode = "dhcp"\ngateway = "10.0.0.1"\n', ["5:1 network: subnet, gateway and auto_assign are only used in bridged mode, not dhcp"]],

@@ -109,8 +109,7 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
   // --- workload
   const w = toml.workload;
   const exposed = toml.network?.expose ?? [];
-  if (exposed.length)
-    warn("network.expose", "is not part of Volant's manifest (ports belong to the VM config): left out of manifest.json", "keep it to derive workload.base_url, or remove it");
+  if (exposed.length) warn("network.expose", "is not part of Volant's manifest (ports belong to the VM config): left out of manifest.json", "keep it to derive workload.base_url, or remove it");
   let baseUrl = w?.base_url?.trim();
   if (!baseUrl) {
     const tcp = exposed.find((e) => (e.protocol ?? "tcp") === "tcp");
@@ -140,8 +139,7 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
     } catch {
       /* reported below */
     }
-    if (!u || !/^https?:$/.test(u.protocol) || !u.hostname)
-      problem(w?.base_url ? "workload.base_url" : "network.expose", `base_url "${baseUrl}" is not an http(s) URL`, 'write it as "http://127.0.0.1:8000"');
+    if (!u || !/^https?:$/.test(u.protocol) || !u.hostname) problem(w?.base_url ? "workload.base_url" : "network.expose", `base_url "${baseUrl}" is not an http(s) URL`, 'write it as "http://127.0.0.1:8000"');
     else port = u.port ? Number(u.port) : u.protocol === "https:" ? 443 : 80;
   }
   const listens = new Set([...(port ? [port] : []), ...exposed.map((e) => e.port)]);
@@ -165,7 +163,10 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
   }
 
   // --- labels Volant sets itself
-  for (const [label, value] of [["volant.plugin", name], ["volant.runtime", toml.runtime?.trim() || name]] as const)
+  for (const [label, value] of [
+    ["volant.plugin", name],
+    ["volant.runtime", toml.runtime?.trim() || name],
+  ] as const)
     if (toml.labels?.[label] !== undefined && toml.labels[label] !== value)
       warn(`labels."${label}"`, `Volant sets this label to the plugin's ${label.slice(7) === "plugin" ? "name" : "runtime"} (${JSON.stringify(value)}): your value is replaced`, "remove it");
 
@@ -190,10 +191,8 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
       ...(n.gateway ? { gateway: n.gateway } : {}),
       ...(n.auto_assign !== undefined ? { auto_assign: n.auto_assign } : {}),
     };
-    if (mode === "bridged" && n.subnet?.trim() && !n.gateway?.trim() && !n.auto_assign)
-      problem("network", "bridged mode with subnet requires gateway or auto_assign", 'add gateway = "10.1.0.1", or auto_assign = true');
-    if (mode !== "bridged" && (n.subnet || n.gateway || n.auto_assign !== undefined))
-      warn("network", `subnet, gateway and auto_assign are only used in bridged mode, not ${mode}`);
+    if (mode === "bridged" && n.subnet?.trim() && !n.gateway?.trim() && !n.auto_assign) problem("network", "bridged mode with subnet requires gateway or auto_assign", 'add gateway = "10.1.0.1", or auto_assign = true');
+    if (mode !== "bridged" && (n.subnet || n.gateway || n.auto_assign !== undefined)) warn("network", `subnet, gateway and auto_assign are only used in bridged mode, not ${mode}`);
   }
 
   // --- cloud-init documents
@@ -211,7 +210,11 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOENT" && isAbsolute(path)) {
-        warn(keyPath, `${path} does not exist here: left as a path, which volar reads (and inlines) when it installs the manifest, so it must exist on that machine`, "use a path relative to manifest.toml to have fledge inline the document");
+        warn(
+          keyPath,
+          `${path} does not exist here: left as a path, which volar reads (and inlines) when it installs the manifest, so it must exist on that machine`,
+          "use a path relative to manifest.toml to have fledge inline the document",
+        );
         return undefined;
       }
       const why = code === "ENOENT" ? "does not exist" : code === "EISDIR" ? "is a directory" : ((err as Error).message ?? String(err));
@@ -219,7 +222,11 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
       return undefined;
     }
     if (data.length > MAX_CLOUD_INIT_BYTES) {
-      problem(keyPath, `${full} is ${data.length} bytes; fledge inlines cloud-init documents up to ${MAX_CLOUD_INIT_BYTES} bytes`, "Volant passes the whole manifest on the kernel command line: keep cloud-init documents small");
+      problem(
+        keyPath,
+        `${full} is ${data.length} bytes; fledge inlines cloud-init documents up to ${MAX_CLOUD_INIT_BYTES} bytes`,
+        "Volant passes the whole manifest on the kernel command line: keep cloud-init documents small",
+      );
       return undefined;
     }
     let content: string;
@@ -250,8 +257,7 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
     }
   }
 
-  if (toml.initramfs?.format !== undefined)
-    warn("initramfs.format", "is not part of Volant's manifest (Volant detects the compression): left out of manifest.json", "remove it");
+  if (toml.initramfs?.format !== undefined) warn("initramfs.format", "is not part of Volant's manifest (Volant detects the compression): left out of manifest.json", "remove it");
 
   // --- the artifact
   const artifact = meta.artifactPath.split("/").pop()!;
@@ -275,9 +281,7 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
     },
     ...(toml.health_check ? { health_check: { endpoint: toml.health_check.endpoint, timeout_ms: toml.health_check.timeout_ms ?? DEFAULT_HEALTH_TIMEOUT_MS } } : {}),
     ...(toml.actions && Object.keys(toml.actions).length ? { actions: toml.actions } : {}),
-    ...(meta.kind === "rootfs"
-      ? { rootfs: { url, checksum: `sha256:${meta.sha256}`, format: meta.format ?? "raw" } }
-      : { initramfs: { url, checksum: `sha256:${meta.sha256}` } }),
+    ...(meta.kind === "rootfs" ? { rootfs: { url, checksum: `sha256:${meta.sha256}`, format: meta.format ?? "raw" } } : { initramfs: { url, checksum: `sha256:${meta.sha256}` } }),
     ...(network ? { network } : {}),
     ...(cloudInit ? { cloud_init: cloudInit } : {}),
     ...(toml.devices ? { devices: toml.devices } : {}),
@@ -289,11 +293,8 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
     const { param, total } = estimateKernelCmdline(manifest);
     const key = cloudInit ? "cloud_init" : "";
     const what = `Volant passes the manifest to the guest on the kernel command line (volant.manifest=base64url(gzip(json)), ${param.length} bytes)`;
-    const fix = cloudInit
-      ? "make the cloud-init documents smaller, or serve them another way (a meta_data/user_data that fetches the rest)"
-      : "make the manifest smaller (fewer or shorter env, labels, actions)";
-    if (total > KERNEL_CMDLINE_MAX)
-      warn(key, `${what}: with Volant's own parameters about ${total} bytes, more than the kernel's limit of ${KERNEL_CMDLINE_MAX} on x86; the guest would not get its manifest`, fix);
+    const fix = cloudInit ? "make the cloud-init documents smaller, or serve them another way (a meta_data/user_data that fetches the rest)" : "make the manifest smaller (fewer or shorter env, labels, actions)";
+    if (total > KERNEL_CMDLINE_MAX) warn(key, `${what}: with Volant's own parameters about ${total} bytes, more than the kernel's limit of ${KERNEL_CMDLINE_MAX} on x86; the guest would not get its manifest`, fix);
     else if (total > KERNEL_CMDLINE_MAX - KERNEL_CMDLINE_MARGIN)
       warn(key, `${what}: with Volant's own parameters about ${total} of the ${KERNEL_CMDLINE_MAX} bytes the kernel allows on x86, leaving ${KERNEL_CMDLINE_MAX - total} for anything else`, fix);
   }
@@ -302,9 +303,7 @@ export function composeManifest(toml: ManifestToml, meta: BuildMetadata): Compos
     // What Volant itself checks: the JSON Schema and its Go validator. Reaching here means a rule
     // above is missing, so say which key of manifest.toml the value came from.
     const checked = VolantManifest.safeParse(manifest);
-    if (!checked.success)
-      for (const i of checked.error.issues)
-        problem(tomlPathOf(i.path as PropertyKey[], toml), `Volant would reject manifest.json: ${i.path.length ? i.path.join(".") + ": " : ""}${i.message}`);
+    if (!checked.success) for (const i of checked.error.issues) problem(tomlPathOf(i.path as PropertyKey[], toml), `Volant would reject manifest.json: ${i.path.length ? i.path.join(".") + ": " : ""}${i.message}`);
   }
   if (meta.manifestText) {
     placeIssues(problems, meta.manifestText);

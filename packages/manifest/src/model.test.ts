@@ -54,22 +54,34 @@ describe("the vendored JSON Schema", () => {
 const GO_RULES: [rule: string, change: (m: M) => void, message: string][] = [
   ["name required (blank after trimming)", (m) => (m.name = "  "), "name: name required"],
   ["version required (blank after trimming)", (m) => (m.version = " "), "version: version required"],
-  ["name required (a blank runtime falls back to it)", (m) => {
+  [
+    "name required (a blank runtime falls back to it)",
+    (m) => {
       m.runtime = " ";
       m.name = " ";
-    }, "name: name required"],
+    },
+    "name: name required",
+  ],
   ["initramfs url is http(s), file:// or absolute", (m) => (m.initramfs.url = "plugin.cpio.gz"), "initramfs.url: initramfs url must be http(s), file://, or absolute path"],
   ["initramfs url: ftp is not allowed", (m) => (m.initramfs.url = "ftp://host/p.cpio.gz"), "initramfs.url: initramfs url must be http(s), file://, or absolute path"],
   ["initramfs checksum names its algorithm or is ≥ 32 chars", (m) => (m.initramfs.checksum = "abc123"), "initramfs.checksum: initramfs checksum should include algorithm prefix or be a sha256"],
   ["initramfs url must be set", (m) => (m.initramfs.url = " "), "initramfs.url: at least one of rootfs.url or initramfs.url must be set"],
-  ["rootfs url is http(s), file:// or absolute", (m) => {
+  [
+    "rootfs url is http(s), file:// or absolute",
+    (m) => {
       m.rootfs = { url: "disk.img" };
       delete m.initramfs;
-    }, "rootfs.url: rootfs url must be http(s), file://, or absolute path"],
-  ["rootfs checksum names its algorithm or is ≥ 32 chars", (m) => {
+    },
+    "rootfs.url: rootfs url must be http(s), file://, or absolute path",
+  ],
+  [
+    "rootfs checksum names its algorithm or is ≥ 32 chars",
+    (m) => {
       m.rootfs = { url: "/d.img", checksum: "short" };
       delete m.initramfs;
-    }, "rootfs.checksum: rootfs checksum should include algorithm prefix or be a sha256"],
+    },
+    "rootfs.checksum: rootfs checksum should include algorithm prefix or be a sha256",
+  ],
   ["workload base_url required for http", (m) => (m.workload.base_url = " "), "workload.base_url: workload.base_url required for http workload"],
   ["workload base_url must parse", (m) => (m.workload.base_url = "127.0.0.1:8000"), 'workload.base_url: workload.base_url invalid: "127.0.0.1:8000" is not a URL'],
   ["workload entrypoint required (blank entries dropped)", (m) => (m.workload.entrypoint = [" ", ""]), "workload.entrypoint: workload.entrypoint required for http workload"],
@@ -128,7 +140,9 @@ const SCHEMA_RULES: [string, (m: M) => void][] = [
   ["seed_mode other than vfat", (m) => (m.cloud_init = { seed_mode: "iso" })],
   ["an empty name", (m) => (m.name = "")],
   ["a non-string label", (m) => (m.labels = { a: 1 })],
-  ["rootfs format ext4", (m) => {
+  [
+    "rootfs format ext4",
+    (m) => {
       m.rootfs = { url: "/d.img", format: "ext4" };
       delete m.initramfs;
     },

@@ -12,18 +12,14 @@ const blank = (s: string | undefined) => !s || s.trim() === "";
 /** url must be http(s)://, file:// or an absolute path; checksum must name its algorithm or be ≥ 32 chars. */
 function checkBootMedia(kind: "rootfs" | "initramfs", m: { url: string; checksum?: string }, ctx: z.RefinementCtx) {
   const url = m.url.trim();
-  if (url && !/^(https?:\/\/|file:\/\/|\/)/.test(url))
-    ctx.addIssue({ code: "custom", path: ["url"], message: `${kind} url must be http(s), file://, or absolute path` });
+  if (url && !/^(https?:\/\/|file:\/\/|\/)/.test(url)) ctx.addIssue({ code: "custom", path: ["url"], message: `${kind} url must be http(s), file://, or absolute path` });
   const sum = m.checksum?.trim();
-  if (sum && !sum.includes(":") && sum.length < 32)
-    ctx.addIssue({ code: "custom", path: ["checksum"], message: `${kind} checksum should include algorithm prefix or be a sha256` });
+  if (sum && !sum.includes(":") && sum.length < 32) ctx.addIssue({ code: "custom", path: ["checksum"], message: `${kind} checksum should include algorithm prefix or be a sha256` });
 }
 
 const BootFormat = z.enum(["raw", "qcow2"]);
 
-const RootFS = z
-  .strictObject({ url: z.string(), checksum: z.string().optional(), format: BootFormat.optional() })
-  .superRefine((m, ctx) => checkBootMedia("rootfs", m, ctx));
+const RootFS = z.strictObject({ url: z.string(), checksum: z.string().optional(), format: BootFormat.optional() }).superRefine((m, ctx) => checkBootMedia("rootfs", m, ctx));
 
 const Initramfs = z.strictObject({ url: z.string(), checksum: z.string().optional() }).superRefine((m, ctx) => checkBootMedia("initramfs", m, ctx));
 
@@ -41,15 +37,13 @@ const Disk = z
     else if (blank(d.source)) ctx.addIssue({ code: "custom", path: ["source"], message: `disk ${d.name.trim()}: source required` });
   });
 
-const CloudInitDoc = z
-  .strictObject({ inline: z.boolean().optional(), content: z.string().optional(), path: z.string().optional() })
-  .superRefine((d, ctx) => {
-    const content = d.content?.trim();
-    const path = d.path?.trim();
-    if (content && path) ctx.addIssue({ code: "custom", path: [], message: "content and path cannot both be set" });
-    else if (content && !d.inline) ctx.addIssue({ code: "custom", path: ["inline"], message: "inline must be true when content provided" });
-    else if (path && d.inline) ctx.addIssue({ code: "custom", path: ["inline"], message: "inline must be false when path provided" });
-  });
+const CloudInitDoc = z.strictObject({ inline: z.boolean().optional(), content: z.string().optional(), path: z.string().optional() }).superRefine((d, ctx) => {
+  const content = d.content?.trim();
+  const path = d.path?.trim();
+  if (content && path) ctx.addIssue({ code: "custom", path: [], message: "content and path cannot both be set" });
+  else if (content && !d.inline) ctx.addIssue({ code: "custom", path: ["inline"], message: "inline must be true when content provided" });
+  else if (path && d.inline) ctx.addIssue({ code: "custom", path: ["inline"], message: "inline must be false when path provided" });
+});
 
 const Network = z
   .strictObject({
@@ -61,8 +55,7 @@ const Network = z
   .superRefine((n, ctx) => {
     // Volant rejects a network block without a mode (`unsupported mode ""`), although the schema allows it.
     if (!n.mode) ctx.addIssue({ code: "custom", path: ["mode"], message: 'unsupported mode "" (must be vsock, bridged, or dhcp)' });
-    if (n.mode === "bridged" && !blank(n.subnet) && blank(n.gateway) && !n.auto_assign)
-      ctx.addIssue({ code: "custom", path: [], message: "bridged mode with subnet requires gateway or auto_assign" });
+    if (n.mode === "bridged" && !blank(n.subnet) && blank(n.gateway) && !n.auto_assign) ctx.addIssue({ code: "custom", path: [], message: "bridged mode with subnet requires gateway or auto_assign" });
   });
 
 /** Volant's plugin manifest (schema_version 1.0), as `volar plugins install --manifest` reads it. */
@@ -89,19 +82,12 @@ export const VolantManifest = z
       })
       .superRefine((w, ctx) => {
         if (blank(w.base_url)) ctx.addIssue({ code: "custom", path: ["base_url"], message: "workload.base_url required for http workload" });
-        else if (!URL.canParse(w.base_url.trim()))
-          ctx.addIssue({ code: "custom", path: ["base_url"], message: `workload.base_url invalid: ${JSON.stringify(w.base_url)} is not a URL` });
+        else if (!URL.canParse(w.base_url.trim())) ctx.addIssue({ code: "custom", path: ["base_url"], message: `workload.base_url invalid: ${JSON.stringify(w.base_url)} is not a URL` });
         // Volant drops blank entries, then needs a program.
-        if (!w.entrypoint.some((a) => a.trim() !== ""))
-          ctx.addIssue({ code: "custom", path: ["entrypoint"], message: "workload.entrypoint required for http workload" });
+        if (!w.entrypoint.some((a) => a.trim() !== "")) ctx.addIssue({ code: "custom", path: ["entrypoint"], message: "workload.entrypoint required for http workload" });
       }),
     health_check: z.strictObject({ endpoint: z.string(), timeout_ms: z.number().int().min(0) }).optional(),
-    actions: z
-      .record(
-        z.string(),
-        z.strictObject({ description: z.string().optional(), method: z.string(), path: z.string(), timeout_ms: z.number().int().min(0).optional() }),
-      )
-      .optional(),
+    actions: z.record(z.string(), z.strictObject({ description: z.string().optional(), method: z.string(), path: z.string(), timeout_ms: z.number().int().min(0).optional() })).optional(),
     rootfs: RootFS.optional(),
     initramfs: Initramfs.optional(),
     disks: z.array(Disk).optional(),
@@ -127,10 +113,8 @@ export const VolantManifest = z
       else if (blank(a.path)) ctx.addIssue({ code: "custom", path: ["actions", name, "path"], message: `action ${name} missing path` });
     }
     // The schema: exactly one of rootfs and initramfs. Volant itself: at least one url set.
-    if (!!m.rootfs === !!m.initramfs)
-      ctx.addIssue({ code: "custom", path: [], message: m.rootfs ? "rootfs and initramfs are both set: give exactly one" : "at least one of rootfs.url or initramfs.url must be set" });
-    else if (blank((m.rootfs ?? m.initramfs)!.url))
-      ctx.addIssue({ code: "custom", path: [m.rootfs ? "rootfs" : "initramfs", "url"], message: "at least one of rootfs.url or initramfs.url must be set" });
+    if (!!m.rootfs === !!m.initramfs) ctx.addIssue({ code: "custom", path: [], message: m.rootfs ? "rootfs and initramfs are both set: give exactly one" : "at least one of rootfs.url or initramfs.url must be set" });
+    else if (blank((m.rootfs ?? m.initramfs)!.url)) ctx.addIssue({ code: "custom", path: [m.rootfs ? "rootfs" : "initramfs", "url"], message: "at least one of rootfs.url or initramfs.url must be set" });
   });
 export type VolantManifest = z.infer<typeof VolantManifest>;
 

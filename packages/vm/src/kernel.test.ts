@@ -130,7 +130,9 @@ describe("choosing the kernel", () => {
 
 describe("qemu and the accelerator", () => {
   it("names the package of each system when qemu is missing", () => {
-    expect(() => findQemu("x86_64", { FLEDGE_QEMU: join(work, "no-qemu") })).toThrow(expect.objectContaining({ code: "FLEDGE_NO_QEMU", hint: expect.stringMatching(/apt-get install qemu-system-x86.*dnf install qemu-system-x86.*brew install qemu/) }));
+    expect(() => findQemu("x86_64", { FLEDGE_QEMU: join(work, "no-qemu") })).toThrow(
+      expect.objectContaining({ code: "FLEDGE_NO_QEMU", hint: expect.stringMatching(/apt-get install qemu-system-x86.*dnf install qemu-system-x86.*brew install qemu/) }),
+    );
     expect(() => findQemu("aarch64", { FLEDGE_QEMU_AARCH64: join(work, "no-qemu") })).toThrow(expect.objectContaining({ hint: expect.stringContaining("qemu-system-arm") }));
   });
 

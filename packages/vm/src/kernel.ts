@@ -66,8 +66,7 @@ export async function inspectKernel(path: string): Promise<KernelInfo> {
       if (i >= 0) release = image.toString("latin1", i + LINUX_VERSION.length, i + LINUX_VERSION.length + 128).split(/[\s\0]/)[0] || undefined;
     }
   }
-  if (!arch)
-    throw new VmError("FLEDGE_KERNEL", `${abs} is not a kernel fledge can boot (expected an x86 bzImage or an arm64 Image)`, "use the vmlinuz/bzImage/Image file, not an ELF vmlinux or an initrd");
+  if (!arch) throw new VmError("FLEDGE_KERNEL", `${abs} is not a kernel fledge can boot (expected an x86 bzImage or an arm64 Image)`, "use the vmlinuz/bzImage/Image file, not an ELF vmlinux or an initrd");
   const info: KernelInfo = { path: abs, arch, release };
   if (release) {
     const dir = dirname(abs);

@@ -132,8 +132,7 @@ export class Vm extends EventEmitter {
   async start(): Promise<void> {
     const o = this.options;
     const env = o.env ?? process.env;
-    if (o.kernel.arch !== this.arch)
-      throw new VmError("FLEDGE_KERNEL_ARCH", `kernel ${o.kernel.path} is ${o.kernel.arch}, the artifact is ${this.arch}`, `give a ${this.arch} kernel with --kernel`);
+    if (o.kernel.arch !== this.arch) throw new VmError("FLEDGE_KERNEL_ARCH", `kernel ${o.kernel.path} is ${o.kernel.arch}, the artifact is ${this.arch}`, `give a ${this.arch} kernel with --kernel`);
     if (!o.initramfs && !o.rootfs) throw new VmError("FLEDGE_VM", "nothing to boot: no initramfs and no root disk");
     this.qemu = findQemu(this.arch, env);
     this.accel = chooseAccel(this.arch, env);
@@ -143,7 +142,10 @@ export class Vm extends EventEmitter {
     this.#tmp = mkdtempSync(join(tmpdir(), "fledge-vm-"));
 
     // The NIC: virtio-net on PCI, as Volant's Cloud Hypervisor gives it; qemu's user network.
-    const mode = String(o.manifest.network?.mode ?? "bridged").trim().toLowerCase() || "bridged";
+    const mode =
+      String(o.manifest.network?.mode ?? "bridged")
+        .trim()
+        .toLowerCase() || "bridged";
     const wantNet = mode !== "vsock";
     if (!wantNet) this.notes.push('network mode "vsock": the VM gets no network card (fledge run has no vsock bridge), so nothing is forwarded');
     const forwards = wantNet ? (o.forwards ?? defaultForwards(o.manifest)) : [];
@@ -210,17 +212,7 @@ export class Vm extends EventEmitter {
       if (o.input && child.stdin) o.input.unpipe(child.stdin);
       if (this.#tmp) rmSync(this.#tmp, { recursive: true, force: true });
       const panicked = /Kernel panic/.test(this.serial);
-      const reason: ExitReason = this.#stopping
-        ? "stopped"
-        : this.#shutdown === "poweroff"
-          ? "poweroff"
-          : this.#shutdown === "reboot"
-            ? panicked
-              ? "panic"
-              : "reboot"
-            : panicked
-              ? "panic"
-              : "error";
+      const reason: ExitReason = this.#stopping ? "stopped" : this.#shutdown === "poweroff" ? "poweroff" : this.#shutdown === "reboot" ? (panicked ? "panic" : "reboot") : panicked ? "panic" : "error";
       // qemu announces the monitor socket it waits on: not news for the user
       stderr = stderr.replace(/^.*QEMU waiting for connection on.*\n?/gm, "");
       const exit: VmExit = { reason, code, signal, stderr: stderr.trim(), durationMs: performance.now() - this.#started };

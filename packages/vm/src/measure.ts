@@ -54,7 +54,11 @@ export async function measureBoot(o: MeasureOptions): Promise<BootMeasurement> {
   const endpoint = String(o.manifest.health_check?.endpoint ?? "").trim();
   const baseUrl = String(o.manifest.workload?.base_url ?? "").trim();
   if (!o.marker && !endpoint)
-    throw new VmError("FLEDGE_BOOTCHECK", "the boot check has nothing to wait for: the manifest has no health_check.endpoint", 'add [health_check] endpoint = "/…" to manifest.toml, or [check] marker = "<a console line>" to fledge.toml');
+    throw new VmError(
+      "FLEDGE_BOOTCHECK",
+      "the boot check has nothing to wait for: the manifest has no health_check.endpoint",
+      'add [health_check] endpoint = "/…" to manifest.toml, or [check] marker = "<a console line>" to fledge.toml',
+    );
   const timeoutMs = o.timeoutMs ?? 120_000;
   const vm = new Vm({ initramfs: o.initramfs, manifest: o.manifest, kernel: o.kernel, arch: o.arch, env: o.env, cacheDir: o.cacheDir, forwards: o.marker ? [] : undefined });
   let init: InitEvent | undefined;
@@ -110,8 +114,7 @@ export async function measureBoot(o: MeasureOptions): Promise<BootMeasurement> {
       readyAt = vm.elapsed();
       readyBy = { kind: "health", url: new URL(endpoint, baseUrl).toString(), status: r.status };
     }
-    if (!init)
-      throw new VmError("FLEDGE_BOOTCHECK", "boot check: the guest was ready, but fledge's guest helper never reported /init's start", "this is a bug in @fledge/vm");
+    if (!init) throw new VmError("FLEDGE_BOOTCHECK", "boot check: the guest was ready, but fledge's guest helper never reported /init's start", "this is a bug in @fledge/vm");
     const initToReady = Math.round(readyAt - init.hostMs);
     result = {
       readyBy,

@@ -42,8 +42,7 @@ export function findQemu(arch: GuestArch, env: NodeJS.ProcessEnv = process.env):
   const q = QEMU[arch];
   const bin = (arch === "x86_64" ? env.FLEDGE_QEMU : env.FLEDGE_QEMU_AARCH64) || q.binary;
   const r = spawnSync(bin, ["--version"], { encoding: "utf8" });
-  if (r.error || r.status !== 0)
-    throw new VmError("FLEDGE_NO_QEMU", `${bin} is not installed (needed to boot ${arch} artifacts)`, qemuInstallHint(arch));
+  if (r.error || r.status !== 0) throw new VmError("FLEDGE_NO_QEMU", `${bin} is not installed (needed to boot ${arch} artifacts)`, qemuInstallHint(arch));
   const version = /version (\d+\.\d+(?:\.\d+)?)/.exec(r.stdout)?.[1] ?? "unknown";
   return { path: bin, version };
 }

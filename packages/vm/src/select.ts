@@ -27,11 +27,9 @@ export async function fetchVolantKernel(fetcher: Fetcher, version: string, pin?:
     const got = await fetcher.fetch({ url: pin.url, sha256: pin.sha256, label });
     return { path: got.path, pin };
   }
-  if (fetcher.offline)
-    throw new VmError("EOFFLINE", `${label}: release ${version} of ${VOLANT_REPO} is not pinned, and resolving it needs the GitHub API`, "run once with the network, or pass --kernel");
+  if (fetcher.offline) throw new VmError("EOFFLINE", `${label}: release ${version} of ${VOLANT_REPO} is not pinned, and resolving it needs the GitHub API`, "run once with the network, or pass --kernel");
   const rel = await resolveGitHubRelease(fetcher, { repo: VOLANT_REPO, version, asset: VOLANT_KERNEL_ASSET, checksumsAsset: VOLANT_KERNEL_CHECKSUM, label });
-  if (!rel.sha256)
-    throw new VmError("FLEDGE_KERNEL", `${label}: release ${rel.tag} of ${VOLANT_REPO} publishes no ${VOLANT_KERNEL_CHECKSUM}, so its kernel cannot be verified`, "pass --kernel, or pin another release");
+  if (!rel.sha256) throw new VmError("FLEDGE_KERNEL", `${label}: release ${rel.tag} of ${VOLANT_REPO} publishes no ${VOLANT_KERNEL_CHECKSUM}, so its kernel cannot be verified`, "pass --kernel, or pin another release");
   const got = await fetcher.fetch({ url: rel.url, sha256: rel.sha256, label });
   return { path: got.path, pin: { version, tag: rel.tag, url: rel.url, sha256: got.sha256 } };
 }
@@ -102,8 +100,7 @@ export async function selectKernel(o: SelectKernelOptions): Promise<KernelChoice
     }
   }
   const host = await hostKernels(o.arch, o.bootDir);
-  if (!host.length)
-    throw new VmError("FLEDGE_NO_KERNEL", `no kernel to boot: ${why}, and ${o.bootDir ?? "/boot"} has no ${o.arch} vmlinuz`, `pass --kernel <bzImage or Image>, or set [run] kernel in fledge.toml`);
+  if (!host.length) throw new VmError("FLEDGE_NO_KERNEL", `no kernel to boot: ${why}, and ${o.bootDir ?? "/boot"} has no ${o.arch} vmlinuz`, `pass --kernel <bzImage or Image>, or set [run] kernel in fledge.toml`);
   const kernel = host[0]!;
   return {
     kernel,

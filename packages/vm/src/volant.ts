@@ -28,7 +28,13 @@ const bool = (b: unknown) => (b === true ? "true" : "false");
 const trim = (s: unknown) => (typeof s === "string" ? s.trim() : "");
 
 type Field = [name: string, value: string | undefined];
-const obj = (fields: Field[]) => "{" + fields.filter(([, v]) => v !== undefined).map(([k, v]) => `${str(k)}:${v}`).join(",") + "}";
+const obj = (fields: Field[]) =>
+  "{" +
+  fields
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${str(k)}:${v}`)
+    .join(",") +
+  "}";
 /** `omitempty` for strings. */
 const optStr = (s: string) => (s === "" ? undefined : str(s));
 function strMap(m: unknown, omitEmpty: boolean): string | undefined {
@@ -66,8 +72,7 @@ export function normalizeManifest(input: ManifestJson): ManifestJson {
   }
   if (m.actions && typeof m.actions === "object") {
     const actions: Record<string, any> = {};
-    for (const [k, a] of Object.entries<any>(m.actions))
-      if (k.trim()) actions[k.trim()] = { ...a, description: trim(a?.description), method: trim(a?.method), path: trim(a?.path) };
+    for (const [k, a] of Object.entries<any>(m.actions)) if (k.trim()) actions[k.trim()] = { ...a, description: trim(a?.description), method: trim(a?.method), path: trim(a?.path) };
     m.actions = Object.keys(actions).length ? actions : undefined;
   }
   const labels: Record<string, string> = {};
@@ -93,8 +98,21 @@ export function marshalManifest(m: ManifestJson): string {
     ["name", str(m.name)],
     ["version", str(m.version)],
     ["runtime", str(m.runtime)],
-    ["rootfs", obj([["url", str(m.rootfs?.url)], ["checksum", optStr(trim(m.rootfs?.checksum))], ["format", optStr(trim(m.rootfs?.format))]])],
-    ["initramfs", obj([["url", str(m.initramfs?.url)], ["checksum", optStr(trim(m.initramfs?.checksum))]])],
+    [
+      "rootfs",
+      obj([
+        ["url", str(m.rootfs?.url)],
+        ["checksum", optStr(trim(m.rootfs?.checksum))],
+        ["format", optStr(trim(m.rootfs?.format))],
+      ]),
+    ],
+    [
+      "initramfs",
+      obj([
+        ["url", str(m.initramfs?.url)],
+        ["checksum", optStr(trim(m.initramfs?.checksum))],
+      ]),
+    ],
     [
       "disks",
       disks &&
@@ -115,7 +133,13 @@ export function marshalManifest(m: ManifestJson): string {
     ],
     ["image", optStr(trim(m.image))],
     ["image_digest", optStr(trim(m.image_digest))],
-    ["resources", obj([["cpu_cores", int(m.resources?.cpu_cores)], ["memory_mb", int(m.resources?.memory_mb)]])],
+    [
+      "resources",
+      obj([
+        ["cpu_cores", int(m.resources?.cpu_cores)],
+        ["memory_mb", int(m.resources?.memory_mb)],
+      ]),
+    ],
     [
       "actions",
       actions &&
@@ -124,12 +148,23 @@ export function marshalManifest(m: ManifestJson): string {
             .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
             .map((k) => {
               const a = actions[k];
-              return `${str(k)}:${obj([["description", str(a.description)], ["method", str(a.method)], ["path", str(a.path)], ["timeout_ms", int(a.timeout_ms)]])}`;
+              return `${str(k)}:${obj([
+                ["description", str(a.description)],
+                ["method", str(a.method)],
+                ["path", str(a.path)],
+                ["timeout_ms", int(a.timeout_ms)],
+              ])}`;
             })
             .join(",") +
           "}",
     ],
-    ["health_check", obj([["endpoint", str(m.health_check?.endpoint)], ["timeout_ms", int(m.health_check?.timeout_ms)]])],
+    [
+      "health_check",
+      obj([
+        ["endpoint", str(m.health_check?.endpoint)],
+        ["timeout_ms", int(m.health_check?.timeout_ms)],
+      ]),
+    ],
     [
       "workload",
       obj([

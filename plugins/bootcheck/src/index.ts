@@ -105,16 +105,22 @@ export class BootCheckPlugin {
     const o = this.effective(ctx);
     const artifact = result.committed ? result.artifact.path : result.artifact.stagedPath;
     if (result.artifact.kind !== "initramfs")
-      throw new FledgeError("FLEDGE_BOOTCHECK", `boot check: a ${result.artifact.kind} artifact needs Volant's kernel and its built-in initramfs, which the boot check does not boot yet`, { hint: "remove [check] for this strategy" });
+      throw new FledgeError("FLEDGE_BOOTCHECK", `boot check: a ${result.artifact.kind} artifact needs Volant's kernel and its built-in initramfs, which the boot check does not boot yet`, {
+        hint: "remove [check] for this strategy",
+      });
     const size = (await stat(artifact)).size;
     if (o.size_budget_mb !== undefined && mib(size) > o.size_budget_mb)
       throw new FledgeError("FLEDGE_SIZE_BUDGET", `the artifact is ${mib(size).toFixed(2)} MiB, over the size budget of ${o.size_budget_mb} MiB ([check] size_budget_mb)`, {
         hint: 'see where the bytes go with "fledge inspect --sizes", or raise size_budget_mb',
       });
     if (!result.manifest)
-      throw new FledgeError("FLEDGE_BOOTCHECK", `the boot check needs the manifest Volant passes to the guest, and none is written: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}`, {
-        hint: result.manifestReasons?.find((r) => r.fix) ? `write manifest.toml:\n${result.manifestReasons.find((r) => r.fix)!.fix}` : undefined,
-      });
+      throw new FledgeError(
+        "FLEDGE_BOOTCHECK",
+        `the boot check needs the manifest Volant passes to the guest, and none is written: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}`,
+        {
+          hint: result.manifestReasons?.find((r) => r.fix) ? `write manifest.toml:\n${result.manifestReasons.find((r) => r.fix)!.fix}` : undefined,
+        },
+      );
     const choice = await this.kernel(ctx);
     if (choice.notice) ctx.warn(`boot check: ${choice.notice}`, this.name);
     ctx.info(`boot check: booting ${result.manifest.name} headless with ${choice.description}`, this.name);
@@ -150,7 +156,10 @@ export class BootCheckPlugin {
     // is what the guest says, and under emulation on a loaded host its TSC calibration can be off.
     if (o.boot_budget_ms !== undefined && m.totalMs > o.boot_budget_ms)
       throw new FledgeError("FLEDGE_BOOT_BUDGET", `boot check: ready ${m.totalMs} ms after the VM started, over the boot budget of ${o.boot_budget_ms} ms ([check] boot_budget_ms)`, {
-        hint: m.accel === "tcg" ? "this machine boots without KVM (software emulation is several times slower than a Volant host): budget for it, or check on a KVM host" : "make /init start the workload sooner, or raise boot_budget_ms",
+        hint:
+          m.accel === "tcg"
+            ? "this machine boots without KVM (software emulation is several times slower than a Volant host): budget for it, or check on a KVM host"
+            : "make /init start the workload sooner, or raise boot_budget_ms",
       });
     return report;
   }

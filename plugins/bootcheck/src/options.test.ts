@@ -8,7 +8,7 @@ describe("@fledge/plugin-bootcheck options", () => {
   });
 
   it("refuses an unknown key or a bad value, naming the plugin and the option", () => {
-    expect(() => new BootCheckPlugin({ boot_budget: 5 } as never)).toThrow('@fledge/plugin-bootcheck: option boot_budget is not an option');
+    expect(() => new BootCheckPlugin({ boot_budget: 5 } as never)).toThrow("@fledge/plugin-bootcheck: option boot_budget is not an option");
     expect(() => new BootCheckPlugin({ boot_budget_ms: 0 })).toThrow("boot_budget_ms must be a whole number above 0");
     expect(() => new BootCheckPlugin({ boot_budget_ms: 1.5 })).toThrow("boot_budget_ms must be a whole number above 0");
     expect(() => new BootCheckPlugin({ size_budget_mb: -1 })).toThrow("size_budget_mb must be a number above 0");

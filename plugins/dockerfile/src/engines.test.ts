@@ -64,7 +64,20 @@ describe("Dockerfile builds through a container engine", () => {
     chmodSync(join(ctx, "app.sh"), 0o755);
     writeFileSync(
       join(ctx, "Dockerfile"),
-      [`FROM oci:${base}:latest AS build`, "ARG GREETING=unset", 'RUN mkdir -p /out && echo "$GREETING" > /out/greeting', "", `FROM oci:${base}:latest AS runtime`, "COPY --from=build /out/greeting /etc/greeting", "COPY app.sh /app/app.sh", 'CMD ["/app/app.sh"]', "", `FROM oci:${base}:latest AS other`, "RUN echo wrong > /etc/greeting", ""].join("\n"),
+      [
+        `FROM oci:${base}:latest AS build`,
+        "ARG GREETING=unset",
+        'RUN mkdir -p /out && echo "$GREETING" > /out/greeting',
+        "",
+        `FROM oci:${base}:latest AS runtime`,
+        "COPY --from=build /out/greeting /etc/greeting",
+        "COPY app.sh /app/app.sh",
+        'CMD ["/app/app.sh"]',
+        "",
+        `FROM oci:${base}:latest AS other`,
+        "RUN echo wrong > /etc/greeting",
+        "",
+      ].join("\n"),
     );
     const lines: string[] = [];
     const img = await buildDockerfile({ dockerfile: join(ctx, "Dockerfile"), target: "runtime", buildArgs: { GREETING: "hello-from-build-args" } }, { env, tmpDir: root, onOutput: (l) => lines.push(l) });

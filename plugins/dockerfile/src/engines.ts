@@ -39,8 +39,7 @@ const ENGINE_LABEL: Record<EngineName, string> = {
   buildah: "buildah build",
 };
 
-export const NO_ENGINE_HINT =
-  "install one — Debian's buildah runs without a daemon (apt-get install buildah) — or build the image yourself and use [source] image = \"oci:<dir>\" or \"docker-archive:<file.tar>\"";
+export const NO_ENGINE_HINT = 'install one — Debian\'s buildah runs without a daemon (apt-get install buildah) — or build the image yourself and use [source] image = "oci:<dir>" or "docker-archive:<file.tar>"';
 
 export interface EngineOptions {
   env?: NodeJS.ProcessEnv;
@@ -74,8 +73,7 @@ export function detectEngines(env: NodeJS.ProcessEnv = process.env): { engine: E
   for (const engine of ENGINES) {
     const bin = which(engine, env);
     if (!bin) continue;
-    const ok =
-      engine === "buildctl" ? works(bin, ["debug", "workers"], env) : engine === "docker" ? works(bin, ["buildx", "version"], env) && works(bin, ["info"], env) : works(bin, ["version"], env);
+    const ok = engine === "buildctl" ? works(bin, ["debug", "workers"], env) : engine === "docker" ? works(bin, ["buildx", "version"], env) && works(bin, ["info"], env) : works(bin, ["version"], env);
     if (ok) found.push({ engine, bin });
   }
   return found;

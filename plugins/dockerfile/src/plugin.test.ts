@@ -50,10 +50,27 @@ describe.skipIf(!buildah)("[source] dockerfile → engine → OCI layout → ima
     mkdirSync(join(dir, "app"), { recursive: true });
     writeFileSync(join(dir, "app", "run.sh"), "#!/bin/sh\necho run\n", { mode: 0o755 });
     writeFileSync(join(dir, "kestrel"), "#!/bin/sh\n", { mode: 0o755 });
-    writeFileSync(join(dir, "Dockerfile"), `FROM oci:${base}:latest AS base\nARG FLAVOUR=plain\nRUN mkdir -p /etc && echo "$FLAVOUR" > /etc/flavour\nCOPY run.sh /app/run.sh\n\nFROM base AS unused\nRUN echo no > /etc/flavour\n`);
+    writeFileSync(
+      join(dir, "Dockerfile"),
+      `FROM oci:${base}:latest AS base\nARG FLAVOUR=plain\nRUN mkdir -p /etc && echo "$FLAVOUR" > /etc/flavour\nCOPY run.sh /app/run.sh\n\nFROM base AS unused\nRUN echo no > /etc/flavour\n`,
+    );
     writeFileSync(
       join(dir, "fledge.toml"),
-      ['version = "1"', 'strategy = "oci_rootfs"', "[agent]", 'source_strategy = "local"', 'path = "./kestrel"', "[source]", 'dockerfile = "./Dockerfile"', 'context = "./app"', 'target = "base"', `busybox_url = "${BUSYBOX}"`, "[source.build_args]", 'FLAVOUR = "spicy"', ""].join("\n"),
+      [
+        'version = "1"',
+        'strategy = "oci_rootfs"',
+        "[agent]",
+        'source_strategy = "local"',
+        'path = "./kestrel"',
+        "[source]",
+        'dockerfile = "./Dockerfile"',
+        'context = "./app"',
+        'target = "base"',
+        `busybox_url = "${BUSYBOX}"`,
+        "[source.build_args]",
+        'FLAVOUR = "spicy"',
+        "",
+      ].join("\n"),
     );
     // COPY run.sh is relative to the context (./app), the Dockerfile is outside it
     writeFileSync(join(dir, "manifest.toml"), 'name = "df"\nversion = "0.1.0"\n[workload]\nentrypoint = "/app/run.sh"\nbase_url = "http://127.0.0.1:8000"\n');

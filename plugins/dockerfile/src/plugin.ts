@@ -24,14 +24,15 @@ function readRequest(req: Pick<SourceRequest, "options" | "baseDir">): { request
   const o = req.options;
   const problems: { key: string; message: string; hint?: string }[] = [];
   for (const k of Object.keys(o)) if (!KEYS.includes(k)) problems.push({ key: k, message: `unknown key "${k}" for a Dockerfile source`, hint: `known: ${KEYS.join(", ")}` });
-  if (typeof o.dockerfile !== "string" || !o.dockerfile) return { problems: [...problems, { key: "dockerfile", message: "a Dockerfile source needs dockerfile = \"<path>\"" }] };
+  if (typeof o.dockerfile !== "string" || !o.dockerfile) return { problems: [...problems, { key: "dockerfile", message: 'a Dockerfile source needs dockerfile = "<path>"' }] };
   const dockerfile = resolve(req.baseDir, o.dockerfile);
   if (!existsSync(dockerfile)) problems.push({ key: "dockerfile", message: `${dockerfile} does not exist`, hint: "the path is relative to fledge.toml" });
   else if (!statSync(dockerfile).isFile()) problems.push({ key: "dockerfile", message: `${dockerfile} is not a file` });
   let context: string | undefined;
   if (o.context !== undefined) {
     context = resolve(req.baseDir, String(o.context));
-    if (!existsSync(context) || !statSync(context).isDirectory()) problems.push({ key: "context", message: `${context} is not a directory`, hint: "context is the build context, relative to fledge.toml (default: the Dockerfile's directory)" });
+    if (!existsSync(context) || !statSync(context).isDirectory())
+      problems.push({ key: "context", message: `${context} is not a directory`, hint: "context is the build context, relative to fledge.toml (default: the Dockerfile's directory)" });
   }
   const buildArgs: Record<string, string> = {};
   const ba = o.build_args ?? o.buildArgs;

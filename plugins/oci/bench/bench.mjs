@@ -25,7 +25,14 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "fledge-oci-bench-"));
 const TIME = "/usr/bin/time";
 
-for (const [bin, pkg] of [[TIME, "time"], ["skopeo", "skopeo"], ["umoci", "umoci"], ["docker-registry", "docker-registry"], ["cpio", "cpio"], ["pigz", "pigz"]]) {
+for (const [bin, pkg] of [
+  [TIME, "time"],
+  ["skopeo", "skopeo"],
+  ["umoci", "umoci"],
+  ["docker-registry", "docker-registry"],
+  ["cpio", "cpio"],
+  ["pigz", "pigz"],
+]) {
   if (spawnSync(bin, ["--version"]).error) {
     console.error(`bench: ${bin} is missing: run bash scripts/install-e2e-deps.sh (Debian package ${pkg})`);
     process.exit(2);
@@ -50,10 +57,7 @@ function project(dir, ref) {
   mkdirSync(dir, { recursive: true });
   copyFileSync(existsSync("/bin/busybox") ? "/bin/busybox" : "/usr/bin/busybox", join(dir, "init")); // a static PID 1
   writeFileSync(join(dir, "app.conf"), "version 0\n");
-  writeFileSync(
-    join(dir, "fledge.toml"),
-    `version = "1"\n[init]\nnone = true\n[source]\nbusybox = false\nimage = "${ref}"\n[mappings]\n"./init" = "/init"\n"./app.conf" = "/etc/app.conf"\n`,
-  );
+  writeFileSync(join(dir, "fledge.toml"), `version = "1"\n[init]\nnone = true\n[source]\nbusybox = false\nimage = "${ref}"\n[mappings]\n"./init" = "/init"\n"./app.conf" = "/etc/app.conf"\n`);
   writeFileSync(join(dir, "manifest.toml"), 'name = "bench"\nversion = "0.1.0"\n[workload]\nentrypoint = "/init"\nbase_url = "http://127.0.0.1:8000"\n');
 }
 
@@ -138,11 +142,15 @@ try {
   const date = new Date().toISOString().slice(0, 10);
   const mb = (b) => `${(b / 1e6).toFixed(0)} MB`;
   const out = [];
-  out.push(`Bench ${date}, ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; medians of ${RUNS} runs; image: ${small.length} gzip layers, ${mb(bytes)} unpacked, from docker-registry on 127.0.0.1.`);
+  out.push(
+    `Bench ${date}, ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; medians of ${RUNS} runs; image: ${small.length} gzip layers, ${mb(bytes)} unpacked, from docker-registry on 127.0.0.1.`,
+  );
   out.push("");
   out.push("| route | wall (s) | CPU user+sys (s) | peak RSS (MB) | artifact |");
   out.push("|---|---:|---:|---:|---:|");
-  out.push(`| Go fledge's route, cold: skopeo copy ${median(rows.goCold.map((r) => r.pull)).toFixed(1)} s + umoci raw unpack ${median(rows.goCold.map((r) => r.unpack)).toFixed(1)} s + find\\|cpio\\|gzip -9 ${median(rows.goCold.map((r) => r.archive)).toFixed(1)} s | ${goS.toFixed(1)} | ${goC.toFixed(1)} | ${med("goCold", "rssMb").toFixed(0)} | ${mb(goDetail.size)} |`);
+  out.push(
+    `| Go fledge's route, cold: skopeo copy ${median(rows.goCold.map((r) => r.pull)).toFixed(1)} s + umoci raw unpack ${median(rows.goCold.map((r) => r.unpack)).toFixed(1)} s + find\\|cpio\\|gzip -9 ${median(rows.goCold.map((r) => r.archive)).toFixed(1)} s | ${goS.toFixed(1)} | ${goC.toFixed(1)} | ${med("goCold", "rssMb").toFixed(0)} | ${mb(goDetail.size)} |`,
+  );
   out.push(`| fledge build, cold (empty cache) | ${coldS.toFixed(1)} | ${coldC.toFixed(1)} | ${med("cold", "rssMb").toFixed(0)} | ${mb(fledgeSize)} |`);
   out.push(`| fledge build, warm (image cached, one mapping changed): first rebuild after cold | ${warmS.toFixed(1)} | ${warmC.toFixed(1)} | ${med("warm", "rssMb").toFixed(0)} | ${mb(fledgeSize)} |`);
   out.push(`| fledge build, warm: the next rebuild (stat cache warm too) | ${warm2S.toFixed(1)} | ${warm2C.toFixed(1)} | ${med("warm2", "rssMb").toFixed(0)} | ${mb(fledgeSize)} |`);
@@ -150,7 +158,9 @@ try {
   out.push("");
   const t = [];
   t.push(`cold ${(goS / coldS).toFixed(1)}x faster than the Go route in wall time, ${(goC / coldC).toFixed(1)}x less CPU (target ≥ 3x: ${goS / coldS >= 3 ? "met" : "not met"} in wall time)`);
-  t.push(`warm ${((warmS / coldS) * 100).toFixed(0)}% of cold in wall time, ${((warmC / coldC) * 100).toFixed(0)}% in CPU; the next rebuild ${((warm2S / coldS) * 100).toFixed(0)}% and ${((warm2C / coldC) * 100).toFixed(0)}% (target ≤ 20%: ${warmS / coldS <= 0.2 ? "met" : "not met"} for the first rebuild, ${warm2S / coldS <= 0.2 ? "met" : "not met"} for the next, in wall time)`);
+  t.push(
+    `warm ${((warmS / coldS) * 100).toFixed(0)}% of cold in wall time, ${((warmC / coldC) * 100).toFixed(0)}% in CPU; the next rebuild ${((warm2S / coldS) * 100).toFixed(0)}% and ${((warm2C / coldC) * 100).toFixed(0)}% (target ≤ 20%: ${warmS / coldS <= 0.2 ? "met" : "not met"} for the first rebuild, ${warm2S / coldS <= 0.2 ? "met" : "not met"} for the next, in wall time)`,
+  );
   if (big) t.push(`peak RSS ${big.rssMb.toFixed(0)} MB for the ${mb(big.bytes)} image (target < 300 MB: ${big.rssMb < 300 ? "met" : "not met"})`);
   out.push(`Targets: ${t.join("; ")}.`);
   console.log(out.join("\n"));

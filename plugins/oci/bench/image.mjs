@@ -45,4 +45,3 @@ export async function makeImage(dir, layers) {
   );
   return total;
 }
-

@@ -74,8 +74,7 @@ export class DockerArchiveSource implements ImageSource {
       if ((err as OciError).name === "OciError") throw err;
       throw new OciError("FLEDGE_OCI_FORMAT", `${what}: manifest.json is not valid JSON`);
     }
-    if (!Array.isArray(list) || list.some((i) => !i || typeof i.Config !== "string" || !Array.isArray(i.Layers)))
-      throw new OciError("FLEDGE_OCI_FORMAT", `${what}: manifest.json is not a docker-archive image list`);
+    if (!Array.isArray(list) || list.some((i) => !i || typeof i.Config !== "string" || !Array.isArray(i.Layers))) throw new OciError("FLEDGE_OCI_FORMAT", `${what}: manifest.json is not a docker-archive image list`);
     const tags = (i: ArchiveImage) => (i.RepoTags ?? []).filter((t) => typeof t === "string");
     let img: ArchiveImage | undefined;
     if (this.ref.index !== undefined) {
@@ -93,7 +92,12 @@ export class DockerArchiveSource implements ImageSource {
     } else if (list.length === 1) img = list[0];
     else
       throw new OciError("FLEDGE_OCI_REFERENCE", `${what}: the archive holds ${list.length} images; say which one`, {
-        hint: `write docker-archive:<file>:<name:tag> (${list.flatMap(tags).map((t) => `"${t}"`).join(", ") || "no names"}) or docker-archive:<file>:@<n>`,
+        hint: `write docker-archive:<file>:<name:tag> (${
+          list
+            .flatMap(tags)
+            .map((t) => `"${t}"`)
+            .join(", ") || "no names"
+        }) or docker-archive:<file>:@<n>`,
       });
     if (!img) throw new OciError("FLEDGE_OCI_NOT_FOUND", `${what}: the archive holds no image`);
     const cfgName = img.Config.replace(/^\.\//, "");
@@ -101,8 +105,7 @@ export class DockerArchiveSource implements ImageSource {
     const configDigest = `sha256:${sha256hex(cfgBytes)}`;
     // docker names the config after its digest (`<hex>.json` or `blobs/sha256/<hex>`): check it when it does.
     const named = /(?:^|\/)([0-9a-f]{64})(?:\.json)?$/.exec(cfgName)?.[1];
-    if (named && `sha256:${named}` !== configDigest)
-      throw new OciError("FLEDGE_OCI_DIGEST", `${what}: the image config ${cfgName} does not match its name\n  expected sha256:${named}\n  actual   ${configDigest}`);
+    if (named && `sha256:${named}` !== configDigest) throw new OciError("FLEDGE_OCI_DIGEST", `${what}: the image config ${cfgName} does not match its name\n  expected sha256:${named}\n  actual   ${configDigest}`);
     if (pin && pin.digest !== configDigest) throw new OciError("FLEDGE_OCI_DIGEST", `${what}: the archive's image is ${configDigest}, not ${pin.digest}`);
     const config = parseConfig(cfgBytes, `${what}: image config`);
     if (config.os && config.os !== platform.os) throw new OciError("FLEDGE_OCI_PLATFORM", `${what} is an image for ${config.os}, not ${formatPlatform(platform)}`);
@@ -110,8 +113,7 @@ export class DockerArchiveSource implements ImageSource {
       throw new OciError("FLEDGE_OCI_PLATFORM", `${what} is an image for ${config.os ?? "linux"}/${config.architecture}, not ${formatPlatform(platform)}`, {
         hint: `set [output] arch to match the image, or save a ${formatPlatform(platform)} image`,
       });
-    if (config.diffIDs.length !== img.Layers.length)
-      throw new OciError("FLEDGE_OCI_FORMAT", `${what}: manifest.json lists ${img.Layers.length} layers but the config has ${config.diffIDs.length} diff_ids`);
+    if (config.diffIDs.length !== img.Layers.length) throw new OciError("FLEDGE_OCI_FORMAT", `${what}: manifest.json lists ${img.Layers.length} layers but the config has ${config.diffIDs.length} diff_ids`);
     const members = await this.#index();
     const layers: LayerSpec[] = img.Layers.map((name, i) => {
       const n = name.replace(/^\.\//, "");

@@ -11,8 +11,7 @@ export function sniffCompression(head: Uint8Array, what: string): Compression {
   if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return "zstd";
   if (head.length >= 6 && head[0] === 0xfd && head[1] === 0x37 && head[2] === 0x7a && head[3] === 0x58 && head[4] === 0x5a)
     throw new OciError("FLEDGE_OCI_UNSUPPORTED", `${what} is xz-compressed; OCI layers are tar, tar+gzip or tar+zstd`);
-  if (head.length >= 3 && head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68)
-    throw new OciError("FLEDGE_OCI_UNSUPPORTED", `${what} is bzip2-compressed; OCI layers are tar, tar+gzip or tar+zstd`);
+  if (head.length >= 3 && head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68) throw new OciError("FLEDGE_OCI_UNSUPPORTED", `${what} is bzip2-compressed; OCI layers are tar, tar+gzip or tar+zstd`);
   return "none";
 }
 

@@ -31,10 +31,8 @@ export function imageDefaults(config: ImageConfig, image: string): ImageDefaults
   const ports = Object.keys(c.ExposedPorts ?? {}).sort();
   const tcp = ports.filter((p) => /^\d+(\/tcp)?$/i.test(p)).map((p) => Number(p.split("/")[0]));
   if (tcp.length === 1) out.baseUrl = `http://127.0.0.1:${tcp[0]}`;
-  else if (tcp.length > 1)
-    out.notes.push(`${image} exposes several TCP ports (${ports.join(", ")}); set [workload] base_url in manifest.toml to say which one serves HTTP`);
+  else if (tcp.length > 1) out.notes.push(`${image} exposes several TCP ports (${ports.join(", ")}); set [workload] base_url in manifest.toml to say which one serves HTTP`);
   const user = c.User?.trim();
-  if (user && !/^(0|root)(:(0|root))?$/.test(user))
-    out.notes.push(`${image} runs as user "${user}" under docker; kestrel starts the workload as root`);
+  if (user && !/^(0|root)(:(0|root))?$/.test(user)) out.notes.push(`${image} runs as user "${user}" under docker; kestrel starts the workload as root`);
   return out;
 }

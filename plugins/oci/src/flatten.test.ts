@@ -130,9 +130,19 @@ describe("ImageFs: the OCI changeset rules", () => {
       code: "FLEDGE_OCI_ESCAPE",
       message: /through the symlink \/evil -> \/etc/,
     });
-    await expect(flatten([{ name: "evil", type: "symlink", linkname: "../../.." }, { name: "evil/x", data: "x" }])).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE" });
+    await expect(
+      flatten([
+        { name: "evil", type: "symlink", linkname: "../../.." },
+        { name: "evil/x", data: "x" },
+      ]),
+    ).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE" });
     await expect(flatten([{ name: "h", type: "link", linkname: "../../etc/shadow" }])).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE" });
-    await expect(flatten([{ name: "l", type: "symlink", linkname: "/" }, { name: "h", type: "link", linkname: "l/etc/shadow" }])).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE" });
+    await expect(
+      flatten([
+        { name: "l", type: "symlink", linkname: "/" },
+        { name: "h", type: "link", linkname: "l/etc/shadow" },
+      ]),
+    ).rejects.toMatchObject({ code: "FLEDGE_OCI_ESCAPE" });
   });
 
   it("symlinks are data: any target is kept and never followed", async () => {
@@ -147,9 +157,9 @@ describe("ImageFs: the OCI changeset rules", () => {
     const { fs } = await flatten([{ name: "ping", data: "p", pax: { "SCHILY.xattr.security.capability": "\u0001" } }]);
     expect(fs.report.xattrs).toEqual(["/ping"]);
     const small = new ImageFs({ maxEntries: 2 });
-    expect(() => small.apply(0, { name: "L0", entries: [1, 2, 3].map((i) => ({ name: `f${i}`, type: "file" as const, mode: 0o644, uid: 0, gid: 0, size: 0, offset: 0, linkname: "", devmajor: 0, devminor: 0 })) })).toThrow(
-      expect.objectContaining({ code: "FLEDGE_OCI_TOO_BIG" }),
-    );
+    expect(() =>
+      small.apply(0, { name: "L0", entries: [1, 2, 3].map((i) => ({ name: `f${i}`, type: "file" as const, mode: 0o644, uid: 0, gid: 0, size: 0, offset: 0, linkname: "", devmajor: 0, devminor: 0 })) }),
+    ).toThrow(expect.objectContaining({ code: "FLEDGE_OCI_TOO_BIG" }));
     await expect(flatten([{ name: "h", type: "link", linkname: "nowhere" }])).rejects.toMatchObject({ code: "FLEDGE_OCI_FORMAT" });
   });
 });

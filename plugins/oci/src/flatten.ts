@@ -130,7 +130,8 @@ export class ImageFs {
         this.report.whiteouts++;
         const dir = this.#lookupDir(parts.slice(0, -1));
         if (base === OPAQUE) dir?.children.clear();
-        else if (base.startsWith(WH + WH)) continue; // aufs bookkeeping (.wh..wh.plnk, …): meaningless here
+        else if (base.startsWith(WH + WH))
+          continue; // aufs bookkeeping (.wh..wh.plnk, …): meaningless here
         else dir?.children.delete(base.slice(WH.length));
         continue;
       }
@@ -162,8 +163,7 @@ export class ImageFs {
         cur.children.set(p, d);
         cur = d;
       } else if (n.type === "dir") cur = n;
-      else if (n.type === "symlink")
-        throw escapeError(lname, name, `would be written through the symlink /${parts.slice(0, i + 1).join("/")} -> ${n.target}`);
+      else if (n.type === "symlink") throw escapeError(lname, name, `would be written through the symlink /${parts.slice(0, i + 1).join("/")} -> ${n.target}`);
       else
         throw new OciError("FLEDGE_OCI_FORMAT", `layer ${lname}: entry ${JSON.stringify(name)} is inside /${parts.slice(0, i + 1).join("/")}, which is a ${n.type === "file" ? "regular file" : n.type}, not a directory`, {
           hint: "the image's layers do not fit together; rebuild the image",
@@ -204,8 +204,7 @@ export class ImageFs {
         node = { type: "dir", mode: e.mode, uid: e.uid, gid: e.gid, layer, children: new Map() };
         break;
       case "file":
-        if (e.size > NEWC_MAX)
-          throw new OciError("FLEDGE_OCI_UNSUPPORTED", `layer ${lname}: ${path} is ${e.size} bytes; an initramfs (newc) cannot hold files of 4 GiB or more`);
+        if (e.size > NEWC_MAX) throw new OciError("FLEDGE_OCI_UNSUPPORTED", `layer ${lname}: ${path} is ${e.size} bytes; an initramfs (newc) cannot hold files of 4 GiB or more`);
         node = { type: "file", layer, inode: { mode: e.mode, uid: e.uid, gid: e.gid, data: { layer, offset: e.offset, size: e.size } } };
         break;
       case "symlink":

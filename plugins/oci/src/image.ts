@@ -78,8 +78,7 @@ function descriptor(v: unknown, what: string): Descriptor {
   if (typeof d.size !== "number" || !Number.isSafeInteger(d.size) || d.size < 0) throw formatError(what, `the descriptor of ${d.digest} has no valid size`);
   const out: Descriptor = { mediaType: typeof d.mediaType === "string" ? d.mediaType : "", digest: d.digest, size: d.size };
   const p = d.platform as Record<string, unknown> | undefined;
-  if (p && typeof p.os === "string" && typeof p.architecture === "string")
-    out.platform = { os: p.os, architecture: p.architecture, ...(typeof p.variant === "string" && p.variant ? { variant: p.variant } : {}) };
+  if (p && typeof p.os === "string" && typeof p.architecture === "string") out.platform = { os: p.os, architecture: p.architecture, ...(typeof p.variant === "string" && p.variant ? { variant: p.variant } : {}) };
   if (d.annotations && typeof d.annotations === "object") out.annotations = d.annotations as Record<string, string>;
   if (Array.isArray(d.urls)) out.urls = d.urls.filter((u): u is string => typeof u === "string");
   return out;
@@ -195,8 +194,9 @@ export function choosePlatform(index: ImageIndex, want: Platform, what: string):
   }
   const offered = [...new Set(images.map((d) => (d.platform ? formatPlatform(d.platform) : "(no platform)")))];
   throw new OciError("FLEDGE_OCI_PLATFORM", `${what} has no image for ${formatPlatform(want)}; it offers ${offered.length ? offered.join(", ") : "nothing"}`, {
-    hint: offered.some((o) => o.startsWith("linux/arm64")) || offered.some((o) => o.startsWith("linux/amd64"))
-      ? 'set [output] arch to one the index offers ("x86_64" for linux/amd64, "aarch64" for linux/arm64), or use an image built for your platform'
-      : "use an image built for your platform",
+    hint:
+      offered.some((o) => o.startsWith("linux/arm64")) || offered.some((o) => o.startsWith("linux/amd64"))
+        ? 'set [output] arch to one the index offers ("x86_64" for linux/amd64, "aarch64" for linux/arm64), or use an image built for your platform'
+        : "use an image built for your platform",
   });
 }

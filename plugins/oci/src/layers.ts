@@ -234,7 +234,13 @@ export class LayerCache {
   async unpack(
     spec: LayerSpec,
     blob: AsyncIterable<Uint8Array>,
-    opts: { budget: UnpackBudget; label: string; keepBlob?: boolean; onBytes?: (n: number) => void; /** What `fledge cache ls` shows for the entries: the blob's URL, the unpacked tar's name. */ names?: { blob?: string; tar?: string } },
+    opts: {
+      budget: UnpackBudget;
+      label: string;
+      keepBlob?: boolean;
+      onBytes?: (n: number) => void /** What `fledge cache ls` shows for the entries: the blob's URL, the unpacked tar's name. */;
+      names?: { blob?: string; tar?: string };
+    },
   ): Promise<OpenLayer> {
     const { budget, label } = opts;
     const tarTemp = await this.cache.tempPath();

@@ -41,8 +41,7 @@ export class LayoutSource implements ImageSource {
     const dir = this.ref.path;
     const what = this.description;
     const st = await stat(dir).catch(() => undefined);
-    if (!st?.isDirectory())
-      throw new OciError("FLEDGE_OCI_NOT_FOUND", `${what}: ${dir} is not a directory`, { hint: "give the directory of an OCI image layout (skopeo copy … oci:<dir>:<tag> writes one)" });
+    if (!st?.isDirectory()) throw new OciError("FLEDGE_OCI_NOT_FOUND", `${what}: ${dir} is not a directory`, { hint: "give the directory of an OCI image layout (skopeo copy … oci:<dir>:<tag> writes one)" });
     const layoutFile = await readFile(join(dir, "oci-layout"), "utf8").catch(() => undefined);
     if (layoutFile === undefined)
       throw new OciError("FLEDGE_OCI_FORMAT", `${what}: ${dir} has no oci-layout file, so it is not an OCI image layout`, { hint: "write it with skopeo copy … oci:<dir>:<tag>, buildah push … oci:<dir>:<tag> or umoci" });
@@ -52,8 +51,7 @@ export class LayoutSource implements ImageSource {
     } catch {
       throw new OciError("FLEDGE_OCI_FORMAT", `${what}: ${join(dir, "oci-layout")} is not valid JSON`);
     }
-    if (typeof version !== "string" || !version.startsWith("1."))
-      throw new OciError("FLEDGE_OCI_UNSUPPORTED", `${what}: image layout version ${JSON.stringify(version)} is not 1.x`);
+    if (typeof version !== "string" || !version.startsWith("1.")) throw new OciError("FLEDGE_OCI_UNSUPPORTED", `${what}: image layout version ${JSON.stringify(version)} is not 1.x`);
     const indexBytes = await readSmall(join(dir, "index.json"), MAX_DOCUMENT, what);
     const index = parseManifest(indexBytes, `${what}: index.json`, "application/vnd.oci.image.index.v1+json");
     if (index.kind !== "index") throw new OciError("FLEDGE_OCI_FORMAT", `${what}: index.json is not an image index`);
@@ -75,8 +73,7 @@ export class LayoutSource implements ImageSource {
       });
     }
     if (!top) throw new OciError("FLEDGE_OCI_NOT_FOUND", `${what}: the layout's index.json lists no image`);
-    if (pin && pin.digest !== top.digest)
-      throw new OciError("FLEDGE_OCI_DIGEST", `${what}: the layout's image is ${top.digest}, not ${pin.digest}`);
+    if (pin && pin.digest !== top.digest) throw new OciError("FLEDGE_OCI_DIGEST", `${what}: the layout's image is ${top.digest}, not ${pin.digest}`);
     const get = async (d: { digest: string; size?: number }, label: string) => {
       const bytes = await readSmall(this.#blob(d.digest), MAX_DOCUMENT, label);
       verifyDocument(bytes, d.digest, label, d.size);
@@ -90,8 +87,7 @@ export class LayoutSource implements ImageSource {
     if (!layer.digest) throw new OciError("FLEDGE_OCI_FORMAT", `${label}: the layer has no digest`);
     const path = this.#blob(layer.digest);
     const st = await stat(path).catch(() => undefined);
-    if (!st?.isFile())
-      throw new OciError("FLEDGE_OCI_NOT_FOUND", `${label}: the layout has no blob ${layer.digest} (${path})`, { hint: "the layout is incomplete; copy the image again" });
+    if (!st?.isFile()) throw new OciError("FLEDGE_OCI_NOT_FOUND", `${label}: the layout has no blob ${layer.digest} (${path})`, { hint: "the layout is incomplete; copy the image again" });
     return consume(createReadStream(path, { highWaterMark: 1 << 20 }));
   }
 

@@ -45,7 +45,10 @@ const APP: TestPlatformImage = {
       { name: "var/cache/new", data: "new" },
       { name: "etc/app.conf", data: "app=1\n" },
     ],
-    [{ name: "app/", type: "directory" }, { name: "app/run", data: "#!/bin/sh\necho hi\n", mode: 0o755 }],
+    [
+      { name: "app/", type: "directory" },
+      { name: "app/run", data: "#!/bin/sh\necho hi\n", mode: 0o755 },
+    ],
   ],
   compression: ["gzip", "gzip", "none"],
   config: { Entrypoint: ["/app/run"], Cmd: ["--port", "8000"], Env: ["PATH=/usr/bin:/bin", "APP=1"], WorkingDir: "/app", ExposedPorts: { "8000/tcp": {} } },
@@ -94,26 +97,26 @@ const temps = (cacheDir: string) => (existsSync(join(cacheDir, "tmp")) ? readdir
 
 const layout = join(work, "layout");
 const expected: Record<string, string> = {
-        "/app": "dir 755 0:0",
-        "/bin": "dir 755 0:0",
-        "/dev": "dir 755 0:0",
-        "/etc": "dir 755 0:0",
-        "/home": "dir 755 0:0",
-        "/usr": "dir 755 0:0",
-        "/var": "dir 755 0:0",
-        "/app/run": "file 755 0:0 #!/bin/sh\necho hi\n",
-        "/bin/busybox": "file 755 0:0 BUSYBOX link0",
-        "/bin/ls": "-> busybox",
-        "/bin/sh": "file 755 0:0 BUSYBOX link0",
-        "/dev/null": "char 1,3 666",
-        "/etc/app.conf": "file 644 0:0 app=1\n",
-        "/etc/keep.conf": "file 644 0:0 keep",
-        "/home/app": "dir 700 1000:1000",
-        "/usr/bin": "dir 755 0:0",
-        "/var/cache": "dir 755 0:0",
-        "/usr/bin/su": "file 4755 0:0 SU",
-        "/var/cache/new": "file 644 0:0 new",
-      };
+  "/app": "dir 755 0:0",
+  "/bin": "dir 755 0:0",
+  "/dev": "dir 755 0:0",
+  "/etc": "dir 755 0:0",
+  "/home": "dir 755 0:0",
+  "/usr": "dir 755 0:0",
+  "/var": "dir 755 0:0",
+  "/app/run": "file 755 0:0 #!/bin/sh\necho hi\n",
+  "/bin/busybox": "file 755 0:0 BUSYBOX link0",
+  "/bin/ls": "-> busybox",
+  "/bin/sh": "file 755 0:0 BUSYBOX link0",
+  "/dev/null": "char 1,3 666",
+  "/etc/app.conf": "file 644 0:0 app=1\n",
+  "/etc/keep.conf": "file 644 0:0 keep",
+  "/home/app": "dir 700 1000:1000",
+  "/usr/bin": "dir 755 0:0",
+  "/var/cache": "dir 755 0:0",
+  "/usr/bin/su": "file 4755 0:0 SU",
+  "/var/cache/new": "file 644 0:0 new",
+};
 
 beforeAll(async () => {
   registry = await startRegistry();
@@ -127,7 +130,16 @@ beforeAll(async () => {
     { ...APP, layers: [[{ name: "arch", data: "ppc64le" }]], architecture: "ppc64le", compression: ["gzip"] },
   ]);
   await writeLayout(layout, "zstd", [{ ...APP, compression: ["zstd", "gzip", "zstd"] }]);
-  await writeLayout(layout, "escape", [{ layers: [[{ name: "ok", data: "ok" }, { name: "../escape", data: "gotcha" }]] }]);
+  await writeLayout(layout, "escape", [
+    {
+      layers: [
+        [
+          { name: "ok", data: "ok" },
+          { name: "../escape", data: "gotcha" },
+        ],
+      ],
+    },
+  ]);
   await skopeo([`oci:${layout}:1`, `docker://${registry.host}/app:1`, "--dest-tls-verify=false"]);
   await skopeo([`oci:${layout}:multi`, `docker://${registry.host}/multi:1`, "--dest-tls-verify=false", "--all"]);
   await skopeo([`oci:${layout}:exotic`, `docker://${registry.host}/exotic:1`, "--dest-tls-verify=false", "--all"]);
@@ -268,7 +280,7 @@ describe("loadImage errors: clear, nothing partial, nothing poisoned in the cach
 
   it("a decompression bomb passes the size cap: the error says how to raise it", async () => {
     const cache = join(work, "c-bomb");
-    await expect(load(`${registry.host}/app:1`, cache, { maxUnpackedBytes: 4096, raiseHint: "max_unpacked_size = \"…\" in [[overlay]]" })).rejects.toMatchObject({
+    await expect(load(`${registry.host}/app:1`, cache, { maxUnpackedBytes: 4096, raiseHint: 'max_unpacked_size = "…" in [[overlay]]' })).rejects.toMatchObject({
       code: "FLEDGE_OCI_TOO_BIG",
       hint: expect.stringContaining("max_unpacked_size"),
     });
@@ -281,7 +293,12 @@ describe("loadImage errors: clear, nothing partial, nothing poisoned in the cach
     });
     expect(temps(cache)).toEqual([]);
     const shas = existsSync(join(cache, "sha256")) ? readdirSync(join(cache, "sha256")) : [];
-    for (const s of shas) expect(createHash("sha256").update(readFileSync(join(cache, "sha256", s))).digest("hex")).toBe(s);
+    for (const s of shas)
+      expect(
+        createHash("sha256")
+          .update(readFileSync(join(cache, "sha256", s)))
+          .digest("hex"),
+      ).toBe(s);
   });
 
   it("a blob the registry serves with other content fails with expected and actual digests; nothing is kept", async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build, rootCause, updateLock } from "@fledge/core";
@@ -158,16 +158,12 @@ describe("OciPlugin with a registry: lock, --offline, fledge update, manifest de
     await skopeo([`oci:${layout}:1`, `docker://${registry.host}/app:1`, "--dest-tls-verify=false"]);
     mkdirSync(proj, { recursive: true });
     writeFileSync(join(proj, "kestrel"), "#!/bin/sh\necho kestrel\n", { mode: 0o755 });
-    writeFileSync(
-      join(proj, "fledge.toml"),
-      `version = "1"\n[agent]\nsource_strategy = "local"\npath = "./kestrel"\n[source]\nbusybox = false\nimage = "${registry.host}/app:1"\n`.replace("busybox = false\n", ""),
-    );
+    writeFileSync(join(proj, "fledge.toml"), `version = "1"\n[agent]\nsource_strategy = "local"\npath = "./kestrel"\n[source]\nbusybox = false\nimage = "${registry.host}/app:1"\n`.replace("busybox = false\n", ""));
     writeFileSync(join(proj, "manifest.toml"), `name = "app"\nversion = "1.0.0"\n[env]\nMODE = "toml"\n`);
   }, 60_000);
   afterAll(async () => registry?.stop());
 
-  const run = (extra: Record<string, unknown> = {}) =>
-    build({ config: join(proj, "fledge.toml"), output: join(proj, "out.cpio.gz"), cacheDir, env, plugins: [new OciPlugin()], ...extra });
+  const run = (extra: Record<string, unknown> = {}) => build({ config: join(proj, "fledge.toml"), output: join(proj, "out.cpio.gz"), cacheDir, env, plugins: [new OciPlugin()], ...extra });
 
   it("pins the digest in fledge.lock, fills the manifest from the image config (manifest.toml wins)", async () => {
     writeFileSync(join(proj, "fledge.toml"), readFileSync(join(proj, "fledge.toml"), "utf8").replace("[source]\n", `[source]\nbusybox_url = "file:///bin/busybox"\n`));

@@ -49,12 +49,10 @@ const optionsSchema: OptionsSchema = {
     validate(value) {
       const o = (value ?? {}) as Record<string, unknown>;
       const issues: { message: string; path: { key: string }[] }[] = [];
-      for (const k of Object.keys(o))
-        if (k !== "max_unpacked_size" && k !== "max_entries") issues.push({ message: `unknown option "${k}" (known: max_unpacked_size, max_entries)`, path: [{ key: k }] });
+      for (const k of Object.keys(o)) if (k !== "max_unpacked_size" && k !== "max_entries") issues.push({ message: `unknown option "${k}" (known: max_unpacked_size, max_entries)`, path: [{ key: k }] });
       if (o.max_unpacked_size !== undefined && parseSize(o.max_unpacked_size) === undefined)
         issues.push({ message: 'max_unpacked_size must be a size such as "8GiB" or a number of bytes', path: [{ key: "max_unpacked_size" }] });
-      if (o.max_entries !== undefined && !(Number.isSafeInteger(o.max_entries) && (o.max_entries as number) > 0))
-        issues.push({ message: "max_entries must be a whole number above 0", path: [{ key: "max_entries" }] });
+      if (o.max_entries !== undefined && !(Number.isSafeInteger(o.max_entries) && (o.max_entries as number) > 0)) issues.push({ message: "max_entries must be a whole number above 0", path: [{ key: "max_entries" }] });
       return issues.length ? { issues } : { value: o };
     },
   },
@@ -211,8 +209,7 @@ export default class OciPlugin implements FledgePlugin {
           label: reference,
           request: `${reference} for ${pstr}`,
           lock: ref.transport === "registry",
-          matches: (e: LockEntry) =>
-            e.source === "oci" && e.reference === reference && e.platform === pstr && (ref.transport !== "registry" || !ref.digest || e.digest === ref.digest),
+          matches: (e: LockEntry) => e.source === "oci" && e.reference === reference && e.platform === pstr && (ref.transport !== "registry" || !ref.digest || e.digest === ref.digest),
           async resolve(entry, io) {
             const loaded = await loadImage({
               reference: ref,
@@ -225,13 +222,12 @@ export default class OciPlugin implements FledgePlugin {
               log: (level, message) => (level === "warn" ? io.warn(message) : level === "info" ? io.info(message) : undefined),
               onProgress: (p) => builder.hooks.progress.call({ kind: "fetch", label: p.label, current: p.current, total: p.total, done: p.done }),
             });
-            if (io.refresh) await loaded.close(); // `fledge update`: only the lock and the cache matter
+            if (io.refresh)
+              await loaded.close(); // `fledge update`: only the lock and the cache matter
             else plugin.#loaded.add(loaded);
             const img = loaded.image;
             const lockEntry: LockEntry | undefined =
-              ref.transport === "registry"
-                ? { source: "oci", reference, platform: pstr, digest: img.digest, ...(img.fromIndex && img.manifestDigest ? { manifest: img.manifestDigest } : {}) }
-                : undefined;
+              ref.transport === "registry" ? { source: "oci", reference, platform: pstr, digest: img.digest, ...(img.fromIndex && img.manifestDigest ? { manifest: img.manifestDigest } : {}) } : undefined;
             return { entry: lockEntry, value: loaded };
           },
         });
@@ -262,9 +258,7 @@ export default class OciPlugin implements FledgePlugin {
         ctx.warn(
           `${img.reference}: extended attributes (file capabilities, SELinux labels, …) of ${x.length} file(s) are dropped: an initramfs (newc) cannot hold them: ${x.slice(0, 20).join(", ")}${x.length > 20 ? `, … (${x.length - 20} more)` : ""}`,
         );
-      ctx.info(
-        `${img.reference} (${img.digest}${img.fromIndex ? `, ${formatPlatform(img.platform)} ${img.manifestDigest}` : ""}): ${img.layers.length} layer(s), ${loaded.cachedLayers} unpacked from the cache`,
-      );
+      ctx.info(`${img.reference} (${img.digest}${img.fromIndex ? `, ${formatPlatform(img.platform)} ${img.manifestDigest}` : ""}): ${img.layers.length} layer(s), ${loaded.cachedLayers} unpacked from the cache`);
       if (ctx.config.init.mode === "default") {
         const from = `image ${img.reference}@${img.imageDigest}`;
         const d = imageDefaults(img.config, img.reference);

@@ -130,8 +130,7 @@ export class RegistrySource implements ImageSource {
     const basic = challenges.find((c) => c.scheme === "basic");
     const { credential } = await this.#credentials();
     const userpass = credential?.username !== undefined && credential.password !== undefined ? Buffer.from(`${credential.username}:${credential.password}`).toString("base64") : undefined;
-    if (credential?.identityToken && !userpass)
-      this.#log("warn", `${credential.source} holds an OAuth identity token for ${this.ref.registry}, which fledge cannot use yet; trying without credentials`);
+    if (credential?.identityToken && !userpass) this.#log("warn", `${credential.source} holds an OAuth identity token for ${this.ref.registry}, which fledge cannot use yet; trying without credentials`);
     if (bearer) {
       const realm = bearer.params.realm;
       if (!realm) throw new OciError("FLEDGE_OCI_REGISTRY", `${this.ref.registry} asked for a bearer token without saying where to get it (no realm)`);
@@ -163,9 +162,15 @@ export class RegistrySource implements ImageSource {
         void r;
       } catch (err) {
         if (isFetchError(err) && (err.status === 401 || err.status === 403)) {
-          throw new OciError("FLEDGE_OCI_AUTH", credential ? `${token.origin} refused the credentials for ${this.ref.registry} from ${credential.source}` : `${token.origin} refused an anonymous token for ${this.ref.repository}`, {
-            hint: credential ? `log in again: docker login ${this.ref.registry} (or podman login)` : `log in with "docker login ${this.ref.registry}" or "podman login ${this.ref.registry}"; fledge reads ${authFilesHint(await this.#credentials())}`,
-          });
+          throw new OciError(
+            "FLEDGE_OCI_AUTH",
+            credential ? `${token.origin} refused the credentials for ${this.ref.registry} from ${credential.source}` : `${token.origin} refused an anonymous token for ${this.ref.repository}`,
+            {
+              hint: credential
+                ? `log in again: docker login ${this.ref.registry} (or podman login)`
+                : `log in with "docker login ${this.ref.registry}" or "podman login ${this.ref.registry}"; fledge reads ${authFilesHint(await this.#credentials())}`,
+            },
+          );
         }
         throw err;
       }
@@ -237,18 +242,23 @@ export class RegistrySource implements ImageSource {
     let repoMissing = false;
     try {
       let text = "";
-      await this.#get("tags/list", `tags of ${this.description}`, "application/json", async (body) => {
-        const parts: Buffer[] = [];
-        for await (const c of body) parts.push(c as Buffer);
-        text = Buffer.concat(parts).toString("utf8");
-      }, 1 << 20);
+      await this.#get(
+        "tags/list",
+        `tags of ${this.description}`,
+        "application/json",
+        async (body) => {
+          const parts: Buffer[] = [];
+          for await (const c of body) parts.push(c as Buffer);
+          text = Buffer.concat(parts).toString("utf8");
+        },
+        1 << 20,
+      );
       const j = JSON.parse(text) as { tags?: unknown };
       tags = Array.isArray(j.tags) ? j.tags.filter((t): t is string => typeof t === "string").sort() : [];
     } catch (err) {
       if (isFetchError(err) && err.status === 404) repoMissing = true;
     }
-    if (repoMissing)
-      return new OciError("FLEDGE_OCI_NOT_FOUND", `${this.ref.registry} has no repository ${this.ref.repository}`, { hint: "check the image name (and the registry host) in fledge.toml" });
+    if (repoMissing) return new OciError("FLEDGE_OCI_NOT_FOUND", `${this.ref.registry} has no repository ${this.ref.repository}`, { hint: "check the image name (and the registry host) in fledge.toml" });
     if (kind === "blobs")
       return new OciError("FLEDGE_OCI_NOT_FOUND", `${this.description}: the registry has no blob ${reference}, which the image refers to`, { hint: "the image in the registry is incomplete; push it again" });
     const what = reference.startsWith("sha256:") ? `digest ${reference}` : `tag "${reference}"`;

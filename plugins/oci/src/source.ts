@@ -97,8 +97,7 @@ export async function resolveDocuments(opts: {
   }
   const cfgBytes = await get(manifest.config, `${reference}: image config ${manifest.config.digest}`, "config");
   const config = parseConfig(cfgBytes, `${reference}: image config ${manifest.config.digest}`);
-  if (config.os && config.os !== platform.os)
-    throw new OciError("FLEDGE_OCI_PLATFORM", `${reference} is an image for ${config.os}/${config.architecture}, not ${formatPlatform(platform)}`, { hint: "use a Linux image" });
+  if (config.os && config.os !== platform.os) throw new OciError("FLEDGE_OCI_PLATFORM", `${reference} is an image for ${config.os}/${config.architecture}, not ${formatPlatform(platform)}`, { hint: "use a Linux image" });
   if (!fromIndex && config.architecture && config.architecture !== platform.architecture)
     throw new OciError("FLEDGE_OCI_PLATFORM", `${reference} is an image for ${config.os ?? "linux"}/${config.architecture}, not ${formatPlatform(platform)}`, {
       hint: `set [output] arch to match the image, or use a ${formatPlatform(platform)} image (or a multi-platform one)`,

@@ -49,8 +49,7 @@ function paxNumber(pax: Record<string, string> | undefined, key: string, fallbac
 function toEntry(h: Header, headerOffset: number): TarEntry {
   const pax = (h.pax ?? undefined) as Record<string, string> | undefined;
   const name = h.name;
-  if (pax && Object.keys(pax).some((k) => k.startsWith("GNU.sparse.")))
-    throw new OciError("FLEDGE_OCI_UNSUPPORTED", `tar: ${name} is a sparse file (pax GNU.sparse.*), which fledge cannot unpack`);
+  if (pax && Object.keys(pax).some((k) => k.startsWith("GNU.sparse."))) throw new OciError("FLEDGE_OCI_UNSUPPORTED", `tar: ${name} is a sparse file (pax GNU.sparse.*), which fledge cannot unpack`);
   const type = TYPES[h.type as string];
   if (!type) throw new OciError("FLEDGE_OCI_UNSUPPORTED", `tar: ${name} is a member of an unknown or unsupported kind (GNU sparse, multi-volume or volume label)`);
   let xattrs: string[] | undefined;
@@ -70,7 +69,7 @@ function toEntry(h: Header, headerOffset: number): TarEntry {
     mode: (h.mode ?? 0) & 0o7777,
     uid: paxNumber(pax, "uid", h.uid ?? 0, name),
     gid: paxNumber(pax, "gid", h.gid ?? 0, name),
-    size: type === "file" ? h.size ?? 0 : 0,
+    size: type === "file" ? (h.size ?? 0) : 0,
     offset: headerOffset + HEADER,
     linkname: h.linkname ?? "",
     devmajor: dev ? paxNumber(pax, "SCHILY.devmajor", h.devmajor ?? 0, name) : 0,

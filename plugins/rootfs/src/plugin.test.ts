@@ -131,9 +131,7 @@ describe("oci_rootfs strategy", () => {
   it("refuses [init], xfs and btrfs in pre-flight, at their line, naming the fix", async () => {
     const cfgInit = config("[init]\nnone = true", { agent: false });
     const e1 = await run(cfgInit).catch((e) => e);
-    expect(e1.issues).toEqual([
-      expect.objectContaining({ keyPath: "init", line: 8, message: expect.stringContaining("[init] is not used by the oci_rootfs strategy"), hint: expect.stringContaining("remove [init]") }),
-    ]);
+    expect(e1.issues).toEqual([expect.objectContaining({ keyPath: "init", line: 8, message: expect.stringContaining("[init] is not used by the oci_rootfs strategy"), hint: expect.stringContaining("remove [init]") })]);
     const e2 = await run(config('[filesystem]\ntype = "xfs"')).catch((e) => e);
     expect(e2.issues).toEqual([expect.objectContaining({ keyPath: "filesystem.type", line: 12, message: expect.stringContaining('type = "xfs" is not supported'), hint: expect.stringContaining('use type = "ext4"') })]);
     expect(readdirSync(out)).toEqual([]);
@@ -141,26 +139,42 @@ describe("oci_rootfs strategy", () => {
 
   it("warns about keys the chosen filesystem does not use", async () => {
     const { logs } = await run(config('[filesystem]\ntype = "ext4"\ncompression_level = 3\noverlay_size = "1G"'));
-    const warns = logs.filter((l) => l.level === "warn").map((l) => l.message).join("\n");
+    const warns = logs
+      .filter((l) => l.level === "warn")
+      .map((l) => l.message)
+      .join("\n");
     expect(warns).toMatch(/:13:1: filesystem\.compression_level: is only used with type = "squashfs": an ext4 image is not compressed/);
     expect(warns).toMatch(/:14:1: filesystem\.overlay_size: is only used with type = "squashfs": an ext4 root disk is writable itself/);
   });
 
   it("leaves nothing behind when a later stage fails", async () => {
-    const boom: FledgePlugin = { name: "test:boom", apply: (b) => b.hooks.afterBuild.tapPromise({ name: "test:boom", stage: -100 }, async () => { throw new Error("verify failed"); }) };
+    const boom: FledgePlugin = {
+      name: "test:boom",
+      apply: (b) =>
+        b.hooks.afterBuild.tapPromise({ name: "test:boom", stage: -100 }, async () => {
+          throw new Error("verify failed");
+        }),
+    };
     await expect(run(config(), { plugins: [boom] })).rejects.toThrow(/verify failed/);
     expect(readdirSync(out).filter((f) => f.startsWith(".fledge-tmp"))).toEqual([]);
   });
 
-  it.skipIf(!findMksquashfs())("writes squashfs through mksquashfs -tar, with owners and devices from the tree, and warns that Volant does not boot it as it is", async () => {
-    const { result, logs } = await run(config('[filesystem]\ntype = "squashfs"\ncompression_level = 19'), { output: join(out, "rootfs.squashfs") });
-    const list = execFileSync("unsquashfs", ["-lln", result.artifact.path], { encoding: "utf8" });
-    expect(list).toMatch(/-rw-r----- 33\/33\s+12 2024-01-01 00:00 squashfs-root\/srv\/data/);
-    expect(list).toMatch(/crw-rw-rw- 0\/0\s+1,\s+5 2024-01-01 00:00 squashfs-root\/dev\/zero/);
-    expect(list).toMatch(/squashfs-root\/usr\/local\/bin\/kestrel/);
-    const w = logs.filter((l) => l.level === "warn").map((l) => l.message).join("\n");
-    expect(w).toContain("volant.rootfs_fstype=squashfs volant.rootfs_device=vda");
-    const again = await run(config('[filesystem]\ntype = "squashfs"\ncompression_level = 19'), { output: join(root, "again", "rootfs.squashfs") });
-    expect(again.result.artifact.sha256).toBe(result.artifact.sha256);
-  }, 60_000);
+  it.skipIf(!findMksquashfs())(
+    "writes squashfs through mksquashfs -tar, with owners and devices from the tree, and warns that Volant does not boot it as it is",
+    async () => {
+      const { result, logs } = await run(config('[filesystem]\ntype = "squashfs"\ncompression_level = 19'), { output: join(out, "rootfs.squashfs") });
+      const list = execFileSync("unsquashfs", ["-lln", result.artifact.path], { encoding: "utf8" });
+      expect(list).toMatch(/-rw-r----- 33\/33\s+12 2024-01-01 00:00 squashfs-root\/srv\/data/);
+      expect(list).toMatch(/crw-rw-rw- 0\/0\s+1,\s+5 2024-01-01 00:00 squashfs-root\/dev\/zero/);
+      expect(list).toMatch(/squashfs-root\/usr\/local\/bin\/kestrel/);
+      const w = logs
+        .filter((l) => l.level === "warn")
+        .map((l) => l.message)
+        .join("\n");
+      expect(w).toContain("volant.rootfs_fstype=squashfs volant.rootfs_device=vda");
+      const again = await run(config('[filesystem]\ntype = "squashfs"\ncompression_level = 19'), { output: join(root, "again", "rootfs.squashfs") });
+      expect(again.result.artifact.sha256).toBe(result.artifact.sha256);
+    },
+    60_000,
+  );
 });

@@ -41,15 +41,13 @@ export class RootfsPlugin implements FledgePlugin {
         return;
       }
       for (const w of plan.warnings) check.warning(w.keyPath, w.message, w.hint);
-      if (plan.type === "squashfs" && !findMksquashfs(ctx.options.env ?? process.env))
-        check.problem("filesystem.type", 'type = "squashfs" needs mksquashfs, which is not installed', MKSQUASHFS_HINT);
+      if (plan.type === "squashfs" && !findMksquashfs(ctx.options.env ?? process.env)) check.problem("filesystem.type", 'type = "squashfs" needs mksquashfs, which is not installed', MKSQUASHFS_HINT);
     });
 
     hooks.strategy.for(STRATEGY).tapPromise(this.name, async (ctx) => {
       const fs = plan ?? planFilesystem(ctx.config.filesystem);
       const tree = await runTreeStages(builder, ctx, { stages: ROOTFS_STAGES });
-      if (!tree.has(KESTREL_PATHS[0]) && ctx.config.agent)
-        throw new FledgeError("FLEDGE_ROOTFS", "the root disk has no /bin/kestrel: Volant's kestrel execs /usr/local/bin/kestrel on it after switch_root");
+      if (!tree.has(KESTREL_PATHS[0]) && ctx.config.agent) throw new FledgeError("FLEDGE_ROOTFS", "the root disk has no /bin/kestrel: Volant's kestrel execs /usr/local/bin/kestrel on it after switch_root");
 
       const out = ctx.outputs.artifact;
       const entries = treeEntries(tree);

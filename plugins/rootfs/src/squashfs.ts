@@ -9,7 +9,7 @@ import { FledgeError } from "@fledge/core";
 import type { Ext4Entry } from "@fledge/ext4";
 import { tarStream } from "./tar.js";
 
-export const MKSQUASHFS_HINT = "install Debian's squashfs-tools (apt-get install squashfs-tools; 4.5 or later, for -tar), or use [filesystem] type = \"ext4\", which needs no host tool";
+export const MKSQUASHFS_HINT = 'install Debian\'s squashfs-tools (apt-get install squashfs-tools; 4.5 or later, for -tar), or use [filesystem] type = "ext4", which needs no host tool';
 
 /** mksquashfs on PATH, or undefined. */
 export function findMksquashfs(env: NodeJS.ProcessEnv = process.env): string | undefined {
@@ -37,7 +37,7 @@ export interface SquashfsOptions {
  */
 export async function writeSquashfs(entries: Ext4Entry[], out: string, opts: SquashfsOptions): Promise<{ size: number; sha256: string }> {
   const bin = findMksquashfs(opts.env);
-  if (!bin) throw new FledgeError("FLEDGE_ROOTFS", "[filesystem] type = \"squashfs\" needs mksquashfs, which is not installed", { hint: MKSQUASHFS_HINT });
+  if (!bin) throw new FledgeError("FLEDGE_ROOTFS", '[filesystem] type = "squashfs" needs mksquashfs, which is not installed', { hint: MKSQUASHFS_HINT });
   const sized: Ext4Entry[] = [];
   for (const e of entries) {
     if (e.type === "file" && e.file && e.size === undefined && e.linkTo === undefined) sized.push({ ...e, size: (await stat(e.file)).size });
@@ -45,12 +45,29 @@ export async function writeSquashfs(entries: Ext4Entry[], out: string, opts: Squ
   }
   const t = String(opts.mtime);
   const args = [
-    "-", out, "-tar",
-    "-noappend", "-no-progress", "-quiet", "-no-xattrs",
-    "-comp", "zstd", "-Xcompression-level", String(opts.level),
-    "-mkfs-time", t, "-all-time", t,
-    "-root-mode", "755", "-root-uid", "0", "-root-gid", "0",
-    "-processors", "1",
+    "-",
+    out,
+    "-tar",
+    "-noappend",
+    "-no-progress",
+    "-quiet",
+    "-no-xattrs",
+    "-comp",
+    "zstd",
+    "-Xcompression-level",
+    String(opts.level),
+    "-mkfs-time",
+    t,
+    "-all-time",
+    t,
+    "-root-mode",
+    "755",
+    "-root-uid",
+    "0",
+    "-root-gid",
+    "0",
+    "-processors",
+    "1",
   ];
   for (const e of sized) if (e.type === "socket") args.push("-p", `${e.path} I ${t} ${(e.mode & 0o7777).toString(8)} ${e.uid ?? 0} ${e.gid ?? 0} s`);
   const env = { ...opts.env };

@@ -58,7 +58,7 @@ export async function* tarStream(entries: Ext4Entry[], mtime: number): AsyncGene
     const isLink = e.linkTo !== undefined;
     const name = e.type === "dir" ? `${e.path}/` : e.path;
     const link = isLink ? e.linkTo! : e.type === "symlink" ? e.target! : "";
-    const size = e.type === "file" && !isLink ? (e.data ? e.data.length : e.size ?? 0) : 0;
+    const size = e.type === "file" && !isLink ? (e.data ? e.data.length : (e.size ?? 0)) : 0;
     const uid = e.uid ?? 0;
     const gid = e.gid ?? 0;
     const t = e.mtime ?? mtime;

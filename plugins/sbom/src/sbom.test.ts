@@ -53,16 +53,29 @@ describe("@fledge/plugin-sbom", () => {
         { algorithm: "SHA256", checksumValue: sha256(BUSYBOX) },
       ]);
       expect(bb.comment).toBe("origin: busybox; mode 0755, owner 0:0");
-      expect(doc.files.find((f) => f.fileName === "./srv/www/a/b.css")).toMatchObject({ checksums: expect.arrayContaining([{ algorithm: "SHA256", checksumValue: sha256("b{}\n") }]), comment: expect.stringContaining("origin: mapping:./www") });
+      expect(doc.files.find((f) => f.fileName === "./srv/www/a/b.css")).toMatchObject({
+        checksums: expect.arrayContaining([{ algorithm: "SHA256", checksumValue: sha256("b{}\n") }]),
+        comment: expect.stringContaining("origin: mapping:./www"),
+      });
       // the artifact and the inputs, as fledge.lock records them
       const lock = readFileSync(join(t.dir, "fledge.lock"), "utf8");
       expect(lock).toContain(`sha256 = "${sha256(BUSYBOX)}"`);
       expect(doc.packages[0]).toMatchObject({ SPDXID: "SPDXRef-Package-Artifact", name: "test", checksums: [{ algorithm: "SHA256", checksumValue: t.result!.artifact.sha256 }] });
-      expect(doc.packages[1]).toMatchObject({ name: "busybox", downloadLocation: "https://busybox.example/busybox", checksums: [{ algorithm: "SHA256", checksumValue: sha256(BUSYBOX) }], comment: 'fledge.lock: [busybox] source = "url"' });
+      expect(doc.packages[1]).toMatchObject({
+        name: "busybox",
+        downloadLocation: "https://busybox.example/busybox",
+        checksums: [{ algorithm: "SHA256", checksumValue: sha256(BUSYBOX) }],
+        comment: 'fledge.lock: [busybox] source = "url"',
+      });
       expect(doc.relationships).toContainEqual({ spdxElementId: bb.SPDXID, relationshipType: "GENERATED_FROM", relatedSpdxElement: doc.packages[1]!.SPDXID });
       expect(doc.relationships).toContainEqual({ spdxElementId: "SPDXRef-Input-1", relationshipType: "BUILD_DEPENDENCY_OF", relatedSpdxElement: "SPDXRef-Package-Artifact" });
       // the verification code is SPDX's: sha1 over the sorted sha1s of the files
-      const code = sha1(doc.files.map((f) => f.checksums[0]!.checksumValue).sort().join(""));
+      const code = sha1(
+        doc.files
+          .map((f) => f.checksums[0]!.checksumValue)
+          .sort()
+          .join(""),
+      );
       expect(doc.packages[0]!.packageVerificationCode).toEqual({ packageVerificationCodeValue: code });
     } finally {
       await t.cleanup();
@@ -131,7 +144,11 @@ describe("a failure in the SBOM stage", () => {
       expect(opens).toBe(2);
       // the artifact was written (staged) and then discarded: nothing is left
       expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
-      expect(readdirSync(dir).filter((f) => f !== "cache" && f !== "out").sort()).toEqual(["fledge.toml", "init", "manifest.toml"]);
+      expect(
+        readdirSync(dir)
+          .filter((f) => f !== "cache" && f !== "out")
+          .sort(),
+      ).toEqual(["fledge.toml", "init", "manifest.toml"]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

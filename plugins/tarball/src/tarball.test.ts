@@ -10,7 +10,17 @@ import { pack } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import TarballPlugin, { imageName, requestProblems } from "./index.js";
 
-type Member = { name: string; type?: "file" | "directory" | "symlink" | "link" | "character-device" | "block-device" | "fifo"; body?: string | Buffer; mode?: number; uid?: number; gid?: number; linkname?: string; devmajor?: number; devminor?: number };
+type Member = {
+  name: string;
+  type?: "file" | "directory" | "symlink" | "link" | "character-device" | "block-device" | "fifo";
+  body?: string | Buffer;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  linkname?: string;
+  devmajor?: number;
+  devminor?: number;
+};
 
 /** A tar archive made with tar-stream's packer (ustar/pax, as GNU tar and bsdtar write them). */
 async function tar(members: Member[]): Promise<Buffer> {
@@ -75,11 +85,18 @@ describe("@fledge/plugin-tarball", () => {
     });
   }
 
-  it("dest, strip_components and owner = \"root\"", async () => {
+  it('dest, strip_components and owner = "root"', async () => {
     const t = await testBuild({
       plugins: [new TarballPlugin()],
       config: HEAD + '[[overlay]]\nkind = "tarball"\npath = "./app.tar"\ndest = "/opt/app"\nstrip_components = 1\nowner = "root"\n',
-      files: { init: INIT, "app.tar": await tar([{ name: "app-1.0/", type: "directory" }, { name: "app-1.0/bin/app", body: "x", mode: 0o755, uid: 501, gid: 20 }, { name: "app-1.0/lib/l.so", type: "link", linkname: "app-1.0/bin/app" }]) },
+      files: {
+        init: INIT,
+        "app.tar": await tar([
+          { name: "app-1.0/", type: "directory" },
+          { name: "app-1.0/bin/app", body: "x", mode: 0o755, uid: 501, gid: 20 },
+          { name: "app-1.0/lib/l.so", type: "link", linkname: "app-1.0/bin/app" },
+        ]),
+      },
     });
     try {
       expect(t.entry("/opt/app/bin/app")).toMatchObject({ type: "file", mode: 0o755, uid: 0, gid: 0 });
@@ -118,7 +135,13 @@ describe("@fledge/plugin-tarball", () => {
     const through = testBuild({
       plugins: [new TarballPlugin()],
       config: HEAD + '[[overlay]]\nkind = "tarball"\npath = "./s.tar"\n',
-      files: { init: INIT, "s.tar": await tar([{ name: "etc", type: "symlink", linkname: "/host-etc" }, { name: "etc/passwd", body: "pwned" }]) },
+      files: {
+        init: INIT,
+        "s.tar": await tar([
+          { name: "etc", type: "symlink", linkname: "/host-etc" },
+          { name: "etc/passwd", body: "pwned" },
+        ]),
+      },
     });
     await expect(through).rejects.toThrow(/overlay\[0\] \(\.\/s\.tar\): the member "etc\/passwd": cannot write \/etc\/passwd: \/etc is a symlink \(to \/host-etc\) in the image/);
   });
@@ -198,7 +221,10 @@ describe("archives made by GNU tar and bsdtar", () => {
     writeFileSync(join(src, LONG), "a long name\n");
     writeFileSync(join(src, "big.bin"), Buffer.alloc(3 * 1024 * 1024 + 17, 0x5a));
     // devices and a fifo without root or mknod: bsdtar reads them from an mtree spec
-    writeFileSync(join(work, "devices.mtree"), "#mtree\n./dev type=dir mode=0755\n./dev/ttyX type=char device=native,4,64 mode=0620 uid=0 gid=5\n./dev/sdz type=block device=native,8,0 mode=0660\n./run type=dir mode=0755\n./run/pipe type=fifo mode=0600\n");
+    writeFileSync(
+      join(work, "devices.mtree"),
+      "#mtree\n./dev type=dir mode=0755\n./dev/ttyX type=char device=native,4,64 mode=0620 uid=0 gid=5\n./dev/sdz type=block device=native,8,0 mode=0660\n./run type=dir mode=0755\n./run/pipe type=fifo mode=0600\n",
+    );
     // GNU format (././@LongLink for the long name), numeric owner 1000:1000
     execFileSync("tar", ["--format=gnu", "--owner=1000", "--group=1000", "--numeric-owner", "-czf", join(work, "gnu.tar.gz"), "-C", src, "."]);
     execFileSync("tar", ["--format=gnu", "--owner=1000", "--group=1000", "--numeric-owner", "-cf", join(work, "gnu.tar"), "-C", src, "."]);
@@ -256,7 +282,9 @@ describe("archives made by GNU tar and bsdtar", () => {
     }
     execFileSync("tar", ["-P", "--transform", "s,^usr,../../usr,", "-cf", join(work, "dots.tar"), "-C", src, "usr/bin/tool"]);
     expect(execFileSync("tar", ["-tPf", join(work, "dots.tar")], { encoding: "utf8" })).toContain("../../usr/bin/tool");
-    await expect(testBuild({ plugins: [new TarballPlugin()], config: HEAD + '[[overlay]]\nkind = "tarball"\npath = "./dots.tar"\n', files: { init: INIT, "dots.tar": readFileSync(join(work, "dots.tar")) } })).rejects.toMatchObject({
+    await expect(
+      testBuild({ plugins: [new TarballPlugin()], config: HEAD + '[[overlay]]\nkind = "tarball"\npath = "./dots.tar"\n', files: { init: INIT, "dots.tar": readFileSync(join(work, "dots.tar")) } }),
+    ).rejects.toMatchObject({
       cause: expect.objectContaining({ code: "FLEDGE_TARBALL_ESCAPE" }),
     });
   });

@@ -87,27 +87,32 @@ async function bootCheckPlugin(kernel: string | undefined) {
 }
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
-  const { values, positionals } = parseCommand("build", argv, {
-    dir: { type: "string", short: "C" },
-    config: { type: "string", short: "c" },
-    manifest: { type: "string", short: "m" },
-    output: { type: "string", short: "o" },
-    "manifest-output": { type: "string" },
-    "base-url": { type: "string" },
-    compression: { type: "string" },
-    level: { type: "string" },
-    "cache-dir": { type: "string" },
-    offline: { type: "boolean" },
-    locked: { type: "boolean" },
-    verify: { type: "boolean" },
-    "boot-check": { type: "boolean" },
-    kernel: { type: "string" },
-    dockerfile: { type: "string" },
-    context: { type: "string" },
-    target: { type: "string" },
-    "build-arg": { type: "string", multiple: true },
-    "output-initramfs": { type: "boolean" },
-  }, { positionals: true });
+  const { values, positionals } = parseCommand(
+    "build",
+    argv,
+    {
+      dir: { type: "string", short: "C" },
+      config: { type: "string", short: "c" },
+      manifest: { type: "string", short: "m" },
+      output: { type: "string", short: "o" },
+      "manifest-output": { type: "string" },
+      "base-url": { type: "string" },
+      compression: { type: "string" },
+      level: { type: "string" },
+      "cache-dir": { type: "string" },
+      offline: { type: "boolean" },
+      locked: { type: "boolean" },
+      verify: { type: "boolean" },
+      "boot-check": { type: "boolean" },
+      kernel: { type: "string" },
+      dockerfile: { type: "string" },
+      context: { type: "string" },
+      target: { type: "string" },
+      "build-arg": { type: "string", multiple: true },
+      "output-initramfs": { type: "boolean" },
+    },
+    { positionals: true },
+  );
   if (values.help) {
     io.stdout.write(help);
     return 0;
@@ -186,7 +191,11 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   if (flags.json) {
     // Everything the result holds (a boot check's record too), but not the staged path (gone
     // once the outputs are in place) or the commit flag.
-    const { artifact: { stagedPath: _s, ...artifact }, committed: _c, ...rest } = result;
+    const {
+      artifact: { stagedPath: _s, ...artifact },
+      committed: _c,
+      ...rest
+    } = result;
     const json = { ok: true, artifact, ...rest };
     io.stdout.write(JSON.stringify(json, null, 2) + "\n");
     return 0;
@@ -203,9 +212,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     const manifestPath = result.manifestPath;
     io.stdout.write(
       `${c.green("built")} ${rel(a.path)} ${c.dim(`(${what.join(", ")}, sha256:${a.sha256.slice(0, 12)}…, ${(result.durationMs / 1000).toFixed(2)} s)`)}\n` +
-        (manifestPath
-          ? `${c.green("wrote")} ${rel(manifestPath)}\n`
-          : `${c.yellow("no manifest.json written")}: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}\n`) +
+        (manifestPath ? `${c.green("wrote")} ${rel(manifestPath)}\n` : `${c.yellow("no manifest.json written")}: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}\n`) +
         others.map((o) => `${c.green("wrote")} ${rel(o.path)} ${c.dim(`(${o.label}, ${o.plugin})`)}\n`).join("") +
         (manifestPath ? `${c.dim("install with:")} volar plugins install --manifest ${rel(manifestPath)}\n` : ""),
     );

@@ -62,12 +62,17 @@ async function pruneNamed(dir: string, pattern: RegExp, olderThanMs: number | un
 }
 
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
-  const { values, positionals } = parseCommand("cache", argv, {
-    "cache-dir": { type: "string" },
-    "older-than": { type: "string" },
-    url: { type: "string" },
-    sha256: { type: "string" },
-  }, { positionals: true });
+  const { values, positionals } = parseCommand(
+    "cache",
+    argv,
+    {
+      "cache-dir": { type: "string" },
+      "older-than": { type: "string" },
+      url: { type: "string" },
+      sha256: { type: "string" },
+    },
+    { positionals: true },
+  );
   const [sub, ...rest] = positionals;
   if (values.help || !sub) {
     // no subcommand is a usage error: help goes to stderr, exit 2
@@ -78,8 +83,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   const out = (s: string) => io.stdout.write(s);
   const c = colors(io, io.stdout);
   const only = (allowed: string[]) => {
-    for (const k of ["older-than", "url", "sha256"] as const)
-      if (values[k] !== undefined && !allowed.includes(k)) throw new UsageError(`--${k} is not an option of "fledge cache ${sub}"`);
+    for (const k of ["older-than", "url", "sha256"] as const) if (values[k] !== undefined && !allowed.includes(k)) throw new UsageError(`--${k} is not an option of "fledge cache ${sub}"`);
   };
   switch (sub) {
     case "ls": {

@@ -93,7 +93,16 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   let prepared = await prepareTarget(io, flags, targetReq);
   say(io, `built in ${Math.round(performance.now() - started)} ms`);
   const kernel = boot
-    ? await chooseKernel(io, { arch: prepared.target.arch, flag: values.kernel, config: prepared.runKernel, cacheDir, offline: values.offline, env: io.env, volantVersion: prepared.volantVersion, projectDir: prepared.config?.rootDir })
+    ? await chooseKernel(io, {
+        arch: prepared.target.arch,
+        flag: values.kernel,
+        config: prepared.runKernel,
+        cacheDir,
+        offline: values.offline,
+        env: io.env,
+        volantVersion: prepared.volantVersion,
+        projectDir: prepared.config?.rootDir,
+      })
     : undefined;
 
   let vm: Vm | undefined;

@@ -132,9 +132,10 @@ export async function prepareTarget(io: CliIO, flags: GlobalFlags, r: TargetRequ
   if (r.artifact) {
     if (!existsSync(r.artifact)) throw new ExitError(1, `${r.artifact} does not exist`);
     const { manifest, path } = await manifestFor(r.artifact, r.manifest);
-    const arch = (await artifactArch(r.artifact).catch((err) => {
-      throw new ExitError(1, `${r.artifact} is not an artifact fledge can boot: ${(err as Error).message}`);
-    })) ?? "x86_64";
+    const arch =
+      (await artifactArch(r.artifact).catch((err) => {
+        throw new ExitError(1, `${r.artifact} is not an artifact fledge can boot: ${(err as Error).message}`);
+      })) ?? "x86_64";
     return { target: { artifact: r.artifact, manifest, manifestPath: path, arch } };
   }
   const configPath = resolve(r.cwd, r.config ?? "fledge.toml");
@@ -146,7 +147,7 @@ export async function prepareTarget(io: CliIO, flags: GlobalFlags, r: TargetRequ
   const volantVersion = config.agent?.source === "release" ? config.agent.version : undefined;
 
   if (r.noBuild) {
-    if (!existsSync(output)) throw new ExitError(1, `--no-build: ${output} does not exist`, );
+    if (!existsSync(output)) throw new ExitError(1, `--no-build: ${output} does not exist`);
     const { manifest, path } = await manifestFor(output, r.manifest);
     return { target: { artifact: output, manifest, manifestPath: path, arch }, config, runKernel, volantVersion };
   }
@@ -157,7 +158,10 @@ export async function prepareTarget(io: CliIO, flags: GlobalFlags, r: TargetRequ
   }
   if (!result.manifest || !result.manifestPath) {
     const fix = result.manifestReasons?.find((r) => r.fix)?.fix;
-    throw new ExitError(1, `${result.artifact.path} is built, but no manifest.json was written, and booting needs one: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}${fix ? `\n  hint: write manifest.toml:\n${fix.replace(/^/gm, "    ")}` : ""}`);
+    throw new ExitError(
+      1,
+      `${result.artifact.path} is built, but no manifest.json was written, and booting needs one: ${(result.manifestReasons ?? []).map((r) => r.message).join("; ") || "a plugin discarded it"}${fix ? `\n  hint: write manifest.toml:\n${fix.replace(/^/gm, "    ")}` : ""}`,
+    );
   }
   return { target: { artifact: result.artifact.path, manifest: result.manifest as never, manifestPath: result.manifestPath, arch }, config, runKernel, volantVersion };
 }

@@ -34,7 +34,6 @@ const short = (e: LockEntry) =>
         .map(([k, v]) => `${k} ${v}`)
         .join(", ");
 
-
 export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promise<number> {
   const { values } = parseCommand("update", argv, {
     dir: { type: "string", short: "C" },
@@ -76,6 +75,8 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     else if (ch.to) io.stdout.write(`${o.green("pinned")} ${ch.key}: ${short(ch.to)}\n`);
     else if (ch.from) io.stdout.write(`${o.green("removed")} ${ch.key} (no longer an input)\n`);
   }
-  io.stdout.write(result.written ? `${o.green("wrote")} ${rel}\n` : `${rel.startsWith("..") ? result.path : rel} is up to date${Object.keys(result.lock.inputs).length ? "" : " (nothing to pin: every input is a local file)"}\n`);
+  io.stdout.write(
+    result.written ? `${o.green("wrote")} ${rel}\n` : `${rel.startsWith("..") ? result.path : rel} is up to date${Object.keys(result.lock.inputs).length ? "" : " (nothing to pin: every input is a local file)"}\n`,
+  );
   return 0;
 }

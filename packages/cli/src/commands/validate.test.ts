@@ -133,7 +133,10 @@ describe("fledge validate", () => {
     expect(t.out.stdout).toContain("ok (no manifest.toml: the artifact builds, but no manifest.json is written)");
     t = fakeIO(join(dir, "two"));
     expect(await main(["validate", "--json"], t.io)).toBe(0);
-    expect(JSON.parse(t.out.stdout)).toMatchObject({ ok: true, manifestReasons: [{ key: "workload.entrypoint", message: expect.stringContaining("2 mapped files"), fix: expect.stringContaining('entrypoint = "/usr/bin/a"') }] });
+    expect(JSON.parse(t.out.stdout)).toMatchObject({
+      ok: true,
+      manifestReasons: [{ key: "workload.entrypoint", message: expect.stringContaining("2 mapped files"), fix: expect.stringContaining('entrypoint = "/usr/bin/a"') }],
+    });
   });
 
   it("checks the artifact path fledge build would write without -o: plugin.cpio.gz, or rootfs.img for oci_rootfs", async () => {

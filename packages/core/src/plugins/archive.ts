@@ -71,7 +71,11 @@ export class ArchivePlugin {
         this.name,
       );
       if (stats.cacheSkipped) ctx.warn(`segment cache not used: ${stats.cacheSkipped}`, this.name);
-      if (stats.rejected) ctx.warn(`${stats.rejected} segment-cache ${stats.rejected === 1 ? "entry was" : "entries were"} not written by you for this content (forged, swapped or damaged); recomputed, the artifact is unaffected`, this.name);
+      if (stats.rejected)
+        ctx.warn(
+          `${stats.rejected} segment-cache ${stats.rejected === 1 ? "entry was" : "entries were"} not written by you for this content (forged, swapped or damaged); recomputed, the artifact is unaffected`,
+          this.name,
+        );
       hooks.progress.call({ kind: "archive", label: "archive", current: entries.length, total: entries.length });
       return { kind: "initramfs", path: out, stagedPath: temp, sha256, size, compression: compressor.name, entries: entries.length };
     });

@@ -31,11 +31,9 @@ function project(name: string, toml: string, files: Record<string, string> = {})
 const NONE = 'version = "1"\n[init]\nnone = true\n[source]\nbusybox = false\n[mappings]\n"./my-supervisor" = "/init"\n';
 const CUSTOM = 'version = "1"\n[init]\npath = "./my-init"\n[source]\nbusybox = false\n[mappings]\n"./my-init" = "/init"\n"./myapp" = "/usr/bin/myapp"\n';
 /** The default mode with kestrel and busybox from local files (no network). */
-const DEFAULT = (mappings: string) =>
-  `version = "1"\n[agent]\nsource_strategy = "local"\npath = "./kestrel"\n[source]\nbusybox_url = "/bin/busybox"\nbusybox_sha256 = "${BUSYBOX_SHA256}"\n[mappings]\n${mappings}`;
+const DEFAULT = (mappings: string) => `version = "1"\n[agent]\nsource_strategy = "local"\npath = "./kestrel"\n[source]\nbusybox_url = "/bin/busybox"\nbusybox_sha256 = "${BUSYBOX_SHA256}"\n[mappings]\n${mappings}`;
 
-const run = (dir: string, extra: { plugins?: FledgePlugin[] } = {}) =>
-  build({ config: join(dir, "fledge.toml"), output: join(dir, "out", "plugin.cpio.gz"), cacheDir: join(dir, ".cache"), ...extra });
+const run = (dir: string, extra: { plugins?: FledgePlugin[] } = {}) => build({ config: join(dir, "fledge.toml"), output: join(dir, "out", "plugin.cpio.gz"), cacheDir: join(dir, ".cache"), ...extra });
 const check = (dir: string) => preflight({ config: join(dir, "fledge.toml"), output: join(dir, "out", "plugin.cpio.gz"), cacheDir: join(dir, ".cache") });
 const logsOf = () => {
   const logs: string[] = [];
@@ -77,7 +75,9 @@ describe("without a manifest.toml, the manifest is derived from fledge.toml (the
     const pf = await check(dir);
     expect(pf.ok).toBe(true);
     expect(pf.warnings).toEqual([]);
-    expect(pf.notes).toContain('manifest: workload.entrypoint = ["/usr/bin/myapp"] from the one file the mappings put in a bin directory ("./myapp" → /usr/bin/myapp): the program kestrel starts (there is no manifest.toml)');
+    expect(pf.notes).toContain(
+      'manifest: workload.entrypoint = ["/usr/bin/myapp"] from the one file the mappings put in a bin directory ("./myapp" → /usr/bin/myapp): the program kestrel starts (there is no manifest.toml)',
+    );
     expect(pf.notes).toContainEqual(expect.stringMatching(/^manifest: workload\.base_url = "http:\/\/127\.0\.0\.1:8000" from the default init mode: kestrel's own API listens on port 8080 in the guest/));
     const r = await run(dir);
     expect(r.manifest!.workload).toEqual({ type: "http", entrypoint: ["/usr/bin/myapp"], base_url: "http://127.0.0.1:8000" });
@@ -115,7 +115,13 @@ describe("without a manifest.toml, the manifest is derived from fledge.toml (the
     const dir = project("none-in-bin", DEFAULT('"./srv" = "/srv/app"\n'), { kestrel: "#!/bin/sh\n", "srv/run": "#!/bin/sh\n" });
     const r = await run(dir);
     expect(r.manifest).toBeNull();
-    expect(r.manifestReasons).toEqual([expect.objectContaining({ key: "workload.entrypoint", message: expect.stringContaining("no mapped file lands in a bin directory"), fix: expect.stringContaining('entrypoint = "/usr/bin/myapp"  # the program kestrel starts') })]);
+    expect(r.manifestReasons).toEqual([
+      expect.objectContaining({
+        key: "workload.entrypoint",
+        message: expect.stringContaining("no mapped file lands in a bin directory"),
+        fix: expect.stringContaining('entrypoint = "/usr/bin/myapp"  # the program kestrel starts'),
+      }),
+    ]);
     await expect(updateLock({ config: join(dir, "fledge.toml"), cacheDir: join(dir, ".cache") })).resolves.toMatchObject({ path: join(dir, "fledge.lock") });
   });
 

@@ -100,7 +100,13 @@ async function derive(check: Check, ctx: BuildContext): Promise<void> {
     ? `${programs.length} mapped files land in a bin directory (${shown.join(", ")}${more}), so fledge cannot tell which one kestrel should start`
     : `no mapped file lands in a bin directory (/bin, /usr/bin, /usr/local/bin, …), so fledge cannot tell which program kestrel should start`;
   const entry = programs[0]?.path ?? "/usr/bin/myapp";
-  const comment = programs.length > 1 ? `  # or ${programs.slice(1, SHOW).map((p) => `"${p.path}"`).join(", ")}${more}` : "  # the program kestrel starts";
+  const comment =
+    programs.length > 1
+      ? `  # or ${programs
+          .slice(1, SHOW)
+          .map((p) => `"${p.path}"`)
+          .join(", ")}${more}`
+      : "  # the program kestrel starts";
   const name = ctx.manifestConfig.data.name ?? basename(ctx.config.rootDir);
   const baseUrlLine = promised.has("workload.base_url") ? "" : `base_url = "${baseUrl}"\n`;
   const fix = `name = "${name}"\n\n[workload]\nentrypoint = "${entry}"${comment}\n${baseUrlLine}`.trimEnd();

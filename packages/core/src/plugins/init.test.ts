@@ -54,9 +54,13 @@ function project(toml: string, files: Record<string, string | { text: string; mo
 function capture(): { plugin: FledgePlugin; tree: () => RootfsTree } {
   let tree: RootfsTree | undefined;
   return {
-    plugin: { name: "capture", apply: (b) => b.hooks.beforeArchive.tap({ name: "capture", stage: 1e9 }, (t) => {
-        tree = t;
-      }) },
+    plugin: {
+      name: "capture",
+      apply: (b) =>
+        b.hooks.beforeArchive.tap({ name: "capture", stage: 1e9 }, (t) => {
+          tree = t;
+        }),
+    },
     tree: () => tree!,
   };
 }
@@ -212,9 +216,7 @@ describe("[source] busybox = false", () => {
     const before = requests;
     const result = await run(dir);
     expect(requests).toBe(before);
-    expect(result.warnings).toEqual([
-      "/init is a script for /bin/sh, but /bin/sh is not in the image (busybox is left out: [source] busybox = false): the kernel will fail to run it",
-    ]);
+    expect(result.warnings).toEqual(["/init is a script for /bin/sh, but /bin/sh is not in the image (busybox is left out: [source] busybox = false): the kernel will fail to run it"]);
     const x = extract(dir);
     expect(existsSync(join(x, "bin/busybox"))).toBe(false);
   });

@@ -93,14 +93,12 @@ export class InitPlugin {
       if (init.mode === "custom-image") {
         const node = tree.get(init.imagePath);
         if (!node) throw missingImageInit(ctx.config, init.imagePath);
-        if (node.type !== "file" && node.type !== "symlink")
-          throw new FledgeError("FLEDGE_NO_INIT", `[init] path "${init.imagePath}" is a ${node.type} in the image, not an executable file`);
+        if (node.type !== "file" && node.type !== "symlink") throw new FledgeError("FLEDGE_NO_INIT", `[init] path "${init.imagePath}" is a ${node.type} in the image, not an executable file`);
       }
       if (init.mode === "none") {
         const node = tree.get("/init");
         if (!node) throw missingNoneInit();
-        if (node.type !== "file" && node.type !== "symlink")
-          throw new FledgeError("FLEDGE_NO_INIT", `[init] none = true, but /init is a ${node.type} in the image, not an executable file`);
+        if (node.type !== "file" && node.type !== "symlink") throw new FledgeError("FLEDGE_NO_INIT", `[init] none = true, but /init is a ${node.type} in the image, not an executable file`);
       }
     });
 
@@ -128,11 +126,9 @@ async function mappingProvides(config: FledgeConfig, target: string): Promise<bo
 }
 
 function missingImageInit(config: FledgeConfig, imagePath: string): FledgeError {
-  return new FledgeError(
-    "FLEDGE_NO_INIT",
-    `[init] path "${imagePath}" is neither a file on the host (looked for ${join(config.rootDir, imagePath)}) nor provided in the image by a mapping or overlay`,
-    { hint: `add a mapping such as "./my-init" = "${imagePath}", or point path at a host file relative to fledge.toml` },
-  );
+  return new FledgeError("FLEDGE_NO_INIT", `[init] path "${imagePath}" is neither a file on the host (looked for ${join(config.rootDir, imagePath)}) nor provided in the image by a mapping or overlay`, {
+    hint: `add a mapping such as "./my-init" = "${imagePath}", or point path at a host file relative to fledge.toml`,
+  });
 }
 
 function missingNoneInit(): FledgeError {
@@ -205,8 +201,5 @@ async function warnMissingInterpreter(tree: RootfsTree, script: string, ctx: Bui
   const target = resolveInTree(tree, interp);
   if (target && target.node.type === "file") return;
   const why = ctx.config.busybox.include ? "" : " (busybox is left out: [source] busybox = false)";
-  ctx.warn(
-    `${script} is a script for ${interp}, but ${interp} is not in the image${why}: the kernel will fail to run it`,
-    source,
-  );
+  ctx.warn(`${script} is a script for ${interp}, but ${interp} is not in the image${why}: the kernel will fail to run it`, source);
 }

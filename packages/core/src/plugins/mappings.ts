@@ -20,7 +20,11 @@ export class MappingsPlugin {
         const st = await stat(m.source).catch(() => undefined); // never opened here: a FIFO must not block the build
         if (!st) check.problem(key, `${m.source} does not exist`, "host paths are relative to the directory of fledge.toml");
         else if (!st.isFile() && !st.isDirectory())
-          check.problem(key, `${m.source} is ${describeKind(st)}, not a regular file or directory`, "fledge maps only regular files, directories and symlinks; write a device node into the image from a plugin (tree.device) instead");
+          check.problem(
+            key,
+            `${m.source} is ${describeKind(st)}, not a regular file or directory`,
+            "fledge maps only regular files, directories and symlinks; write a device node into the image from a plugin (tree.device) instead",
+          );
       }
     });
     hooks.mappings.tapPromise(this.name, async (t, ctx) => {
@@ -99,11 +103,9 @@ async function copyDir(tree: RootfsTree, src: string, dest: string, ctx: BuildCo
   const raw = readdirSync(src, { encoding: "buffer" });
   const bad = raw.filter((n) => !Buffer.from(n.toString("utf8"), "utf8").equals(n));
   if (bad.length)
-    throw new FledgeError(
-      "FLEDGE_MAPPING",
-      `${src} holds ${bad.length === 1 ? "a file whose name is" : `${bad.length} files whose names are`} not valid UTF-8: ${bad.map((n) => `"${showName(n)}"`).join(", ")}`,
-      { hint: "image paths are UTF-8 (fledge.toml, the manifest and cpio listings are text); rename the file, e.g. with convmv, or leave it out of the mapped directory" },
-    );
+    throw new FledgeError("FLEDGE_MAPPING", `${src} holds ${bad.length === 1 ? "a file whose name is" : `${bad.length} files whose names are`} not valid UTF-8: ${bad.map((n) => `"${showName(n)}"`).join(", ")}`, {
+      hint: "image paths are UTF-8 (fledge.toml, the manifest and cpio listings are text); rename the file, e.g. with convmv, or leave it out of the mapped directory",
+    });
   const names = raw.map((n) => n.toString("utf8")).sort();
   const pseudo = onPseudoFsSync(src);
   for (const name of names) {

@@ -80,7 +80,12 @@ export async function writeLayout(dir: string, tag: string, platforms: TestPlatf
       JSON.stringify({
         schemaVersion: 2,
         mediaType: "application/vnd.oci.image.index.v1+json",
-        manifests: manifests.map((m) => ({ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: m.digest, size: m.size, platform: { os: "linux", architecture: m.arch, ...(m.arch === "arm64" ? { variant: "v8" } : {}) } })),
+        manifests: manifests.map((m) => ({
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          digest: m.digest,
+          size: m.size,
+          platform: { os: "linux", architecture: m.arch, ...(m.arch === "arm64" ? { variant: "v8" } : {}) },
+        })),
       }),
     );
     top = { mediaType: "application/vnd.oci.image.index.v1+json", ...put(index) };

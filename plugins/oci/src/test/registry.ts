@@ -8,7 +8,10 @@ import { join } from "node:path";
 
 /** Debian's distribution registry and skopeo, or a message saying how to get them. */
 export function requireTools(): void {
-  for (const [bin, args] of [["docker-registry", ["--version"]], ["skopeo", ["--version"]]] as const) {
+  for (const [bin, args] of [
+    ["docker-registry", ["--version"]],
+    ["skopeo", ["--version"]],
+  ] as const) {
     const r = spawnSync(bin, args);
     if (r.error) throw new Error(`${bin} is not installed: run \`bash scripts/install-e2e-deps.sh\` (as root)`);
   }
@@ -52,9 +55,7 @@ export async function startRegistry(opts: { auth?: TokenAuth } = {}): Promise<Te
   for (let tries = 0; tries < 5; tries++) {
     const port = await freePort();
     const host = `127.0.0.1:${port}`;
-    const auth = opts.auth
-      ? `auth:\n  token:\n    realm: ${opts.auth.realm}\n    service: ${opts.auth.service}\n    issuer: ${opts.auth.issuer}\n    rootcertbundle: ${opts.auth.certFile}\n`
-      : "";
+    const auth = opts.auth ? `auth:\n  token:\n    realm: ${opts.auth.realm}\n    service: ${opts.auth.service}\n    issuer: ${opts.auth.issuer}\n    rootcertbundle: ${opts.auth.certFile}\n` : "";
     const config = join(dir, "config.yml");
     writeFileSync(
       config,
