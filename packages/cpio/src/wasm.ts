@@ -170,6 +170,27 @@ export function encodeWhole(enc: StreamingEncoder, data: Uint8Array): Uint8Array
   return concatBytes(parts);
 }
 
+/**
+ * One whole member of `data` from an idle encoder of `pool` for `key` (a level or preset), made by
+ * `make` when none is idle; `ready` readies a used encoder for its next member. An encoder that
+ * failed is freed, never reused.
+ */
+export function encodePooled<E extends StreamingEncoder>(pool: Map<number, E[]>, key: number, make: () => E, data: Uint8Array, ready?: (enc: E) => void): Uint8Array {
+  let list = pool.get(key);
+  if (!list) pool.set(key, (list = []));
+  const enc = list.pop() ?? make();
+  let out: Uint8Array;
+  try {
+    out = encodeWhole(enc, data);
+    ready?.(enc);
+  } catch (err) {
+    enc.free();
+    throw err;
+  }
+  list.push(enc);
+  return out;
+}
+
 /** A Node stream around a StreamingEncoder: one member, the encoder freed at the end or on error. */
 export class EncoderTransform extends Transform {
   readonly #enc: StreamingEncoder;

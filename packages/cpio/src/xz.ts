@@ -9,7 +9,7 @@
  */
 import { Transform, type TransformCallback } from "node:stream";
 import { CpioError } from "./errors.js";
-import { EncoderTransform, FeedingEncoder, allocBuffers, concatBytes, encodeWhole, freeBuffers, instantiate, pump, type StreamBuffers } from "./wasm.js";
+import { EncoderTransform, FeedingEncoder, allocBuffers, concatBytes, encodePooled, freeBuffers, instantiate, pump, type StreamBuffers } from "./wasm.js";
 
 /** Input handed to the encoder per call. */
 export const XZ_FEED = 1 << 20;
@@ -100,19 +100,7 @@ export class XzEncoder extends FeedingEncoder {
 
 /** One .xz stream of `data` (CRC32 check). */
 export function xzStream(data: Uint8Array, preset: number): Uint8Array {
-  const list = idle.get(preset) ?? [];
-  idle.set(preset, list);
-  const enc = list.pop() ?? new XzEncoder(preset);
-  let out: Uint8Array;
-  try {
-    out = encodeWhole(enc, data);
-    enc.reset();
-  } catch (err) {
-    enc.free();
-    throw err;
-  }
-  list.push(enc);
-  return out;
+  return encodePooled(idle, preset, () => new XzEncoder(preset), data, (enc) => enc.reset());
 }
 
 /** The same stream as {@link xzStream}, as a Node stream with bounded memory. */

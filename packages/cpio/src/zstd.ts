@@ -9,7 +9,7 @@
  */
 import { Transform, type TransformCallback } from "node:stream";
 import { CpioError } from "./errors.js";
-import { EncoderTransform, FeedingEncoder, allocBuffers, concatBytes, encodeWhole, freeBuffers, instantiate, pump, type StreamBuffers } from "./wasm.js";
+import { EncoderTransform, FeedingEncoder, allocBuffers, concatBytes, encodePooled, freeBuffers, instantiate, pump, type StreamBuffers } from "./wasm.js";
 
 /** Input handed to the encoder per call. */
 export const ZSTD_FEED = 1 << 20;
@@ -96,18 +96,7 @@ export class ZstdEncoder extends FeedingEncoder {
 
 /** One zstd frame of `data`. */
 export function zstdFrame(data: Uint8Array, level: number): Uint8Array {
-  const list = idle.get(level) ?? [];
-  idle.set(level, list);
-  const enc = list.pop() ?? new ZstdEncoder(level);
-  let out: Uint8Array;
-  try {
-    out = encodeWhole(enc, data);
-  } catch (err) {
-    enc.free();
-    throw err;
-  }
-  list.push(enc);
-  return out;
+  return encodePooled(idle, level, () => new ZstdEncoder(level), data);
 }
 
 /** The same frame as {@link zstdFrame}, as a stream with bounded memory. */
