@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { constants as fsc, readFile as readFileCb, statSync, type BigIntStats } from "node:fs";
-import { link, lstat, mkdir, open, readdir, rename, rm, unlink, utimes } from "node:fs/promises";
+import { type FileHandle, link, lstat, mkdir, open, readdir, rename, rm, unlink, utimes } from "node:fs/promises";
 import { reapStaleTemps, tempName } from "@fledge/safe-fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -262,17 +262,9 @@ export class SegmentCache {
       const { bytesRead } = await fh.read(head, 0, SEGMENT_FILE_HEADER, 0);
       const bad = this.#checkHeader(key, head, bytesRead < SEGMENT_FILE_HEADER ? bytesRead : st.size);
       if (bad) return { ok: false, reason: bad };
-      const h = createHash("sha256");
-      const buf = Buffer.allocUnsafe(1 << 20);
-      let size = 0;
-      for (;;) {
-        const r = await fh.read(buf, 0, buf.length, SEGMENT_FILE_HEADER + size);
-        if (r.bytesRead === 0) break;
-        h.update(buf.subarray(0, r.bytesRead));
-        size += r.bytesRead;
-      }
+      const { size, sha256 } = await hashPayload(fh);
       if (size !== st.size - SEGMENT_FILE_HEADER) return { ok: false, reason: "changed while it was read" };
-      if (!h.digest().equals(head.subarray(OFF_HASH, OFF_HASH + 32))) return { ok: false, reason: "payload does not match its sha256" };
+      if (!sha256.equals(head.subarray(OFF_HASH, OFF_HASH + 32))) return { ok: false, reason: "payload does not match its sha256" };
       return { ok: true, size, payloadSha256: Buffer.from(head.subarray(OFF_HASH, OFF_HASH + 32)) };
     } finally {
       await fh.close();
@@ -501,6 +493,20 @@ export async function stampOf(path: string): Promise<FileStamp> {
   return { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
 }
 
+/** The size and sha256 of a segment file's payload (everything after its header), read in 1 MiB pieces. */
+async function hashPayload(fh: FileHandle): Promise<{ size: number; sha256: Buffer }> {
+  const h = createHash("sha256");
+  const buf = Buffer.allocUnsafe(1 << 20);
+  let size = 0;
+  for (;;) {
+    const r = await fh.read(buf, 0, buf.length, SEGMENT_FILE_HEADER + size);
+    if (r.bytesRead === 0) break;
+    h.update(buf.subarray(0, r.bytesRead));
+    size += r.bytesRead;
+  }
+  return { size, sha256: h.digest() };
+}
+
 /** Streams a segment file, checking sha256(payload) against its header (no key check); returns the payload size. */
 export async function verifySegmentFile(path: string): Promise<number | undefined> {
   let fh;
@@ -513,16 +519,8 @@ export async function verifySegmentFile(path: string): Promise<number | undefine
     const head = Buffer.alloc(SEGMENT_FILE_HEADER);
     const { bytesRead } = await fh.read(head, 0, SEGMENT_FILE_HEADER, 0);
     if (bytesRead !== SEGMENT_FILE_HEADER || !head.subarray(0, 8).equals(MAGIC)) return undefined;
-    const h = createHash("sha256");
-    const buf = Buffer.allocUnsafe(1 << 20);
-    let size = 0;
-    for (;;) {
-      const r = await fh.read(buf, 0, buf.length, SEGMENT_FILE_HEADER + size);
-      if (r.bytesRead === 0) break;
-      h.update(buf.subarray(0, r.bytesRead));
-      size += r.bytesRead;
-    }
-    return h.digest().equals(head.subarray(OFF_HASH, OFF_HASH + 32)) && BigInt(size) === head.readBigUInt64LE(OFF_LEN) ? size : undefined;
+    const { size, sha256 } = await hashPayload(fh);
+    return sha256.equals(head.subarray(OFF_HASH, OFF_HASH + 32)) && BigInt(size) === head.readBigUInt64LE(OFF_LEN) ? size : undefined;
   } finally {
     await fh.close();
   }

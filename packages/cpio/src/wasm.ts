@@ -177,7 +177,10 @@ export function encodeWhole(enc: StreamingEncoder, data: Uint8Array): Uint8Array
  */
 export function encodePooled<E extends StreamingEncoder>(pool: Map<number, E[]>, key: number, make: () => E, data: Uint8Array, ready?: (enc: E) => void): Uint8Array {
   let list = pool.get(key);
-  if (!list) pool.set(key, (list = []));
+  if (!list) {
+    list = [];
+    pool.set(key, list);
+  }
   const enc = list.pop() ?? make();
   let out: Uint8Array;
   try {

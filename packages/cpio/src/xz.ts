@@ -100,7 +100,13 @@ export class XzEncoder extends FeedingEncoder {
 
 /** One .xz stream of `data` (CRC32 check). */
 export function xzStream(data: Uint8Array, preset: number): Uint8Array {
-  return encodePooled(idle, preset, () => new XzEncoder(preset), data, (enc) => enc.reset());
+  return encodePooled(
+    idle,
+    preset,
+    () => new XzEncoder(preset),
+    data,
+    (enc) => enc.reset(),
+  );
 }
 
 /** The same stream as {@link xzStream}, as a Node stream with bounded memory. */
