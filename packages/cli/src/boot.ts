@@ -177,9 +177,4 @@ export function describeExit(exit: VmExit): { code: number; message: string } {
   }
 }
 
-/** Where the artifact of a project goes when fledge.toml does not say (the build command's default). */
-export function defaultArtifact(dir: string): string {
-  return join(dir, "plugin.cpio.gz");
-}
-
 export { defaultCacheDir };

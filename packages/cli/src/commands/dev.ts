@@ -6,8 +6,8 @@ import type { Vm } from "@fledge/vm";
 import { UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand } from "../args.js";
 import { printError } from "../errors.js";
-import { chooseKernel, say, startSession, describeExit } from "../boot.js";
-import { prepareTarget } from "./run.js";
+import { say, startSession, describeExit } from "../boot.js";
+import { kernelFor, prepareTarget } from "./run.js";
 import type { GlobalFlags } from "../index.js";
 
 export const help = `fledge dev — build, boot, and on every change rebuild and reboot
@@ -92,18 +92,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
   let started = performance.now();
   let prepared = await prepareTarget(io, flags, targetReq);
   say(io, `built in ${Math.round(performance.now() - started)} ms`);
-  const kernel = boot
-    ? await chooseKernel(io, {
-        arch: prepared.target.arch,
-        flag: values.kernel,
-        config: prepared.runKernel,
-        cacheDir,
-        offline: values.offline,
-        env: io.env,
-        volantVersion: prepared.volantVersion,
-        projectDir: prepared.config?.rootDir,
-      })
-    : undefined;
+  const kernel = boot ? await kernelFor(io, prepared, { flag: values.kernel, cacheDir, offline: values.offline }) : undefined;
 
   let vm: Vm | undefined;
   let stopping = false;

@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { build, defaultArtifactName, resolveMtime, type Builder } from "@fledge/core";
 import { loadFledgeConfig, type FledgeConfig } from "@fledge/config";
 import { defaultCacheDir } from "@fledge/fetch";
-import type { GuestArch } from "@fledge/vm";
+import type { GuestArch, KernelChoice } from "@fledge/vm";
 import { ExitError, UsageError, colors, type CliIO } from "../io.js";
 import { parseCommand } from "../args.js";
 import { attachReporter } from "../progress.js";
@@ -94,16 +94,7 @@ export async function run(argv: string[], io: CliIO, flags: GlobalFlags): Promis
     cacheDir,
     offline: !!values.offline,
   });
-  const kernel = await chooseKernel(io, {
-    arch: prepared.target.arch,
-    flag: values.kernel,
-    config: prepared.runKernel,
-    cacheDir,
-    offline: values.offline,
-    env: io.env,
-    volantVersion: prepared.volantVersion,
-    projectDir: prepared.config?.rootDir,
-  });
+  const kernel = await kernelFor(io, prepared, { flag: values.kernel, cacheDir, offline: values.offline });
   return bootInteractive(io, { target: prepared.target, kernel, append: values.append, memoryMb: memory, hostPort: port, quiet: flags.quiet, cacheDir });
 }
 
@@ -125,6 +116,20 @@ export interface PreparedTarget {
   runKernel?: string;
   /** The Volant release to take the kernel from: kestrel's (fledge.lock's tag, else [agent] version). */
   volantVersion?: string;
+}
+
+/** The kernel to boot a prepared target with (`--kernel`, `[run] kernel`, Volant's, the host's). */
+export function kernelFor(io: CliIO, prepared: PreparedTarget, opts: { flag?: string; cacheDir?: string; offline?: boolean }): Promise<KernelChoice> {
+  return chooseKernel(io, {
+    arch: prepared.target.arch,
+    flag: opts.flag,
+    config: prepared.runKernel,
+    cacheDir: opts.cacheDir,
+    offline: opts.offline,
+    env: io.env,
+    volantVersion: prepared.volantVersion,
+    projectDir: prepared.config?.rootDir,
+  });
 }
 
 /** The artifact to boot: the one given, or the project's, built first unless --no-build. */
