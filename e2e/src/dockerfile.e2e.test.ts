@@ -1,8 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +8,7 @@ import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fledge } from "./cli.js";
 import { bootInitramfs, hostBusybox } from "./qemu.js";
+import { startReleaseServer, type ReleaseServer } from "./release-server.js";
 
 /**
  * Dockerfile sources with the CLI and a real engine: Debian's buildah (scripts/install-e2e-deps.sh),
@@ -30,11 +29,10 @@ import { bootInitramfs, hostBusybox } from "./qemu.js";
  */
 const fixtures = fileURLToPath(new URL("../fixtures/", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "fledge-e2e-dockerfile-"));
-const BUSYBOX_PATH = "/downloads/binaries/1.35.0-x86_64-linux-musl/busybox";
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const isRoot = process.getuid?.() === 0;
 
-let server: Server;
+let release: ReleaseServer | undefined;
 let base = "";
 let env: NodeJS.ProcessEnv = {};
 
@@ -66,27 +64,8 @@ beforeAll(async () => {
   if (spawnSync("buildah", ["--version"]).status !== 0) throw new Error("buildah is not installed: run scripts/install-e2e-deps.sh");
   const busybox = readFileSync(hostBusybox());
   const kestrel = readFileSync(join(fixtures, "oci", "kestrel"));
-  server = createServer((req, res) => {
-    const url = req.url ?? "";
-    const send = (body: Buffer | string, type = "application/octet-stream") => res.writeHead(200, { "content-type": type, "content-length": Buffer.byteLength(body) }).end(body);
-    if (url === `/busybox.net${BUSYBOX_PATH}`) return send(busybox);
-    if (url === "/api/repos/volantvm/volant/releases/latest")
-      return send(
-        JSON.stringify({
-          tag_name: "v0.0.0-e2e",
-          assets: [
-            { name: "kestrel", browser_download_url: `${base}/download/kestrel` },
-            { name: "checksums.txt", browser_download_url: `${base}/download/checksums.txt` },
-          ],
-        }),
-        "application/json",
-      );
-    if (url === "/download/kestrel") return send(kestrel);
-    if (url === "/download/checksums.txt") return send(`${sha256(kestrel)}  kestrel\n`, "text/plain");
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  release = await startReleaseServer({ assets: { kestrel, "checksums.txt": `${sha256(kestrel)}  kestrel\n` }, busybox });
+  base = release.base;
   const storageConf = join(work, "storage.conf");
   writeFileSync(storageConf, `[storage]\ndriver = "vfs"\ngraphroot = "${join(work, "storage")}"\nrunroot = "${join(work, "run")}"\n`);
   env = {
@@ -101,7 +80,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await new Promise((r) => server?.close(r));
+  await release?.close();
   if (isRoot) spawnSync("buildah", ["rm", "--all"], { env: { ...process.env, ...env }, stdio: "ignore" });
   rmSync(work, { recursive: true, force: true });
 });

@@ -1,7 +1,5 @@
 import { createHash } from "node:crypto";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +8,7 @@ import { skopeo, startRegistry, writeLayout, type TestRegistry } from "@fledge/p
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fledge } from "./cli.js";
 import { bootInitramfs, hostBusybox } from "./qemu.js";
+import { startReleaseServer, type ReleaseServer } from "./release-server.js";
 
 /**
  * The seed's Mode 1 config plus `[source] image = "<loopback registry>/…"`, built with the CLI
@@ -19,12 +18,11 @@ import { bootInitramfs, hostBusybox } from "./qemu.js";
  */
 const fixtures = fileURLToPath(new URL("../fixtures/", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "fledge-e2e-oci-"));
-const BUSYBOX_PATH = "/downloads/binaries/1.35.0-x86_64-linux-musl/busybox";
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const file = (p: string) => readFileSync(realpathSync(p));
 
 let registry: TestRegistry;
-let server: Server;
+let release: ReleaseServer | undefined;
 let base = "";
 let image = "";
 const layout = join(work, "layout");
@@ -32,27 +30,8 @@ const layout = join(work, "layout");
 beforeAll(async () => {
   const busybox = readFileSync(hostBusybox());
   const kestrel = readFileSync(join(fixtures, "oci", "kestrel"));
-  server = createServer((req, res) => {
-    const url = req.url ?? "";
-    const send = (body: Buffer | string, type = "application/octet-stream") => res.writeHead(200, { "content-type": type, "content-length": Buffer.byteLength(body) }).end(body);
-    if (url === `/busybox.net${BUSYBOX_PATH}`) return send(busybox);
-    if (url === "/api/repos/volantvm/volant/releases/latest")
-      return send(
-        JSON.stringify({
-          tag_name: "v0.0.0-e2e",
-          assets: [
-            { name: "kestrel", browser_download_url: `${base}/download/kestrel` },
-            { name: "checksums.txt", browser_download_url: `${base}/download/checksums.txt` },
-          ],
-        }),
-        "application/json",
-      );
-    if (url === "/download/kestrel") return send(kestrel);
-    if (url === "/download/checksums.txt") return send(`${sha256(kestrel)}  kestrel\n`, "text/plain");
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  release = await startReleaseServer({ assets: { kestrel, "checksums.txt": `${sha256(kestrel)}  kestrel\n` }, busybox });
+  base = release.base;
 
   const entry = [
     "#!/bin/sh",
@@ -95,7 +74,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await registry?.stop();
-  await new Promise((r) => server?.close(r));
+  await release?.close();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -1,7 +1,5 @@
 import { createHash } from "node:crypto";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeManifest } from "@fledge/vm";
 import { fledge, spawnFledge, childPids, alive, httpGet } from "./cli.js";
 import { findKernel, hostBusybox } from "./qemu.js";
+import { startReleaseServer, type ReleaseServer } from "./release-server.js";
 
 /**
  * `fledge run` as a user runs it: the hello example built and booted, its page fetched through
@@ -22,26 +21,15 @@ const work = mkdtempSync(join(tmpdir(), "fledge-e2e-run-"));
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const mirror = () => `https://busybox.net/downloads/binaries/1.35.0-x86_64-linux-musl/=file://${dirname(hostBusybox())}/`;
 
-let server: Server;
+let release: ReleaseServer | undefined;
 let base = "";
-const requests: string[] = [];
 beforeAll(async () => {
   const kernel = readFileSync(findKernel());
-  server = createServer((req, res) => {
-    const url = req.url ?? "";
-    requests.push(url);
-    const send = (body: Buffer | string) => res.writeHead(200, { "content-length": Buffer.byteLength(body) }).end(body);
-    if (url === "/api/repos/volantvm/volant/releases/latest")
-      return send(JSON.stringify({ tag_name: "v0.0.0-e2e", assets: ["kestrel", "bzImage", "bzImage.sha256"].map((name) => ({ name, browser_download_url: `${base}/download/v0.0.0-e2e/${name}` })) }));
-    if (url === "/download/v0.0.0-e2e/bzImage") return send(kernel);
-    if (url === "/download/v0.0.0-e2e/bzImage.sha256") return send(`${sha256(kernel)}  bzImage\n`);
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  release = await startReleaseServer({ assets: { kestrel: "", bzImage: kernel, "bzImage.sha256": `${sha256(kernel)}  bzImage\n` } });
+  base = release.base;
 });
 afterAll(async () => {
-  await new Promise((r) => server.close(r));
+  await release?.close();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -55,7 +43,7 @@ describe("fledge run", () => {
       const m = await run.waitFor(/curl (http:\/\/127\.0\.0\.1:\d+\/)/, "stderr", 120_000);
       expect(run.stderr).toContain("Volant's kernel, release v0.0.0-e2e");
       expect(run.stderr).not.toContain("NOT Volant's kernel");
-      expect(requests).toContain("/download/v0.0.0-e2e/bzImage.sha256");
+      expect(release!.requests).toContain("/download/v0.0.0-e2e/bzImage.sha256");
       const page = await httpGet(m[1]!, 150_000);
       expect(page.status).toBe(200);
       expect(page.body).toContain("hello from fledge");

@@ -1,8 +1,6 @@
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,6 +10,7 @@ import { validateVolantManifest } from "@fledge/manifest";
 import { encodeManifest } from "@fledge/vm";
 import { fledge, type RunResult } from "./cli.js";
 import { bootInitramfs, hostBusybox, type BootResult } from "./qemu.js";
+import { BUSYBOX_PATH, startReleaseServer, type ReleaseServer } from "./release-server.js";
 
 /**
  * The seed's three configs (e2e/fixtures/seed, see its README), built as they are written —
@@ -22,7 +21,6 @@ import { bootInitramfs, hostBusybox, type BootResult } from "./qemu.js";
  */
 const fixtures = fileURLToPath(new URL("../fixtures/seed/", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "fledge-e2e-seed-"));
-const BUSYBOX_PATH = "/downloads/binaries/1.35.0-x86_64-linux-musl/busybox";
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 // ajv is CommonJS: from ESM its class is the default export's `default`.
@@ -36,41 +34,17 @@ function expectVolantAccepts(manifest: unknown): void {
   expect(validateVolantManifest(manifest)).toEqual([]);
 }
 
-let server: Server;
+let release: ReleaseServer | undefined;
 let base = "";
-const requests: string[] = [];
 
 beforeAll(async () => {
   const busybox = readFileSync(hostBusybox());
   const kestrel = readFileSync(join(fixtures, "release", "kestrel"));
-  server = createServer((req, res) => {
-    const url = req.url ?? "";
-    requests.push(url);
-    const send = (body: Buffer | string, type = "application/octet-stream") => {
-      res.writeHead(200, { "content-type": type, "content-length": Buffer.byteLength(body) });
-      res.end(body);
-    };
-    if (url === `/busybox.net${BUSYBOX_PATH}`) return send(busybox);
-    if (url === "/api/repos/volantvm/volant/releases/latest")
-      return send(
-        JSON.stringify({
-          tag_name: "v0.0.0-e2e",
-          assets: [
-            { name: "kestrel", browser_download_url: `${base}/download/v0.0.0-e2e/kestrel` },
-            { name: "checksums.txt", browser_download_url: `${base}/download/v0.0.0-e2e/checksums.txt` },
-          ],
-        }),
-        "application/json",
-      );
-    if (url === "/download/v0.0.0-e2e/kestrel") return send(kestrel);
-    if (url === "/download/v0.0.0-e2e/checksums.txt") return send(`${sha256(kestrel)}  kestrel\n`, "text/plain");
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  release = await startReleaseServer({ assets: { kestrel, "checksums.txt": `${sha256(kestrel)}  kestrel\n` }, busybox });
+  base = release.base;
 });
 afterAll(async () => {
-  await new Promise((r) => server.close(r));
+  await release?.close();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -122,8 +96,8 @@ function expectCleanPowerOff(boot: BootResult): void {
 describe("the seed's configs build and boot as the seed describes", () => {
   it("Mode 1 (default): kestrel from the latest release becomes PID 1 via the C init, with the filesystems mounted", async () => {
     const { artifact, manifest, stderr } = await buildSeed("mode1");
-    expect(requests).toContain("/api/repos/volantvm/volant/releases/latest");
-    expect(requests).toContain(`/busybox.net${BUSYBOX_PATH}`);
+    expect(release!.requests).toContain("/api/repos/volantvm/volant/releases/latest");
+    expect(release!.requests).toContain(`/busybox.net${BUSYBOX_PATH}`);
     // The program kestrel starts is the one mapped into a bin directory; kestrel's API has 8080.
     expect(manifest.workload).toEqual({ type: "http", entrypoint: ["/usr/bin/myapp"], base_url: "http://127.0.0.1:8000" });
     expect(stderr).toContain('note: manifest: workload.entrypoint = ["/usr/bin/myapp"] from the one file the mappings put in a bin directory ("./myapp" → /usr/bin/myapp)');
